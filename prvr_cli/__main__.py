@@ -1,0 +1,3 @@
+from prvr_cli.cli.app import main
+
+main()

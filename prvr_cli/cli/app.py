@@ -1,0 +1,55 @@
+"""``prvr``: the command. Library imports happen inside each command, so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from prvr_cli import __version__
+from prvr_cli.cli import data, stubs
+
+app = typer.Typer(
+    help="Partially Relevant Video Retrieval: train ARL, evaluate, index and search untrimmed videos.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data.app, name="data")
+app.command()(stubs.extract)
+app.command()(stubs.index)
+app.command()(stubs.search)
+app.command()(stubs.demo)
+
+
+def _register():
+    from prvr_cli.cli import eval as eval_cmd
+    from prvr_cli.cli import train as train_cmd
+
+    app.command(name="train")(train_cmd.train)
+    app.command(name="eval")(eval_cmd.evaluate)
+
+
+def _version(value: bool):
+    if value:
+        print(f"prvr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version")):
+    pass
+
+
+def main() -> None:
+    from prvr_cli.errors import PrvrError
+
+    _register()
+    try:
+        app(standalone_mode=True)
+    except PrvrError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.secho("interrupted", fg="yellow", err=True)
+        sys.exit(130)

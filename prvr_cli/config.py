@@ -1,0 +1,179 @@
+"""Settings as dataclasses, and the named presets of the model zoo (``models/*.json``).
+
+A preset is one JSON file with a ``card`` (a few lines for humans) and the sections ``data``,
+``model``, ``loss`` and ``train``. ``load_preset(name, overrides)`` returns a resolved ``Config``;
+overrides are ``section.key=value`` strings (``--set`` on the command line).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prvr_cli.errors import PrvrError
+
+
+@dataclass
+class DataConfig:
+    collection: str = "synth"
+    visual_feature: str = "synth"  # FeatureData/<name>/ (BigFile) or FeatureData/<name>.hdf5
+    text_feature: str = "roberta"  # TextData/<name>_<collection>_query_feat.hdf5
+    max_ctx_l: int = 128  # videos longer than this are resampled by averaging bins
+    max_desc_l: int = 30  # queries are truncated to this many tokens
+    batch_size: int = 128  # videos per training batch (with all their queries)
+    eval_batch_size: int = 256
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    visual_dim: int = 1024  # input frame feature size
+    text_dim: int = 1024  # input token feature size
+    hidden: int = 384  # d
+    heads: int = 4
+    layers: int = 1
+    dropout: float = 0.2
+    input_dropout: float = 0.2
+    max_ctx_l: int = 128  # positional table sizes
+    max_desc_l: int = 30
+    seeds: tuple[int, int] = (0, 1)  # theta, phi initialisation seeds
+
+
+@dataclass
+class LossConfig:
+    margin: float = 0.1  # m, for negatives
+    margin_ambiguous: float = 0.05  # m_a < m, for ambiguous items
+    lambda_nce: float = 0.02  # weight of the contrastive term (GMMFormer's nce weight)
+    temperature: float = 1.0  # the logits are s / temperature
+    frame_weight: float = 1.0  # L = L_video + frame_weight * L_frame
+    warmup_epochs: int = 2
+    tv_ambiguity: bool = True
+    tf_ambiguity: bool = True
+    cross_model: bool = True
+    ambiguous_as: str = "ours"  # ours | positive | ignore
+    uncertainty: str = "pass"  # pass | online
+    tau_u_over: str = "positive"  # positive | all
+
+    def __post_init__(self):
+        if self.ambiguous_as not in ("ours", "positive", "ignore"):
+            raise PrvrError(f"loss.ambiguous_as must be ours|positive|ignore, not {self.ambiguous_as!r}")
+        if self.uncertainty not in ("pass", "online"):
+            raise PrvrError(f"loss.uncertainty must be pass|online, not {self.uncertainty!r}")
+        if self.tau_u_over not in ("positive", "all"):
+            raise PrvrError(f"loss.tau_u_over must be positive|all, not {self.tau_u_over!r}")
+
+    @property
+    def arl_on(self) -> bool:
+        return self.tv_ambiguity or self.tf_ambiguity
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.01  # linear warmup share of all steps, then linear decay
+    grad_clip: float = 1.0
+    patience: int = 10  # early stop after this many epochs without a better val SumR
+    seed: int = 0
+    amp: bool = True  # mixed precision, CUDA only
+
+
+@dataclass
+class Config:
+    name: str = "custom"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Config:
+        sections = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
+        kwargs = {"name": d.get("name", "custom")}
+        for key, klass in sections.items():
+            raw = dict(d.get(key, {}))
+            known = {f.name for f in dataclasses.fields(klass)}
+            unknown = set(raw) - known
+            if unknown:
+                raise PrvrError(f"unknown {key} setting(s): {', '.join(sorted(unknown))}")
+            if "seeds" in raw:
+                raw["seeds"] = tuple(raw["seeds"])
+            kwargs[key] = klass(**raw)
+        return cls(**kwargs)
+
+
+def zoo_dir() -> Path:
+    """The preset folder: inside the installed package, or ``models/`` of a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "models", here.parent / "models"):
+        if candidate.is_dir() and any(candidate.glob("*.json")):
+            return candidate
+    raise PrvrError("the model zoo (models/*.json) is missing from this installation")
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in zoo_dir().glob("*.json"))
+
+
+def preset_card(name: str) -> str:
+    return "\n".join(_read_preset(name).get("card", []))
+
+
+def _read_preset(name: str) -> dict:
+    path = zoo_dir() / f"{name}.json"
+    if not path.is_file():
+        raise PrvrError(f"unknown preset {name!r}; known: {', '.join(list_presets())}")
+    return json.loads(path.read_text())
+
+
+def _coerce(text: str, current):
+    if isinstance(current, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(text)
+    if isinstance(current, int):
+        return int(text)
+    if isinstance(current, float):
+        return float(text)
+    if isinstance(current, tuple):
+        return tuple(int(x) for x in text.split(","))
+    return text
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | None) -> Config:
+    """Apply ``section.key=value`` strings (a bare ``key`` is looked up in every section)."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise PrvrError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        if "." in key:
+            section_name, attr = key.split(".", 1)
+            sections = [getattr(cfg, section_name, None)]
+        else:
+            attr = key
+            sections = [cfg.data, cfg.model, cfg.loss, cfg.train]
+        matches = [s for s in sections if s is not None and hasattr(s, attr)]
+        if len(matches) != 1:
+            raise PrvrError(f"--set {item!r}: unknown or ambiguous setting {key!r}")
+        section = matches[0]
+        try:
+            setattr(section, attr, _coerce(value, getattr(section, attr)))
+        except ValueError:
+            raise PrvrError(f"--set {item!r}: cannot read {value!r} as {type(getattr(section, attr)).__name__}") from None
+        if hasattr(section, "__post_init__"):
+            section.__post_init__()
+    return cfg
+
+
+def load_preset(name: str, overrides: list[str] | None = None) -> Config:
+    raw = _read_preset(name)
+    cfg = Config.from_dict({k: v for k, v in raw.items() if k != "card"} | {"name": name})
+    return apply_overrides(cfg, overrides)
