@@ -1,10 +1,81 @@
+"""``prvr train``."""
+
+from __future__ import annotations
+
+import tempfile
 from pathlib import Path
 
 import typer
 
-from prvr_cli.cli.common import not_implemented
+from prvr_cli.cli.common import console, print_json
 
 
-def train(out: Path = typer.Option(None)):
-    """Train ARL."""
-    not_implemented("train")
+def train(
+    dataset: str = typer.Option(None, help="dataset preset: tvr, activitynet, charades, tvr_clip, ... (picks collection, features, settings)"),
+    data_root: Path = typer.Option(None, "--data-root", help="folder that holds <collection>/ in the MS-SL layout"),
+    collection: str = typer.Option(None, help="collection name under --data-root (any dataset, e.g. one from prvr extract or prvr data synth)"),
+    feature: str = typer.Option(None, help="visual feature name (FeatureData/<feature>); default: the preset's, or the only one"),
+    text_feature: str = typer.Option(None, help="text feature prefix (TextData/<name>_<collection>_query_feat.hdf5)"),
+    preset: str = typer.Option(None, help="model zoo preset (default: --dataset, else tvr); `prvr train --list-presets`"),
+    set_: list[str] = typer.Option(None, "--set", help="override a setting: section.key=value, e.g. loss.cross_model=false"),
+    epochs: int = typer.Option(None, help="number of epochs (overrides the preset)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    out: Path = typer.Option(None, help="run folder (default runs/<preset>)"),
+    resume: bool = typer.Option(False, help="continue the interrupted run in --out"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="tiny preset, tiny synthetic data (or --data-root), one epoch"),
+    list_presets: bool = typer.Option(False, "--list-presets", help="list the model zoo and exit"),
+    json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+):
+    """Train ARL (two branches, ambiguity detection, cross-model exchange) and test the best epoch."""
+    from prvr_cli.config import list_presets as zoo, load_preset, preset_card
+
+    if list_presets:
+        for name in zoo():
+            console.print(f"[bold]{name}[/bold]: {preset_card(name)}")
+        raise typer.Exit()
+
+    from prvr_cli.device import resolve_device
+    from prvr_cli.nets.dual import DualBranch, count_parameters
+    from prvr_cli.train.fit import fit, load_training_data
+
+    dev = resolve_device(device)
+    tmp = None
+    if dry_run:
+        cfg = load_preset(preset or "tiny", set_)
+        cfg.train.epochs, cfg.loss.warmup_epochs = epochs or 1, 0
+        if data_root is None:
+            from prvr_cli.data.synth import generate, spec_for
+
+            tmp = tempfile.TemporaryDirectory(prefix="prvr-dry-run-")
+            data_root = Path(tmp.name)
+            generate(data_root, "synth", spec_for("tiny"))
+            collection = "synth"
+        out = out or Path(tmp.name if tmp else tempfile.mkdtemp(prefix="prvr-dry-run-")) / "run"
+    else:
+        if data_root is None:
+            raise typer.BadParameter("--data-root is required (or use --dry-run)", param_hint="--data-root")
+        cfg = load_preset(preset or dataset or "tvr", set_)
+        if epochs:
+            cfg.train.epochs = epochs
+        out = out or Path("runs") / cfg.name
+    if collection:
+        cfg.data.collection = collection
+    if feature or collection:
+        cfg.data.visual_feature = feature or ""
+    if text_feature or collection:
+        cfg.data.text_feature = text_feature or ""
+
+    if dry_run:
+        load_training_data(cfg, data_root)
+        console.print(f"parameters: {count_parameters(DualBranch(cfg.model))}")
+    console.print(f"training [bold]{cfg.name}[/bold] on {data_root}/{cfg.data.collection} ({dev.type}) -> {out}")
+    summary = fit(cfg, data_root, out, dev, resume=resume, show_progress=not json_out, log=console.print)
+    if json_out:
+        print_json(summary)
+    else:
+        console.print(f"params {summary['params']}")
+        if "test" in summary:
+            console.print(f"test: {summary['test']}")
+        console.print(f"run saved in {summary['out']}")
+    if tmp is not None:
+        tmp.cleanup()

@@ -1,0 +1,1 @@
+"""ARL as pure functions on tensors: similarity, uncertainty, ambiguity detection, losses."""

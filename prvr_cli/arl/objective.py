@@ -1,0 +1,111 @@
+"""The ARL objective of a batch: per-branch detection, cross-model exchange, named loss terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from prvr_cli.arl.detection import Detection, detect_text_frame, detect_text_video, positives
+from prvr_cli.arl.losses import dual_triplet, multi_positive_nce
+from prvr_cli.arl.similarity import frame_similarity, video_similarity
+from prvr_cli.arl.uncertainty import (
+    EpochStats,
+    frame_pair_uncertainty,
+    frame_uncertainty,
+    pair_uncertainty,
+    query_uncertainty,
+)
+from prvr_cli.config import LossConfig
+
+
+@dataclass
+class BranchDetections:
+    tv: Detection | None  # (Nq, B) text-video
+    tf: Detection | None  # (Nq, L) text-frame, inside each query's paired video
+
+
+@torch.no_grad()
+def detect(sf: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, q: torch.Tensor,
+           V: torch.Tensor, stats: EpochStats, cfg: LossConfig) -> BranchDetections:
+    """One branch's ambiguous sets from its own similarities and uncertainties.
+    sf (Nq, B, L), mask (B, L), labels (Nq,), q (Nq, d), V (B, L, d)."""
+    sf = sf.detach().float()
+    U_q = query_uncertainty(q.detach().float(), stats.mean_v.to(q.device))  # (Nq,)
+    U_v = frame_uncertainty(V.detach().float(), stats.mean_q.to(V.device))  # (B, L)
+    tv = tf = None
+    if cfg.tv_ambiguity:
+        s, k_hat = video_similarity(sf, mask)
+        tv = detect_text_video(s, pair_uncertainty(U_q, U_v, k_hat), labels, stats.tau_s, stats.tau_u)
+    if cfg.tf_ambiguity:
+        rows = torch.arange(sf.shape[0], device=sf.device)
+        uf = frame_pair_uncertainty(U_q, U_v[labels])
+        tf = detect_text_frame(sf[rows, labels], uf, mask[labels], stats.tau_s, stats.tau_u)
+    return BranchDetections(tv, tf)
+
+
+def branch_loss(sf: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
+                given: BranchDetections | None, cfg: LossConfig) -> dict[str, torch.Tensor]:
+    """Loss of one branch from its similarities and the ambiguous sets it is given.
+
+    sf (Nq, B, L) with gradient. ``given=None`` (warmup, or baseline) = triplet with hardest
+    negative + InfoNCE at video level only. Returns named terms and ``loss``:
+    L = L_video + frame_weight * L_frame, each L_x = lambda_nce * nce + trip_n + trip_a.
+    """
+    nq, b, _ = sf.shape
+    s, k_hat = video_similarity(sf, mask)  # (Nq, B)
+    rows = torch.arange(nq, device=sf.device)
+    tv = given.tv if given is not None else None
+    pos = positives(labels, b)
+    amb = tv.amb if tv is not None else torch.zeros_like(pos)
+    neg = ~pos & ~amb
+    mode = cfg.ambiguous_as
+    t = cfg.temperature
+    nce = multi_positive_nce(s, rows, labels, amb, neg, t, mode).mean() + \
+        multi_positive_nce(s.T, labels, rows, amb.T, neg.T, t, mode).mean()
+    n1, a1 = dual_triplet(s, rows, labels, amb, neg, cfg.margin, cfg.margin_ambiguous)
+    n2, a2 = dual_triplet(s.T, labels, rows, amb.T, neg.T, cfg.margin, cfg.margin_ambiguous)
+    use_a = mode == "ours"
+    terms = {"video_nce": nce, "video_trip_n": (n1 + n2).mean(),
+             "video_trip_a": (a1 + a2).mean() if use_a else s.new_zeros(())}
+    loss = cfg.lambda_nce * nce + terms["video_trip_n"] + terms["video_trip_a"]
+
+    if given is not None and given.tf is not None:
+        sf_p = sf[rows, labels]  # (Nq, L) frames of each query's own video
+        valid = mask[labels] > 0.5
+        k_own = k_hat[rows, labels]
+        own_pos = torch.zeros_like(valid)
+        own_pos[rows, k_own] = True
+        f_amb = given.tf.amb & ~own_pos
+        f_neg = valid & ~own_pos & ~f_amb
+        f_nce = multi_positive_nce(sf_p, rows, k_own, f_amb, f_neg, t, mode).mean()
+        fn, fa = dual_triplet(sf_p, rows, k_own, f_amb, f_neg, cfg.margin, cfg.margin_ambiguous)
+        terms |= {"frame_nce": f_nce, "frame_trip_n": fn.mean(),
+                  "frame_trip_a": fa.mean() if use_a else s.new_zeros(())}
+        loss = loss + cfg.frame_weight * (cfg.lambda_nce * f_nce + terms["frame_trip_n"] + terms["frame_trip_a"])
+    terms["loss"] = loss
+    return terms
+
+
+def arl_loss(embeddings: dict, video_mask: torch.Tensor, labels: torch.Tensor,
+             stats: dict[str, EpochStats] | None, cfg: LossConfig):
+    """Total loss of both branches with cross-model exchange.
+
+    ``embeddings[branch]`` has q (Nq, d) and V (B, L, d). ``stats=None`` means warmup (or the
+    baseline): no detection. Returns (loss, {"theta/...": term, ...}, {branch: detections used
+    to train that branch}).
+    """
+    names = list(embeddings)
+    sims = {n: frame_similarity(embeddings[n].q, embeddings[n].V) for n in names}
+    detected = {}
+    if stats is not None and cfg.arl_on:
+        for n in names:
+            detected[n] = detect(sims[n], video_mask, labels, embeddings[n].q, embeddings[n].V, stats[n], cfg)
+    total, terms, used = 0.0, {}, {}
+    for i, n in enumerate(names):
+        source = names[1 - i] if cfg.cross_model and len(names) == 2 else n
+        used[n] = detected.get(source)
+        branch_terms = branch_loss(sims[n], video_mask, labels, used[n], cfg)
+        total = total + branch_terms["loss"]
+        terms |= {f"{n}/{k}": v for k, v in branch_terms.items()}
+    return total, terms, used

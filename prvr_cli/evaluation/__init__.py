@@ -1,0 +1,1 @@
+"""Metrics on a score matrix (pure) and evaluation of a model on a split."""

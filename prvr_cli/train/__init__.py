@@ -1,0 +1,1 @@
+"""Training: one epoch, the uncertainty pass, the optimiser, checkpoints, and fit()."""

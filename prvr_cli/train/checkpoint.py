@@ -1,0 +1,54 @@
+"""Self-describing checkpoints: config, dataset identity, dims, versions, parameter counts.
+
+They load on CPU with ``torch.load(weights_only=True)`` and rebuild the model alone.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import torch
+
+from prvr_cli import __version__
+from prvr_cli.atomic import atomic_path
+from prvr_cli.config import Config
+from prvr_cli.errors import PrvrError
+from prvr_cli.nets.dual import DualBranch
+
+FORMAT = "prvr-run/1"
+
+
+def versions() -> dict[str, str]:
+    return {"prvr": __version__, "torch": str(torch.__version__), "python": platform.python_version()}
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    """Write atomically: an interrupted save leaves the previous checkpoint intact."""
+    payload = {"format": FORMAT, "versions": versions(), **payload}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.is_file():
+        raise PrvrError(f"{path}: no checkpoint here")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a corrupt or foreign file
+        raise PrvrError(f"{path}: not a readable prvr checkpoint ({type(err).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise PrvrError(f"{path}: not a prvr checkpoint (format {FORMAT} expected)")
+    return ckpt
+
+
+def model_from_checkpoint(path: str | Path, device="cpu") -> tuple[DualBranch, Config, dict]:
+    """Rebuild the two-branch model from a checkpoint alone. Returns (model, config, checkpoint)."""
+    ckpt = load_checkpoint(path)
+    cfg = Config.from_dict(ckpt["config"])
+    model = DualBranch(cfg.model)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), cfg, ckpt

@@ -1,0 +1,75 @@
+"""One training epoch and the per-epoch uncertainty pass."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from torch.utils.data import DataLoader
+
+from prvr_cli.arl.objective import arl_loss
+from prvr_cli.arl.uncertainty import EpochStats, StatsAccumulator
+from prvr_cli.config import Config
+from prvr_cli.data.loaders import TrainVideos, collate_train, train_loader
+from prvr_cli.data.splits import SplitData
+from prvr_cli.device import autocast
+from prvr_cli.nets.dual import BRANCHES
+from prvr_cli.train.diagnostics import AmbiguityMeter
+
+BATCH_KEYS = ("video", "video_mask", "text", "text_mask", "text_labels")
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if k in BATCH_KEYS else v) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def uncertainty_pass(model, data: SplitData, cfg: Config, device) -> dict[str, EpochStats]:
+    """One no-grad pass over the training set: mean unit embeddings and thresholds per branch."""
+    model.eval()
+    loader = DataLoader(TrainVideos(data), batch_size=cfg.data.eval_batch_size, shuffle=False,
+                        collate_fn=collate_train, num_workers=cfg.data.num_workers)
+    acc = {b: StatsAccumulator(cfg.model.hidden, device) for b in BRANCHES}
+    for batch in loader:
+        batch = _to(batch, device)
+        with autocast(device, cfg.train.amp):
+            emb = model(batch["text"], batch["text_mask"], batch["video"], batch["video_mask"])
+        for b in BRANCHES:
+            acc[b].add(emb[b].q, emb[b].V, batch["video_mask"], batch["text_labels"])
+    return {b: acc[b].stats(cfg.loss.tau_u_over) for b in BRANCHES}
+
+
+def train_epoch(model, data: SplitData, cfg: Config, optimizer, scheduler, scaler, device, epoch: int,
+                stats: dict[str, EpochStats] | None, online: dict[str, StatsAccumulator] | None = None,
+                meter: AmbiguityMeter | None = None, on_step=None) -> dict[str, float]:
+    """Train both branches for one epoch; returns mean loss terms. ``stats=None`` = warmup.
+    ``online`` accumulators, when given, collect next epoch's statistics from this epoch's
+    detached embeddings (``uncertainty = online``)."""
+    model.train()
+    sums: dict[str, float] = defaultdict(float)
+    steps = 0
+    for batch in train_loader(data, cfg.data.batch_size, cfg.train.seed, epoch, cfg.data.num_workers):
+        batch = _to(batch, device)
+        with autocast(device, cfg.train.amp):
+            emb = model(batch["text"], batch["text_mask"], batch["video"], batch["video_mask"])
+        for b in emb.values():
+            b.q, b.V = b.q.float(), b.V.float()
+        loss, terms, used = arl_loss(emb, batch["video_mask"], batch["text_labels"], stats, cfg.loss)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        if online is not None:
+            for name in BRANCHES:
+                online[name].add(emb[name].q.detach(), emb[name].V.detach(), batch["video_mask"], batch["text_labels"])
+        if meter is not None:
+            meter.add(used, batch)
+        for k, v in terms.items():
+            sums[k] += float(v.detach())
+        steps += 1
+        if on_step is not None:
+            on_step(float(loss))
+    return {k: round(v / max(steps, 1), 5) for k, v in sorted(sums.items())}
