@@ -97,6 +97,18 @@ class VideoEncoder(nn.Module):
         return self.encoder(frames, mask)
 
 
+def init_weights(module: nn.Module) -> None:
+    """BERT-style initialisation, as the MS-SL reference: N(0, 0.02) for linear and embedding
+    weights. PyTorch's default N(0, 1) position table would swamp the projected features."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
 class Branch(nn.Module):
     """One of the two identical encoders (theta or phi)."""
 
@@ -104,3 +116,4 @@ class Branch(nn.Module):
         super().__init__()
         self.text = TextEncoder(cfg)
         self.video = VideoEncoder(cfg)
+        self.apply(init_weights)

@@ -71,5 +71,5 @@ def train_epoch(model, data: SplitData, cfg: Config, optimizer, scheduler, scale
             sums[k] += float(v.detach())
         steps += 1
         if on_step is not None:
-            on_step(float(loss))
+            on_step(float(loss.detach()))
     return {k: round(v / max(steps, 1), 5) for k, v in sorted(sums.items())}
