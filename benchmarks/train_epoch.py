@@ -47,7 +47,7 @@ def main():
     out = {
         "device": device.type,
         "threads": torch.get_num_threads(),
-        "train_videos": summary and cfg.data and None,
+        
         "synth_seconds": round(synth_s, 2) if synth_s else None,
         "warmup_epoch_seconds": warm["epoch_seconds"],
         "arl_epoch_seconds": arl["epoch_seconds"],

@@ -112,3 +112,32 @@ def test_data_dims_follow_the_data(small_data):
     assert (cfg.model.visual_dim, cfg.model.text_dim) == (64, 48)
     assert set(splits) == {"train", "val", "test"}
     assert np.all(splits["train"].query_video < splits["train"].num_videos)
+
+
+def test_eval_matches_a_naive_loop_and_branches(small_data, tmp_path):
+    from prvr_cli.evaluation.evaluate import evaluate_run
+    from prvr_cli.evaluation.metrics import paired_ranks, recall_metrics
+
+    cfg = load_preset("tiny")
+    cfg.train.epochs = 2
+    fit(cfg, small_data, tmp_path / "run", CPU, show_progress=False)
+    both = evaluate_run(tmp_path / "run", "test")
+    model, _, _ = model_from_checkpoint(tmp_path / "run")
+    test = load_split(cfg_layout(small_data), "test")
+    # naive loop: one query, one video at a time, both branches, max over the real frames
+    scores = np.zeros((test.num_queries, test.num_videos))
+    with torch.no_grad():
+        for b in ("theta", "phi"):
+            # every item encoded alone (no padding, no batching), then a plain double loop
+            qs = [model.encode_text(t[None], torch.ones(1, len(t)), b)[0]
+                  for t in (torch.from_numpy(test.query(i)) for i in range(test.num_queries))]
+            vs = [model.encode_video(v[None], torch.ones(1, len(v)), b)[0]
+                  for v in (torch.from_numpy(test.video(j)) for j in range(test.num_videos))]
+            for i, q in enumerate(qs):
+                for j, V in enumerate(vs):
+                    cos = torch.nn.functional.normalize(V, dim=-1) @ torch.nn.functional.normalize(q, dim=0)
+                    scores[i, j] += float(cos.max()) / 2
+    naive = recall_metrics(paired_ranks(scores, test.query_video))
+    assert {k: both[k] for k in naive} == pytest.approx(naive, abs=0.01)
+    theta = evaluate_run(tmp_path / "run", "test", "theta")
+    assert theta["branch"] == "theta" and theta["queries"] == both["queries"]

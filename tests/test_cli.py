@@ -1,0 +1,61 @@
+"""The command line as a user meets it: help, data commands, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from prvr_cli.cli.app import _register, app
+
+runner = CliRunner()
+_register()
+
+
+def prvr(*args):
+    return subprocess.run([sys.executable, "-m", "prvr_cli", *args], capture_output=True, text=True)
+
+
+def test_help_lists_every_command():
+    out = runner.invoke(app, ["--help"]).output
+    for cmd in ("extract", "train", "index", "search", "eval", "data", "demo"):
+        assert cmd in out
+    for cmd in ("extract", "train", "index", "search", "eval", "demo"):
+        assert runner.invoke(app, [cmd, "--help"]).exit_code == 0
+    assert runner.invoke(app, ["data", "check", "--help"]).exit_code == 0
+
+
+def test_help_does_not_import_heavy_libraries():
+    code = "import sys; from prvr_cli.cli.app import app; print(any(m in sys.modules for m in ('torch', 'h5py', 'faiss')))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_synth_then_check_json(tmp_path):
+    res = runner.invoke(app, ["data", "synth", str(tmp_path), "--size", "tiny", "--seed", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["data", "check", str(tmp_path), "synth", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert [r["split"] for r in rows] == ["train", "val", "test"] and rows[0]["visual_dim"] == 64
+
+
+def test_bad_input_is_one_line_error(tmp_path):
+    (tmp_path / "c" / "TextData").mkdir(parents=True)
+    (tmp_path / "c" / "TextData" / "ctrain.caption.txt").write_text("broken line\n")
+    res = prvr("data", "check", str(tmp_path), "c")
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("error:")
+
+
+def test_train_dry_run(tmp_path):
+    res = prvr("train", "--dry-run", "--out", str(tmp_path / "run"), "--json")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["epochs_run"] == 1 and summary["params"]["total"] > 0
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_unimplemented_commands_say_so():
+    res = runner.invoke(app, ["index", "somewhere"])
+    assert res.exit_code == 2 and "not implemented yet" in res.output
