@@ -17,17 +17,20 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.command()(stubs.extract)
-app.command()(stubs.index)
-app.command()(stubs.search)
-app.command()(stubs.demo)
 
 
 def _register():
+    from prvr_cli.cli import demo as demo_cmd
     from prvr_cli.cli import eval as eval_cmd
+    from prvr_cli.cli import index as index_cmd
+    from prvr_cli.cli import search as search_cmd
     from prvr_cli.cli import train as train_cmd
 
     app.command(name="train")(train_cmd.train)
     app.command(name="eval")(eval_cmd.evaluate)
+    app.command(name="index")(index_cmd.index)
+    app.command(name="search")(search_cmd.search)
+    app.command(name="demo")(demo_cmd.demo)
 
 
 def _version(value: bool):

@@ -16,18 +16,3 @@ def extract(
 ):
     """Decode raw videos and write frame and text features in the MS-SL layout."""
     not_implemented("extract")
-
-
-def index(run: Path = typer.Argument(..., help="training run folder")):
-    """Build a FAISS index over frame embeddings of both branches."""
-    not_implemented("index")
-
-
-def search(query: str = typer.Argument(..., help="text query")):
-    """Ranked videos with scores and the time of the best-matching moment."""
-    not_implemented("search")
-
-
-def demo(workdir: Path = typer.Option(Path("prvr-demo"), help="work directory")):
-    """Offline end-to-end demo on synthetic data."""
-    not_implemented("demo")

@@ -1,0 +1,41 @@
+"""``prvr demo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from prvr_cli.cli.common import console, print_json
+
+
+def demo(
+    workdir: Path = typer.Option(Path("prvr-demo"), help="work directory for every artefact"),
+    videos: int = typer.Option(800, help="synthetic videos"),
+    epochs: int = typer.Option(None, help="epochs per model (default: the demo preset's 8)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+):
+    """Offline, end to end: synthetic data, train ARL and the baseline, eval, index, search."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from prvr_cli.demo import run_demo
+    from prvr_cli.device import resolve_device
+
+    summary = run_demo(workdir, resolve_device(device), videos, epochs, log=console.print, show_progress=not json_out)
+    if json_out:
+        print_json(summary)
+        return
+    out = Console()
+    t = Table(title="test split: ARL vs baseline (same budget)")
+    for col in ("model", "R@1", "R@5", "R@10", "R@100", "SumR", "train s"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for name, m in summary["test"].items():
+        t.add_row(name, *(f"{m[k]:.1f}" for k in ("R@1", "R@5", "R@10", "R@100", "SumR")), f"{m['train_seconds']:.0f}")
+    out.print(t)
+    for s in summary["searches"]:
+        top = ", ".join(f"{h['video']} ({h['score']:.3f})" for h in s["top"])
+        where = f"rank {s['paired_rank_in_top5']}" if s["paired_rank_in_top5"] else "not in top 5"
+        out.print(f'[bold]{s["query"]}[/bold] "{s["text"]}": paired {s["paired_video"]} {where}; top: {top}')
+    out.print(f"all artefacts in {summary['workdir']} ({summary['seconds']} s)")

@@ -1,0 +1,64 @@
+"""``prvr search``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+
+def _moment(hit: dict) -> str:
+    if hit["time"]:
+        return f"{hit['time'][0]:.1f}s (span {hit['span_time'][0]:.1f}-{hit['span_time'][1]:.1f}s)"
+    return f"frame {hit['best_frame']} (span {hit['span_frames'][0]}-{hit['span_frames'][1]})"
+
+
+def search(
+    query: str = typer.Argument(None, help="text query (or a caption id with --query-id)"),
+    index: Path = typer.Option(..., "--index", help="index folder from `prvr index`"),
+    k: int = typer.Option(10, "-k", help="number of videos"),
+    query_id: bool = typer.Option(False, "--query-id", help="QUERY is a stored caption id of the indexed dataset"),
+    queries: Path = typer.Option(None, "--queries", help="batch: one query (or caption id with --query-id) per line; JSONL out"),
+    engine: str = typer.Option("auto", help="auto | bounds (exact, pruned) | faiss (threshold algorithm)"),
+    margin: float = typer.Option(0.05, help="a moment spans neighbouring frames within this score of the best"),
+    checkpoint: Path = typer.Option(None, help="the run checkpoint, if it moved since indexing"),
+    device: str = typer.Option("cpu", help="auto | cpu | cuda"),
+    json_out: bool = typer.Option(False, "--json", help="print results as JSON"),
+):
+    """Ranked videos with scores (both branches) and the best-matching moment."""
+    from prvr_cli.device import resolve_device
+    from prvr_cli.errors import PrvrError
+    from prvr_cli.index.searcher import Searcher
+
+    if queries is not None:
+        if not queries.is_file():
+            raise PrvrError(f"{queries}: file is missing")
+        items = [line.strip() for line in queries.read_text().splitlines() if line.strip()]
+        if not items:
+            raise PrvrError(f"{queries}: no queries in it")
+    elif query is None or not query.strip():
+        raise PrvrError("empty query: give some words to search for (or --queries FILE)")
+    else:
+        items = [query]
+    searcher = Searcher(index, resolve_device(device), checkpoint)
+    q = searcher.encode_query_ids(items) if query_id else searcher.encode_texts(items)
+    results = searcher.search(q, k, engine, margin)
+    if queries is not None:
+        for item, hits in zip(items, results):
+            sys.stdout.write(json.dumps({"query": item, "results": [h.to_dict() for h in hits]}) + "\n")
+        return
+    hits = [h.to_dict() for h in results[0]]
+    if json_out:
+        sys.stdout.write(json.dumps({"query": items[0], "results": hits}, indent=2) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{items[0]}")
+    for col in ("rank", "video", "score", "theta", "phi", "moment"):
+        t.add_column(col, justify="left" if col in ("video", "moment") else "right")
+    for r, h in enumerate(hits, 1):
+        t.add_row(str(r), h["video"], f"{h['score']:.4f}", f"{h['theta']:.4f}", f"{h['phi']:.4f}", _moment(h))
+    Console().print(t)

@@ -1,0 +1,194 @@
+"""Search that returns the method's score exactly: s(q, V) = (max_k q_theta . v_theta_k +
+max_k q_phi . v_phi_k) / 2 over the frames of each video.
+
+Two engines over the same frame store:
+- ``bounds`` (default for flat indexes): per-block upper bounds (see ``store.py``) rank videos by
+  an upper bound of s; videos are scored exactly in that order until the next bound falls below
+  the k-th exact score, which proves the top-k exact. Most videos are never touched.
+- ``faiss``: the threshold algorithm over the two branches' FAISS rankings: retrieve the top F
+  frames per branch, score every video seen exactly with both branches; an unseen video scores
+  at most the mean of the two F-th frame scores, so a k-th score above that proves the answer
+  (flat index); otherwise F grows. With an approximate factory (IVF, HNSW, PQ) the candidates
+  come from approximate rankings and the answer is approximate; re-scoring stays exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from prvr_cli.index.store import FrameStore, cap_bound
+from prvr_cli.nets.dual import BRANCHES
+
+
+@dataclass
+class Hit:
+    video: str
+    video_index: int
+    score: float
+    branch_scores: dict[str, float]
+    best_frame: int = -1
+    span: tuple[int, int] = (-1, -1)
+    time: tuple[float, float] | None = None
+    span_time: tuple[float, float] | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"video": self.video, "score": round(self.score, 6),
+                **{b: round(s, 6) for b, s in self.branch_scores.items()},
+                "best_frame": self.best_frame, "span_frames": list(self.span),
+                "time": list(self.time) if self.time else None,
+                "span_time": list(self.span_time) if self.span_time else None}
+
+
+def _rows(offsets: np.ndarray, videos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frame rows of ``videos`` concatenated, and each video's segment start within them."""
+    starts, ends = offsets[videos], offsets[videos + 1]
+    lens = ends - starts
+    seg = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    rows = np.arange(lens.sum()) - np.repeat(seg, lens) + np.repeat(starts, lens)
+    return rows, seg
+
+
+def exact_scores(store: FrameStore, q: dict[str, np.ndarray], videos: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-branch max over frames, exactly, for ``videos`` (n,). q[b] (d,) unit -> {b: (n,)}."""
+    rows, seg = _rows(store.offsets, videos)
+    out = {}
+    for b in BRANCHES:
+        sims = store.frames[b][rows] @ q[b]  # (n_rows,)
+        out[b] = np.maximum.reduceat(sims, seg) if len(seg) else np.zeros(0, np.float32)
+    return out
+
+
+def _top(videos: list[np.ndarray], scores: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    v, s = np.concatenate(videos), np.concatenate(scores)
+    order = np.lexsort((v, -s))[:k]  # score desc, then video index asc
+    return v[order], s[order]
+
+
+def video_upper_bounds(store: FrameStore, q: dict[str, np.ndarray]) -> np.ndarray:
+    """Upper bound of s(q, V_j) for every video, from block caps (see store.py).
+    q[b] (d,) -> (Nv,), or a batch q[b] (B, d) -> (Nv, B) in one matrix product per branch."""
+    ub = 0.0
+    for b in BRANCHES:
+        cos = store.direction[b] @ q[b].T  # (Nb,) or (Nb, B)
+        m = store.min_cos[b] if cos.ndim == 1 else store.min_cos[b][:, None]
+        block_ub = cap_bound(cos, m)
+        ub = ub + np.maximum.reduceat(block_ub, store.block_offsets[b][:-1], axis=0) / len(BRANCHES)
+    return ub
+
+
+def search_bounds(store: FrameStore, q: dict[str, np.ndarray], k: int,
+                  ub: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Exact top-k by bound-ordered scoring. q[b] (d,); ``ub`` (Nv,) if already computed.
+    Returns (videos, scores, videos scored)."""
+    k = min(k, store.num_videos)
+    ub = video_upper_bounds(store, q) if ub is None else ub
+    order = np.argsort(-ub, kind="stable")
+    seen_v, seen_s = [], []
+    top_v, top_s = np.zeros(0, np.int64), np.zeros(0, np.float32)
+    i, step = 0, max(32, k)
+    while i < len(order):
+        if len(top_s) >= k and ub[order[i]] < top_s[-1]:
+            break
+        batch = order[i : i + step]
+        s = exact_scores(store, q, batch)
+        seen_v.append(batch)
+        seen_s.append(sum(s.values()) / len(BRANCHES))
+        top_v, top_s = _top([top_v, batch], [top_s, seen_s[-1]], k)
+        i += len(batch)
+        step = min(step * 2, 4096)
+    return top_v, top_s, i
+
+
+def score_pairs(store: FrameStore, Q: dict[str, np.ndarray], pq: np.ndarray, pv: np.ndarray) -> np.ndarray:
+    """Exact s(q, V) for (query, video) pairs, grouped by video so each video's frames are read
+    once for all the queries that need it. Q[b] (B, d); pq, pv (P,) -> (P,)."""
+    out = np.zeros(len(pq), dtype=np.float32)
+    order = np.argsort(pv, kind="stable")
+    cuts = np.flatnonzero(np.diff(pv[order])) + 1
+    for group in np.split(order, cuts) if len(order) else []:
+        v = int(pv[group[0]])
+        s0, s1 = int(store.offsets[v]), int(store.offsets[v + 1])
+        for b in BRANCHES:
+            out[group] += (store.frames[b][s0:s1] @ Q[b][pq[group]].T).max(0) / len(BRANCHES)
+    return out
+
+
+def search_bounds_batch(store: FrameStore, Q: dict[str, np.ndarray], k: int, first: int = 32):
+    """Exact top-k for a batch of queries, Q[b] (B, d). Phase 1 scores each query's ``first``
+    best-bounded videos; their k-th score lower-bounds the true k-th, so phase 2 only scores the
+    videos whose bound reaches it. Returns a list of (videos, scores) per query."""
+    k = min(k, store.num_videos)
+    ub = video_upper_bounds(store, Q)  # (Nv, B)
+    nq = ub.shape[1]
+    m = min(max(first, k), store.num_videos)
+    head = np.argpartition(-ub, m - 1, axis=0)[:m].T  # (B, m) best-bounded videos per query
+    pq = np.repeat(np.arange(nq), m)
+    pv = head.reshape(-1)
+    s1 = score_pairs(store, Q, pq, pv).reshape(nq, m)
+    kth = -np.sort(-s1, axis=1)[:, k - 1]  # (B,)
+    seen = np.zeros_like(ub, dtype=bool)
+    seen[head.T, np.arange(nq)[None]] = True
+    rest_v, rest_q = np.nonzero((ub >= kth[None]) & ~seen)
+    s2 = score_pairs(store, Q, rest_q, rest_v)
+    results = []
+    for i in range(nq):
+        sel = rest_q == i
+        results.append(_top([head[i], rest_v[sel]], [s1[i], s2[sel]], k))
+    return results
+
+
+def search_faiss(store: FrameStore, indexes: dict, q: dict[str, np.ndarray], k: int,
+                 exact: bool = True, start_frames: int | None = None):
+    """Threshold algorithm over both branches' FAISS rankings. Returns (videos, scores, scored)."""
+    k = min(k, store.num_videos)
+    n_frames = int(store.offsets[-1])
+    f = min(start_frames or max(16 * k, 256), n_frames)
+    while True:
+        cands, tau = [], 0.0
+        for b in BRANCHES:
+            D, I = indexes[b].search(np.ascontiguousarray(q[b][None], dtype=np.float32), f)
+            valid = I[0] >= 0
+            cands.append(np.searchsorted(store.offsets, I[0][valid], side="right") - 1)
+            tau += (D[0][valid][-1] if valid.any() else -1.0) / len(BRANCHES)
+        videos = np.unique(np.concatenate(cands))
+        s = exact_scores(store, q, videos)
+        top_v, top_s = _top([videos], [sum(s.values()) / len(BRANCHES)], k)
+        if not exact or f >= n_frames or (len(top_s) >= k and top_s[-1] > tau):
+            return top_v, top_s, len(videos)
+        f = min(f * 4, n_frames)
+
+
+def moments(store: FrameStore, q: dict[str, np.ndarray], video: int, margin: float = 0.05):
+    """Best frame of a video by the mean of the two branches' frame scores, and the contiguous
+    span of neighbours within ``margin`` of it. Returns (best, (first, last), per-frame scores)."""
+    s0, s1 = int(store.offsets[video]), int(store.offsets[video + 1])
+    per_frame = sum(np.asarray(store.frames[b][s0:s1]) @ q[b] for b in BRANCHES) / len(BRANCHES)
+    best = int(np.argmax(per_frame))
+    lo = hi = best
+    while lo > 0 and per_frame[lo - 1] >= per_frame[best] - margin:
+        lo -= 1
+    while hi < len(per_frame) - 1 and per_frame[hi + 1] >= per_frame[best] - margin:
+        hi += 1
+    return best, (lo, hi), per_frame
+
+
+def _time(t: np.ndarray):
+    return None if np.isnan(t).any() else (round(float(t[0]), 3), round(float(t[1]), 3))
+
+
+def describe(store: FrameStore, q: dict[str, np.ndarray], videos: np.ndarray, scores: np.ndarray,
+             margin: float = 0.05) -> list[Hit]:
+    """Hits with each branch's score and the best-matching moment."""
+    branch = exact_scores(store, q, videos) if len(videos) else {b: [] for b in BRANCHES}
+    hits = []
+    for r, (v, s) in enumerate(zip(videos, scores)):
+        best, (lo, hi), _ = moments(store, q, int(v), margin)
+        base = int(store.offsets[v])
+        t_best = store.times[base + best]
+        span = np.array([store.times[base + lo][0], store.times[base + hi][1]])
+        hits.append(Hit(store.video_ids[int(v)], int(v), float(s), {b: float(branch[b][r]) for b in BRANCHES},
+                        best, (lo, hi), _time(t_best), _time(span)))
+    return hits

@@ -1,0 +1,96 @@
+"""``Searcher``: an index folder plus the checkpoint that built it, ready to answer queries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from prvr_cli.data.hdf5 import HDF5Features
+from prvr_cli.data.layout import Layout
+from prvr_cli.data.loaders import pad_sequences
+from prvr_cli.data.preprocess import prepare_query
+from prvr_cli.errors import PrvrError
+from prvr_cli.index.build import file_sha256
+from prvr_cli.index.search import Hit, describe, search_bounds, search_bounds_batch, search_faiss
+from prvr_cli.index.store import FrameStore
+from prvr_cli.nets.dual import BRANCHES
+from prvr_cli.train.checkpoint import model_from_checkpoint
+
+
+class Searcher:
+    def __init__(self, index_dir: str | Path, device="cpu", checkpoint: str | Path | None = None):
+        self.store = FrameStore.load(index_dir)
+        meta = self.store.meta
+        if not meta.get("complete"):
+            raise PrvrError(f"{index_dir}: the index build was interrupted; run `prvr index` again to finish it")
+        ckpt = Path(checkpoint or meta["checkpoint"])
+        if not ckpt.is_file():
+            raise PrvrError(f"{ckpt}: the checkpoint this index was built with is missing (pass --checkpoint)")
+        if file_sha256(ckpt) != meta["checkpoint_sha256"]:
+            raise PrvrError(f"{ckpt}: differs from the checkpoint {index_dir} was built with; rebuild the index")
+        self.model, self.cfg, _ = model_from_checkpoint(ckpt, device)
+        self.device = device
+        self._indexes = None
+        self._queries = None
+
+    @property
+    def indexes(self) -> dict:
+        if self._indexes is None:
+            import faiss
+
+            self._indexes = {}
+            for b in BRANCHES:
+                index = faiss.read_index(str(self.store.root / f"faiss_{b}.index"))
+                if hasattr(faiss, "StandardGpuResources") and torch.cuda.is_available():
+                    index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+                self._indexes[b] = index
+        return self._indexes
+
+    @torch.no_grad()
+    def encode_tokens(self, tokens: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Token features (T_i, D_q) -> unit query embeddings {branch: (B, d)}."""
+        x, mask = pad_sequences([prepare_query(t, self.cfg.data.max_desc_l) for t in tokens])
+        x, mask = x.to(self.device), mask.to(self.device)
+        return {b: F.normalize(self.model.encode_text(x, mask, b).float(), dim=-1).cpu().numpy() for b in BRANCHES}
+
+    def encode_query_ids(self, cap_ids: list[str]) -> dict[str, np.ndarray]:
+        """Stored queries of the indexed dataset, by caption id."""
+        ds = self.store.meta["dataset"]
+        if self._queries is None:
+            self._queries = HDF5Features(Layout(Path(ds["root"]), ds["collection"]).query_hdf5(ds["text_feature"]))
+        for c in cap_ids:
+            if c not in self._queries:
+                raise PrvrError(f"{self._queries.path}: no stored query {c!r}")
+        return self.encode_tokens([self._queries.get(c) for c in cap_ids])
+
+    def encode_texts(self, texts: list[str]) -> dict[str, np.ndarray]:
+        for t in texts:
+            if not t or not t.strip():
+                raise PrvrError("empty query: give some words to search for")
+        ds = self.store.meta["dataset"]
+        extract_json = Layout(Path(ds["root"]), ds["collection"]).base / "extract.json"
+        where = "made by `prvr extract`" if extract_json.is_file() else "made outside prvr"
+        raise PrvrError(
+            f"{self.store.root}: queries are encoded with the {ds['text_feature']!r} token features {where}; "
+            "free-text search needs that text encoder, which this version cannot run yet. "
+            "Search with a stored query instead: --query-id <caption id>"
+        )
+
+    def search(self, q: dict[str, np.ndarray], k: int = 10, engine: str = "auto",
+               margin: float = 0.05) -> list[list[Hit]]:
+        """q[b] (B, d) unit -> per query the top-k hits with moments."""
+        if engine == "auto":
+            engine = "bounds" if self.store.meta["factory"] == "Flat" else "faiss"
+        if engine not in ("bounds", "faiss"):
+            raise PrvrError(f"unknown engine {engine!r}: use auto, bounds or faiss")
+        exact = self.store.meta["factory"] == "Flat"
+        n = len(q[BRANCHES[0]])
+        if engine == "bounds":
+            found = search_bounds_batch(self.store, q, k) if n > 1 else [search_bounds(self.store, {b: q[b][0] for b in BRANCHES}, k)[:2]]
+        else:
+            found = [search_faiss(self.store, self.indexes, {b: q[b][i] for b in BRANCHES}, k, exact=exact)[:2]
+                     for i in range(n)]
+        return [describe(self.store, {b: q[b][i] for b in BRANCHES}, v, s, margin) for i, (v, s) in enumerate(found)]

@@ -1,0 +1,236 @@
+"""Index search returns the method's exact score; --add equals a rebuild; id map; schema."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from prvr_cli.config import load_preset
+from prvr_cli.errors import PrvrError
+from prvr_cli.index.build import _faiss_sync, build_index, resampled_times
+from prvr_cli.index.search import search_bounds, search_faiss
+from prvr_cli.index.searcher import Searcher
+from prvr_cli.index.store import FrameStore, save_store
+from prvr_cli.train.fit import fit
+
+
+def _unit(x):
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def make_store(tmp_path, frames, offsets, factory="Flat"):
+    meta = {"videos": len(offsets) - 1, "frames": int(offsets[-1]), "factory": factory}
+    ids = [f"v{j}" for j in range(len(offsets) - 1)]
+    save_store(tmp_path, meta, ids, offsets, np.full((int(offsets[-1]), 2), np.nan, np.float32), frames)
+    indexes = {}
+    import faiss
+
+    for b, f in frames.items():
+        _faiss_sync(tmp_path, f, factory, b, 0)
+        indexes[b] = faiss.read_index(str(tmp_path / f"faiss_{b}.index"))
+    return FrameStore.load(tmp_path), indexes
+
+
+def brute_force(frames, offsets, q):
+    nv = len(offsets) - 1
+    s = np.zeros(nv)
+    for j in range(nv):
+        for b in frames:
+            s[j] += (frames[b][offsets[j] : offsets[j + 1]] @ q[b]).max() / 2
+    return s
+
+
+def clustered(rng, nv, d, lo=3, hi=40):
+    lens = rng.integers(lo, hi, nv)
+    offsets = np.concatenate([[0], np.cumsum(lens)])
+    frames = {}
+    for b in ("theta", "phi"):
+        centres = rng.standard_normal((nv, d))
+        frames[b] = _unit(np.repeat(centres, lens, axis=0) + 0.7 * rng.standard_normal((offsets[-1], d)))
+    return frames, offsets
+
+
+@pytest.mark.parametrize("k", [1, 10, 100])
+@pytest.mark.parametrize("kind", ["random", "clustered"])
+def test_exact_search_equals_brute_force(tmp_path, k, kind):
+    rng = np.random.default_rng(k)
+    nv, d = 300, 24
+    if kind == "random":
+        lens = rng.integers(1, 30, nv)
+        offsets = np.concatenate([[0], np.cumsum(lens)])
+        frames = {b: _unit(rng.standard_normal((offsets[-1], d))) for b in ("theta", "phi")}
+    else:
+        frames, offsets = clustered(rng, nv, d)
+    store, indexes = make_store(tmp_path, frames, offsets)
+    for _ in range(5):
+        q = {b: _unit(rng.standard_normal(d)) for b in ("theta", "phi")}
+        truth = brute_force(frames, offsets, q)
+        expect = np.lexsort((np.arange(nv), -truth))[:k]
+        for engine in ("bounds", "faiss"):
+            if engine == "bounds":
+                v, s, scored = search_bounds(store, q, k)
+            else:
+                v, s, scored = search_faiss(store, indexes, q, k)
+            assert v.tolist() == expect.tolist(), engine
+            np.testing.assert_allclose(s, truth[expect], atol=1e-5)
+        if kind == "clustered" and k == 1:
+            assert scored < nv / 2, "bounds should prune most videos on clustered data"
+
+
+def test_adversarial_mean_of_maxima(tmp_path):
+    """Video 2 is nobody's best frame in either branch, but best on average."""
+    e = np.eye(4, dtype=np.float32)
+    q = {"theta": e[0], "phi": e[1]}
+    # rows: video0 = [0,1], video1 = [2,3], video2 = [4,5]
+    theta = np.stack([e[0], e[2], e[2], e[3], _unit(e[0] + 0.8 * e[2]), e[3]])
+    phi = np.stack([e[2], e[3], e[1], e[2], _unit(e[1] + 0.8 * e[3]), e[2]])
+    offsets = np.array([0, 2, 4, 6])
+    frames = {"theta": theta, "phi": phi}
+    store, indexes = make_store(tmp_path, frames, offsets)
+    truth = brute_force(frames, offsets, q)
+    assert truth.argmax() == 2 and truth[0] == truth[1] == 0.5
+    for v, s, _ in (search_bounds(store, q, 1), search_faiss(store, indexes, q, 1, start_frames=1)):
+        assert v.tolist() == [2]
+        assert s[0] == pytest.approx(truth[2], abs=1e-6)
+    # a single concatenated embedding would rank by max of the sum, which is not the method's score
+    v, _, _ = search_bounds(store, q, 3)
+    assert v.tolist() == [2, 0, 1]
+
+
+@pytest.mark.parametrize("factory", ["IVF16,Flat", "HNSW16"])
+def test_approximate_factories_recall(tmp_path, factory):
+    rng = np.random.default_rng(0)
+    frames, offsets = clustered(rng, 400, 24)
+    store, indexes = make_store(tmp_path, frames, offsets, factory)
+    if factory.startswith("IVF"):
+        for ix in indexes.values():
+            ix.nprobe = 4
+    recalls = []
+    for _ in range(10):
+        q = {b: _unit(rng.standard_normal(24)) for b in ("theta", "phi")}
+        exact, _, _ = search_bounds(store, q, 10)
+        approx, approx_s, _ = search_faiss(store, indexes, q, 10, exact=False)
+        recalls.append(len(set(exact) & set(approx)) / 10)
+        # re-scoring stays exact even when candidates are approximate
+        truth = brute_force(frames, offsets, q)
+        np.testing.assert_allclose(approx_s, truth[approx], atol=1e-5)
+    assert np.mean(recalls) >= 0.8
+
+
+def test_resampled_times():
+    t = np.array([[i, i + 1] for i in range(5)], dtype=np.float32)
+    out = resampled_times(t.tolist(), 5, 2)  # bins [0,1,2] and [3,4]
+    assert out.tolist() == [[0, 3], [3, 5]]
+    assert np.isnan(resampled_times(None, 3, 128)).all() and resampled_times(None, 300, 128).shape == (128, 2)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from prvr_cli.data.synth import generate, spec_for
+
+    root = tmp_path_factory.mktemp("idx")
+    layout = generate(root, "synth", spec_for("tiny", videos=40, seed=2))
+    # give every frame a time so the id map carries seconds
+    from prvr_cli.data.sources import open_videos
+
+    src = open_videos(layout, "synth")
+    times = {v: [[0.5 * i, 0.5 * (i + 1)] for i in range(src.num_frames(v))] for v in src.video_ids}
+    layout.frame_times("synth").write_text(json.dumps(times))
+    cfg = load_preset("tiny")
+    cfg.train.epochs = 1
+    fit(cfg, root, root / "run", torch.device("cpu"), show_progress=False)
+    return root, layout, src.video_ids
+
+
+def _arrays(path):
+    s = FrameStore.load(path)
+    return s.video_ids, s.offsets, s.times, {b: np.asarray(f) for b, f in s.frames.items()}
+
+
+def test_add_equals_rebuild(trained, tmp_path):
+    root, _, ids = trained
+    build_index(root / "run", tmp_path / "full")
+    build_index(root / "run", tmp_path / "inc", videos=ids[:15])
+    with pytest.raises(PrvrError, match="pass --add"):
+        build_index(root / "run", tmp_path / "inc")
+    summary = build_index(root / "run", tmp_path / "inc", add=True)
+    assert summary["added"] == 25
+    a, b = _arrays(tmp_path / "full"), _arrays(tmp_path / "inc")
+    assert a[0] == b[0]
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[2], b[2])
+    for br in a[3]:
+        np.testing.assert_allclose(a[3][br], b[3][br], atol=1e-6)
+    sa, sb = Searcher(tmp_path / "full"), Searcher(tmp_path / "inc")
+    assert sa.indexes["theta"].ntotal == sb.indexes["theta"].ntotal == len(a[3]["theta"])
+    q = sa.encode_query_ids(["v000001#enc#0", "v000030#enc#1"])
+    for ha, hb in zip(sa.search(q, 5), sb.search(q, 5, engine="faiss")):
+        assert [h.video for h in ha] == [h.video for h in hb]
+
+
+def test_id_map_and_moments(trained, tmp_path):
+    root, layout, _ = trained
+    build_index(root / "run", tmp_path / "ix")
+    store = FrameStore.load(tmp_path / "ix")
+    assert store.meta["has_times"] and store.meta["complete"]
+    j = store.video_ids.index("v000003")
+    n = store.offsets[j + 1] - store.offsets[j]
+    np.testing.assert_allclose(store.times[store.offsets[j] : store.offsets[j + 1], 0], 0.5 * np.arange(n))
+    hits = Searcher(tmp_path / "ix").search(Searcher(tmp_path / "ix").encode_query_ids(["v000003#enc#0"]), 3)[0]
+    h = hits[0]
+    assert h.time == (0.5 * h.best_frame, 0.5 * (h.best_frame + 1))
+    assert h.span[0] <= h.best_frame <= h.span[1]
+    assert h.span_time == (0.5 * h.span[0], 0.5 * (h.span[1] + 1))
+    assert h.score == pytest.approx(sum(h.branch_scores.values()) / 2, abs=1e-6)
+
+
+def test_mismatches_are_clear_errors(trained, tmp_path):
+    root, _, _ = trained
+    build_index(root / "run", tmp_path / "ix")
+    with pytest.raises(PrvrError, match="built with factory 'Flat'"):
+        build_index(root / "run", tmp_path / "ix", factory="HNSW16", add=True)
+    shutil.copy(root / "run" / "last.pt", tmp_path / "other.pt")
+    with pytest.raises(PrvrError, match="built with another checkpoint"):
+        build_index(tmp_path / "other.pt", tmp_path / "ix", add=True)
+    with pytest.raises(PrvrError, match="differs from the checkpoint"):
+        Searcher(tmp_path / "ix", checkpoint=tmp_path / "other.pt")
+    with pytest.raises(PrvrError, match="free-text search needs that text encoder"):
+        Searcher(tmp_path / "ix").encode_texts(["a red ball"])
+    with pytest.raises(PrvrError, match="empty query"):
+        Searcher(tmp_path / "ix").encode_texts(["   "])
+
+
+def test_search_cli_schema(trained, tmp_path):
+    root, _, _ = trained
+    build_index(root / "run", tmp_path / "ix")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "prvr_cli", *a], capture_output=True, text=True)  # noqa: E731
+    res = run("search", "v000002#enc#0", "--query-id", "--index", str(tmp_path / "ix"), "-k", "3", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["query"] == "v000002#enc#0" and len(out["results"]) == 3
+    assert set(out["results"][0]) == {"video", "score", "theta", "phi", "best_frame", "span_frames", "time", "span_time"}
+    (tmp_path / "q.txt").write_text("v000002#enc#0\nv000005#enc#1\n")
+    res = run("search", "--queries", str(tmp_path / "q.txt"), "--query-id", "--index", str(tmp_path / "ix"), "-k", "2")
+    lines = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [x["query"] for x in lines] == ["v000002#enc#0", "v000005#enc#1"] and len(lines[1]["results"]) == 2
+    res = run("search", " ", "--index", str(tmp_path / "ix"))
+    assert res.returncode == 1 and res.stderr.startswith("error: empty query")
+
+
+@pytest.mark.parametrize("k", [1, 10, 100])
+def test_batched_exact_search_equals_brute_force(tmp_path, k):
+    from prvr_cli.index.search import search_bounds_batch
+
+    rng = np.random.default_rng(10 + k)
+    frames, offsets = clustered(rng, 250, 16)
+    store, _ = make_store(tmp_path, frames, offsets)
+    Q = {b: _unit(rng.standard_normal((7, 16))) for b in ("theta", "phi")}
+    for i, (v, s) in enumerate(search_bounds_batch(store, Q, k)):
+        q = {b: Q[b][i] for b in Q}
+        truth = brute_force(frames, offsets, q)
+        assert v.tolist() == np.lexsort((np.arange(250), -truth))[:k].tolist()
+        np.testing.assert_allclose(s, np.sort(truth)[::-1][:k], atol=1e-5)
