@@ -57,5 +57,5 @@ def test_train_dry_run(tmp_path):
 
 
 def test_unimplemented_commands_say_so():
-    res = runner.invoke(app, ["index", "somewhere"])
+    res = runner.invoke(app, ["extract", "somewhere"])
     assert res.exit_code == 2 and "not implemented yet" in res.output

@@ -1,0 +1,1 @@
+"""Feature extraction: decoding with timestamps, one extractor per backbone, the extract job."""
