@@ -198,7 +198,7 @@ def test_mismatches_are_clear_errors(trained, tmp_path):
         build_index(tmp_path / "other.pt", tmp_path / "ix", add=True)
     with pytest.raises(PrvrError, match="differs from the checkpoint"):
         Searcher(tmp_path / "ix", checkpoint=tmp_path / "other.pt")
-    with pytest.raises(PrvrError, match="free-text search needs that text encoder"):
+    with pytest.raises(PrvrError, match="free text needs that encoder"):
         Searcher(tmp_path / "ix").encode_texts(["a red ball"])
     with pytest.raises(PrvrError, match="empty query"):
         Searcher(tmp_path / "ix").encode_texts(["   "])

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from prvr_cli import __version__
-from prvr_cli.cli import data, stubs
+from prvr_cli.cli import data
 
 app = typer.Typer(
     help="Partially Relevant Video Retrieval: train ARL, evaluate, index and search untrimmed videos.",
@@ -16,16 +16,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data.app, name="data")
-app.command()(stubs.extract)
 
 
 def _register():
     from prvr_cli.cli import demo as demo_cmd
     from prvr_cli.cli import eval as eval_cmd
+    from prvr_cli.cli import extract as extract_cmd
     from prvr_cli.cli import index as index_cmd
     from prvr_cli.cli import search as search_cmd
     from prvr_cli.cli import train as train_cmd
 
+    app.command(name="extract")(extract_cmd.extract)
     app.command(name="train")(train_cmd.train)
     app.command(name="eval")(eval_cmd.evaluate)
     app.command(name="index")(index_cmd.index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ class Searcher:
         self.device = device
         self._indexes = None
         self._queries = None
+        self._text = None
 
     @property
     def indexes(self) -> dict:
@@ -67,17 +69,23 @@ class Searcher:
         return self.encode_tokens([self._queries.get(c) for c in cap_ids])
 
     def encode_texts(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Free text, through the text backbone that ``prvr extract`` recorded for the dataset."""
         for t in texts:
             if not t or not t.strip():
                 raise PrvrError("empty query: give some words to search for")
         ds = self.store.meta["dataset"]
         extract_json = Layout(Path(ds["root"]), ds["collection"]).base / "extract.json"
-        where = "made by `prvr extract`" if extract_json.is_file() else "made outside prvr"
-        raise PrvrError(
-            f"{self.store.root}: queries are encoded with the {ds['text_feature']!r} token features {where}; "
-            "free-text search needs that text encoder, which this version cannot run yet. "
-            "Search with a stored query instead: --query-id <caption id>"
-        )
+        record = json.loads(extract_json.read_text()).get("text") if extract_json.is_file() else None
+        if record is None:
+            raise PrvrError(
+                f"{self.store.root}: queries are encoded with the {ds['text_feature']!r} token features made "
+                "outside prvr, so free text needs that encoder (for MS-SL releases, RoBERTa as in their feature "
+                "scripts); search with a stored query instead: --query-id <caption id>")
+        if self._text is None:
+            from prvr_cli.features.text import text_from_record
+
+            self._text = text_from_record(record, self.device)
+        return self.encode_tokens(self._text.encode(texts))
 
     def search(self, q: dict[str, np.ndarray], k: int = 10, engine: str = "auto",
                margin: float = 0.05) -> list[list[Hit]]:

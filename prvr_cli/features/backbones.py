@@ -1,0 +1,200 @@
+"""Visual backbones behind one contract, and the offline-friendly loaders.
+
+Every backbone maps decoded clips (n, m, H, W, 3) uint8 -> (n, dim) float32 features and
+describes itself for ``extract.json``. Real weights only: a loader that cannot find its weights
+raises a ``PrvrError`` saying which files are needed and how to provide them. Tiny random models
+exist only behind the explicit ``tiny=True`` (the hidden ``--test-tiny-models`` option).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from prvr_cli.errors import PrvrError
+from prvr_cli.features.decode import Sampling
+
+OPENAI_MEAN, OPENAI_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def to_tensor(frames: np.ndarray, size: int, device) -> torch.Tensor:
+    """(n, H, W, 3) uint8 -> (n, 3, size, size) float in [0, 1]: short side to ``size``
+    (bicubic), centre crop."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float() / 255.0
+    h, w = x.shape[2:]
+    scale = size / min(h, w)
+    if scale != 1.0:
+        x = F.interpolate(x, size=(max(size, round(h * scale)), max(size, round(w * scale))), mode="bicubic",
+                          align_corners=False).clamp_(0, 1)
+    top, left = (x.shape[2] - size) // 2, (x.shape[3] - size) // 2
+    return x[:, :, top : top + size, left : left + size]
+
+
+def _normalise(x: torch.Tensor, mean, std) -> torch.Tensor:
+    return (x - x.new_tensor(mean)[None, :, None, None]) / x.new_tensor(std)[None, :, None, None]
+
+
+def offline_hint(what: str, how: str, err: Exception) -> PrvrError:
+    msg = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+    return PrvrError(f"could not load {what} ({msg}). {how}")
+
+
+class Backbone:
+    name: str = ""
+    dim: int = 0
+    frames_per_step: int = 1
+    short_side: int = 224
+
+    def sampling(self, step: float) -> Sampling:
+        return Sampling(step, self.frames_per_step, self.short_side)
+
+    def encode(self, clips: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        raise NotImplementedError
+
+
+class ClipVisual(Backbone):
+    """One CLIP image embedding per sampled frame (open_clip, any model name and pretrained tag
+    or local checkpoint file)."""
+
+    def __init__(self, model: str = "ViT-L-14", pretrained: str = "openai", device="cpu", batch_size: int = 64,
+                 tiny: bool = False):
+        from prvr_cli.features.clip_model import load_clip
+
+        self.model, self.model_name, self.pretrained = load_clip(model, pretrained, device, tiny)
+        cfg = getattr(self.model.visual, "preprocess_cfg", {}) or {}
+        size = self.model.visual.image_size
+        self.size = size[0] if isinstance(size, (tuple, list)) else int(size)
+        self.mean, self.std = tuple(cfg.get("mean", OPENAI_MEAN)), tuple(cfg.get("std", OPENAI_STD))
+        self.short_side = self.size
+        self.device, self.batch_size = device, batch_size
+        self.dim = int(self.model.visual.output_dim)
+        tag = self.model_name.lower().replace("-", "_").replace("/", "_")
+        self.name = f"clip_{tag}"
+
+    @torch.no_grad()
+    def encode(self, clips: np.ndarray) -> np.ndarray:
+        frames = clips[:, clips.shape[1] // 2]  # (n, H, W, 3)
+        out = []
+        for s in range(0, len(frames), self.batch_size):
+            x = _normalise(to_tensor(frames[s : s + self.batch_size], self.size, self.device), self.mean, self.std)
+            with torch.autocast("cuda", enabled=self.device.type == "cuda"):
+                out.append(self.model.encode_image(x).float().cpu())
+        return torch.cat(out).numpy()
+
+    def describe(self) -> dict:
+        return {"backbone": "clip", "model": self.model_name, "pretrained": self.pretrained, "dim": self.dim,
+                "input": f"{self.size}x{self.size} centre crop, CLIP mean/std", "per": "frame (middle of each step)"}
+
+
+class I3DVisual(Backbone):
+    """Inception-v1 I3D on 16-frame windows: short side 224, centre crop 224, pixels in [-1, 1]."""
+
+    frames_per_step = 16
+
+    def __init__(self, checkpoint: str | None, device="cpu", batch_size: int = 8, tiny: bool = False):
+        from prvr_cli.features.i3d import InceptionI3d, load_i3d
+
+        if tiny:
+            self.model, self.checkpoint = InceptionI3d().to(device).eval(), "random (test only)"
+            self.short_side = 64
+        else:
+            self.model, self.checkpoint = load_i3d(checkpoint, device), str(checkpoint)
+        self.device, self.batch_size, self.dim, self.name = device, batch_size, 1024, "i3d"
+
+    @torch.no_grad()
+    def encode(self, clips: np.ndarray) -> np.ndarray:
+        n, m = clips.shape[:2]
+        out = []
+        for s in range(0, n, self.batch_size):
+            part = clips[s : s + self.batch_size]
+            x = to_tensor(part.reshape(-1, *part.shape[2:]), self.short_side, self.device) * 2 - 1
+            x = x.view(len(part), m, 3, self.short_side, self.short_side).permute(0, 2, 1, 3, 4)  # (b, 3, T, H, W)
+            with torch.autocast("cuda", enabled=self.device.type == "cuda"):
+                out.append(self.model.features(x).float().cpu())
+        return torch.cat(out).numpy()
+
+    def describe(self) -> dict:
+        return {"backbone": "i3d", "checkpoint": self.checkpoint, "dim": 1024, "per": "16-frame window",
+                "input": f"short side {self.short_side}, centre crop {self.short_side}, pixels in [-1, 1]"}
+
+
+class ResNetVisual(Backbone):
+    """torchvision ResNet-152, global-average-pooled 2048-d feature of the middle frame of each step."""
+
+    def __init__(self, checkpoint: str | None = None, device="cpu", batch_size: int = 32, tiny: bool = False):
+        import torchvision
+
+        model = torchvision.models.resnet152(weights=None)
+        if tiny:
+            self.weights, self.short_side = "random (test only)", 64
+        elif checkpoint:
+            try:
+                model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+            except Exception as err:
+                raise offline_hint(f"ResNet-152 weights from {checkpoint}", "Pass a torchvision resnet152 state dict.", err) from None
+            self.weights = str(checkpoint)
+        else:
+            weights = torchvision.models.ResNet152_Weights.IMAGENET1K_V1
+            try:
+                model.load_state_dict(weights.get_state_dict(progress=False))
+            except Exception as err:
+                raise offline_hint(
+                    "torchvision ResNet-152 IMAGENET1K_V1 weights",
+                    "Pre-download them on a connected machine (python -c \"import torchvision; "
+                    "torchvision.models.resnet152(weights='IMAGENET1K_V1')\", which fills ~/.cache/torch/hub) "
+                    "or pass --resnet-checkpoint PATH.", err) from None
+            self.weights = "torchvision IMAGENET1K_V1"
+        model.fc = torch.nn.Identity()
+        self.model = model.to(device).eval()
+        self.device, self.batch_size, self.dim, self.name = device, batch_size, 2048, "resnet152"
+
+    @torch.no_grad()
+    def encode(self, clips: np.ndarray) -> np.ndarray:
+        frames = clips[:, clips.shape[1] // 2]
+        out = []
+        for s in range(0, len(frames), self.batch_size):
+            x = _normalise(to_tensor(frames[s : s + self.batch_size], self.short_side, self.device), IMAGENET_MEAN, IMAGENET_STD)
+            with torch.autocast("cuda", enabled=self.device.type == "cuda"):
+                out.append(self.model(x).float().cpu())
+        return torch.cat(out).numpy()
+
+    def describe(self) -> dict:
+        return {"backbone": "resnet152", "weights": self.weights, "dim": 2048, "per": "frame (middle of each step)",
+                "input": f"short side {self.short_side}, centre crop, ImageNet mean/std"}
+
+
+class ResNetI3D(Backbone):
+    """ResNet-152 (middle frame) and I3D (the window) on one time grid, concatenated: 3072-d,
+    the feature type of TVR's MS-SL release (``i3d_resnet``)."""
+
+    frames_per_step = 16
+
+    def __init__(self, resnet: ResNetVisual, i3d: I3DVisual):
+        self.resnet, self.i3d = resnet, i3d
+        self.short_side = max(resnet.short_side, i3d.short_side)
+        self.dim, self.name = resnet.dim + i3d.dim, "i3d_resnet"
+
+    def encode(self, clips: np.ndarray) -> np.ndarray:
+        return np.concatenate([self.resnet.encode(clips), self.i3d.encode(clips)], axis=1)
+
+    def describe(self) -> dict:
+        return {"backbone": "resnet152+i3d", "resnet": self.resnet.describe(), "i3d": self.i3d.describe(), "dim": self.dim}
+
+
+def build_visual(kind: str, *, clip_model="ViT-L-14", clip_pretrained="openai", i3d_checkpoint=None,
+                 resnet_checkpoint=None, device="cpu", batch_size=32, tiny=False) -> Backbone:
+    if kind == "clip":
+        return ClipVisual(clip_model, clip_pretrained, device, batch_size, tiny)
+    if kind == "i3d":
+        return I3DVisual(i3d_checkpoint, device, max(1, batch_size // 4), tiny)
+    if kind == "resnet152":
+        return ResNetVisual(resnet_checkpoint, device, batch_size, tiny)
+    if kind == "resnet152+i3d":
+        return ResNetI3D(ResNetVisual(resnet_checkpoint, device, batch_size, tiny),
+                         I3DVisual(i3d_checkpoint, device, max(1, batch_size // 4), tiny))
+    raise PrvrError(f"unknown --visual {kind!r}: use clip, i3d, resnet152 or resnet152+i3d")

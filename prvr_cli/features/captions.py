@@ -1,0 +1,51 @@
+"""Captions JSONL for extraction: ``{"video", "text", optional "split", "start", "end"}`` per line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from prvr_cli.data.layout import SPLITS
+from prvr_cli.errors import PrvrError
+
+
+@dataclass
+class RawCaption:
+    video: str
+    text: str
+    split: str | None
+    start: float | None
+    end: float | None
+
+
+def read_caption_jsonl(path: str | Path) -> list[RawCaption]:
+    path = Path(path)
+    if not path.is_file():
+        raise PrvrError(f"{path}: file is missing")
+    out = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise PrvrError(f"{path}:{lineno}: not JSON ({err.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("video"), str) or not isinstance(row.get("text"), str):
+            raise PrvrError(f"{path}:{lineno}: expected an object with string fields 'video' and 'text'")
+        if not row["text"].strip():
+            raise PrvrError(f"{path}:{lineno}: empty caption text")
+        split = row.get("split")
+        if split is not None and split not in SPLITS:
+            raise PrvrError(f"{path}:{lineno}: split must be one of {', '.join(SPLITS)}, not {split!r}")
+        video = Path(row["video"]).stem if "." in row["video"] else row["video"]
+        video = "".join(c if c.isalnum() or c in "-_." else "_" for c in video)
+        out.append(RawCaption(video, " ".join(row["text"].split()), split, row.get("start"), row.get("end")))
+    return out
+
+
+def assign_split(video: str) -> str:
+    """Deterministic 80/10/10 split from the video id alone."""
+    bucket = int(hashlib.sha1(video.encode()).hexdigest(), 16) % 10
+    return "train" if bucket < 8 else ("val" if bucket == 8 else "test")

@@ -1,0 +1,131 @@
+"""Decoding with decord: uniform sampling on a time grid, timestamps kept, hangs and crashes
+contained in a child process with a timeout.
+
+A video of duration D seconds becomes ceil(D / step) steps ``[k*step, (k+1)*step)``; each step
+takes ``frames_per_step`` frames spread evenly inside it (1 for image backbones: the middle
+frame; 16 for I3D windows).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+VIDEO_EXTENSIONS = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"}
+
+
+class DecodeError(Exception):
+    """A video that cannot be decoded; the extract job reports it and moves on."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    step: float  # seconds per feature row
+    frames_per_step: int  # frames decoded per row
+    short_side: int  # frames are resized so their short side is this many pixels
+
+
+def plan(n_frames: int, fps: float, sampling: Sampling) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices (n_steps, frames_per_step) and [start, end) seconds (n_steps, 2)."""
+    duration = n_frames / fps
+    n_steps = max(1, math.ceil(duration / sampling.step - 1e-9))
+    starts = np.arange(n_steps) * sampling.step
+    ends = np.minimum(starts + sampling.step, duration)
+    m = sampling.frames_per_step
+    t = starts[:, None] + (np.arange(m)[None] + 0.5) * (ends - starts)[:, None] / m  # (n_steps, m)
+    idx = np.clip(np.floor(t * fps).astype(np.int64), 0, n_frames - 1)
+    return idx, np.stack([starts, ends], axis=1).astype(np.float32)
+
+
+def _decode(path: str, sampling: Sampling):
+    import decord
+
+    try:
+        vr = decord.VideoReader(path, ctx=decord.cpu(0))
+        n, fps = len(vr), float(vr.get_avg_fps())
+        if n == 0 or not fps > 0:
+            raise DecodeError("no decodable frames")
+        idx, times = plan(n, fps, sampling)
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        chunks = [_shrink(vr.get_batch(uniq[s : s + 32].tolist()).asnumpy(), sampling.short_side)
+                  for s in range(0, len(uniq), 32)]
+        frames = np.concatenate(chunks)  # (u, H', W', 3) uint8
+        h, w = vr[0].shape[:2]
+    except DecodeError:
+        raise
+    except Exception as err:  # decord raises its own DECORDError and RuntimeErrors
+        raise DecodeError(f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else 'unreadable'}") from None
+    return frames[inverse.reshape(idx.shape)], times, {"frames": n, "fps": fps, "width": w, "height": h}
+
+
+def _shrink(frames: np.ndarray, short_side: int) -> np.ndarray:
+    """Downscale (n, H, W, 3) uint8 so the short side is ``short_side`` (antialiased); frames
+    already smaller are kept as they are (the backbone resizes them). Keeps memory bounded for
+    long high-resolution videos."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = frames.shape[1:3]
+    scale = short_side / min(h, w)
+    if scale >= 1.0:
+        return frames
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear", antialias=True, align_corners=False)
+    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _child(conn, path: str, sampling: Sampling):
+    try:
+        conn.send(("ok", _decode(path, sampling)))
+    except DecodeError as err:
+        conn.send(("error", str(err)))
+    finally:
+        conn.close()
+
+
+def decode_video(path: str | Path, sampling: Sampling, timeout: float = 120.0):
+    """-> clips uint8 (n_steps, frames_per_step, H, W, 3), times (n_steps, 2), info dict.
+
+    Runs decord in a forked child: a hang is killed after ``timeout`` seconds and a crash of the
+    decoder (it can segfault on corrupt files) becomes a ``DecodeError`` instead of killing us."""
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(send, str(path), sampling), daemon=True)
+    proc.start()
+    send.close()
+    try:
+        if not recv.poll(timeout):
+            raise DecodeError(f"decoder timed out after {timeout:g} s")
+        try:
+            status, payload = recv.recv()
+        except EOFError:
+            raise DecodeError("decoder crashed") from None
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        recv.close()
+    if status == "error":
+        raise DecodeError(payload)
+    return payload
+
+
+def list_videos(folder: str | Path) -> dict[str, Path]:
+    """Video files under ``folder`` (recursive), keyed by a video id made from the file stem."""
+    from prvr_cli.errors import PrvrError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PrvrError(f"{folder}: no such folder of videos")
+    out: dict[str, Path] = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+            vid = "".join(c if c.isalnum() or c in "-_." else "_" for c in p.stem)
+            if vid in out:
+                raise PrvrError(f"{p}: video id {vid!r} is also {out[vid]}; rename one of them")
+            out[vid] = p
+    return out

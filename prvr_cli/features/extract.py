@@ -1,0 +1,224 @@
+"""``run_extract``: raw videos (and captions) in, the MS-SL layout out.
+
+Work per video lands atomically in ``<root>/<name>/.extract/<feature>/<video_id>.npz``, so a
+re-run skips finished videos and an interrupt loses only the videos in flight. Videos that do not
+decode are listed in ``.extract/<feature>/failures*.json`` and skipped. ``finalize`` (run at the
+end of an unsharded job, or by ``--merge`` after sharded ones) assembles the BigFile, the frame
+times, the caption files, the token-feature HDF5 and ``extract.json``, always in sorted video
+order, so shards merged equal one run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from prvr_cli.atomic import atomic_path, write_json, write_text
+from prvr_cli.data.bigfile import BigFileWriter
+from prvr_cli.data.captions import write_captions
+from prvr_cli.data.hdf5 import write_hdf5
+from prvr_cli.data.layout import SPLITS, Layout
+from prvr_cli.errors import PrvrError
+from prvr_cli.features.captions import assign_split, read_caption_jsonl
+from prvr_cli.features.decode import DecodeError, decode_video, list_videos
+
+
+@dataclass
+class ExtractSpec:
+    videos_dir: Path
+    out: Path
+    name: str
+    visual: str = "clip"
+    clip_model: str = "ViT-L-14"
+    clip_pretrained: str = "openai"
+    i3d_checkpoint: str | None = None
+    resnet_checkpoint: str | None = None
+    fps: float | None = None  # image backbones: features per second (default 1)
+    clip_seconds: float | None = None  # or a fixed step; I3D windows default to 1.5 s (TVR)
+    captions: Path | None = None
+    text: str | None = None  # roberta | clip
+    text_model: str | None = None
+    batch_size: int = 32
+    workers: int = 2
+    shard: tuple[int, int] = (0, 1)
+    timeout: float = 120.0
+    tiny: bool = False  # test-only random models
+    extra: dict = field(default_factory=dict)
+
+    def step(self) -> float:
+        if self.clip_seconds:
+            return float(self.clip_seconds)
+        if self.fps:
+            return 1.0 / float(self.fps)
+        return 1.5 if "i3d" in self.visual else 1.0
+
+
+def _work_dir(layout: Layout, feature: str) -> Path:
+    return layout.base / ".extract" / feature
+
+
+def _save_video(work: Path, vid: str, feats: np.ndarray, times: np.ndarray) -> None:
+    with atomic_path(work / f"{vid}.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, feats=feats.astype(np.float32), times=times.astype(np.float32))
+
+
+def _build_visual(spec: ExtractSpec, device):
+    from prvr_cli.features.backbones import build_visual
+
+    return build_visual(spec.visual, clip_model=spec.clip_model, clip_pretrained=spec.clip_pretrained,
+                        i3d_checkpoint=spec.i3d_checkpoint, resnet_checkpoint=spec.resnet_checkpoint,
+                        device=device, batch_size=spec.batch_size, tiny=spec.tiny)
+
+
+def run_extract(spec: ExtractSpec, device, progress=None, log=None) -> dict:
+    """Extract the visual features of this shard's videos; finalize when unsharded."""
+    log = log or (lambda msg: None)
+    i, n = spec.shard
+    if not (0 <= i < n):
+        raise PrvrError(f"--shard {i}/{n}: expected I/N with 0 <= I < N")
+    if spec.captions is not None:
+        read_caption_jsonl(spec.captions)  # fail on a bad captions file before hours of video work
+    videos = list_videos(spec.videos_dir)
+    if not videos:
+        raise PrvrError(f"{spec.videos_dir}: no video files found")
+    mine = sorted(videos)[i::n]
+    backbone = _build_visual(spec, device)
+    layout = Layout(spec.out, spec.name)
+    work = _work_dir(layout, backbone.name)
+    work.mkdir(parents=True, exist_ok=True)
+    write_json(work / "backbone.json", {"visual": backbone.describe(), "step_seconds": spec.step(),
+                                         "frames_per_step": backbone.frames_per_step})
+    done = {p.stem for p in work.glob("*.npz")}
+    todo = [v for v in mine if v not in done]
+    fail_path = work / (f"failures_{i}of{n}.json" if n > 1 else "failures.json")
+    failures = {f["video"]: f for f in json.loads(fail_path.read_text())} if fail_path.is_file() else {}
+    sampling = backbone.sampling(spec.step())
+    t0, n_frames, n_decoded = time.perf_counter(), 0, 0
+    task = progress.add_task("extracting", total=len(todo), info="") if progress else None
+
+    def decode(vid):
+        try:
+            return vid, decode_video(videos[vid], sampling, spec.timeout), None
+        except DecodeError as err:
+            return vid, None, str(err)
+
+    try:
+        with ThreadPoolExecutor(max(1, spec.workers)) as pool:
+            for vid, result, error in pool.map(decode, todo):
+                if error is not None:
+                    failures[vid] = {"video": vid, "file": str(videos[vid]), "error": error}
+                    log(f"skipped {videos[vid]}: {error}")
+                else:
+                    clips, times, _ = result
+                    _save_video(work, vid, backbone.encode(clips), times)
+                    failures.pop(vid, None)
+                    n_frames += clips.shape[0] * clips.shape[1]
+                    n_decoded += 1
+                if progress:
+                    elapsed = max(time.perf_counter() - t0, 1e-9)
+                    progress.update(task, advance=1, info=f"{n_decoded / elapsed:.2f} videos/s  {n_frames / elapsed:.1f} frames/s")
+    finally:
+        write_json(fail_path, sorted(failures.values(), key=lambda f: f["video"]))
+    summary = {"feature": backbone.name, "videos": len(mine), "done": len(done) + n_decoded,
+               "skipped_already_done": len(done), "failed": len(failures), "failures": sorted(failures),
+               "seconds": round(time.perf_counter() - t0, 2), "shard": f"{i}/{n}"}
+    if n == 1:
+        summary |= finalize(spec, device, backbone_name=backbone.name, log=log)
+    return summary
+
+
+def finalize(spec: ExtractSpec, device, backbone_name: str | None = None, log=None) -> dict:
+    """Assemble the dataset from the per-video work files (also what ``--merge`` runs)."""
+    log = log or (lambda msg: None)
+    layout = Layout(spec.out, spec.name)
+    root = layout.base / ".extract"
+    if backbone_name is None:
+        names = sorted(p.name for p in root.iterdir() if (p / "backbone.json").is_file()) if root.is_dir() else []
+        if len(names) != 1:
+            raise PrvrError(f"{root}: expected the work of one visual feature to merge, found {names or 'none'}")
+        backbone_name = names[0]
+    work = root / backbone_name
+    meta = json.loads((work / "backbone.json").read_text())
+    files = sorted(work.glob("*.npz"))
+    if not files:
+        raise PrvrError(f"{work}: no extracted videos to assemble")
+    failures = {}
+    for fp in sorted(work.glob("failures*.json")):
+        failures |= {f["video"]: f for f in json.loads(fp.read_text())}
+    times = {}
+    with BigFileWriter(layout.bigfile_dir(backbone_name), dim=int(np.load(files[0])["feats"].shape[1])) as w:
+        for fp in files:
+            with np.load(fp) as z:
+                w.add(fp.stem, z["feats"])
+                times[fp.stem] = [[round(float(a), 4), round(float(b), 4)] for a, b in z["times"]]
+    write_text(layout.frame_times(backbone_name), json.dumps(times) + "\n")
+    have = set(times)
+    info = {"visual_feature": backbone_name, "visual": meta["visual"], "step_seconds": meta["step_seconds"],
+            "frames_per_step": meta["frames_per_step"], "videos": len(have), "failures": sorted(failures.values(), key=lambda f: f["video"]),
+            "versions": _versions()}
+    summary = {"dataset": str(layout.base), "videos_in_dataset": len(have)}
+    if spec.captions is not None:
+        summary |= _captions(spec, layout, have, device, info, log)
+    write_json(layout.base / "extract.json", info)
+    return summary
+
+
+def _captions(spec: ExtractSpec, layout: Layout, have: set[str], device, info: dict, log) -> dict:
+    from prvr_cli.features.text import build_text
+
+    raw = read_caption_jsonl(spec.captions)
+    kept = [c for c in raw if c.video in have]
+    missing = sorted({c.video for c in raw} - have)
+    if missing:
+        log(f"captions of {len(missing)} video(s) without features were left out: {', '.join(missing[:5])}")
+    if not kept:
+        raise PrvrError(f"{spec.captions}: none of its videos were extracted")
+    split_of: dict[str, str] = {}
+    for c in kept:
+        split_of.setdefault(c.video, c.split or assign_split(c.video))
+    per_split: dict[str, list[tuple[str, str]]] = {s: [] for s in SPLITS}
+    counters: dict[str, int] = {}
+    ids, texts, spans = [], [], {}
+    for c in sorted(kept, key=lambda c: c.video):
+        k = counters.get(c.video, 0)
+        counters[c.video] = k + 1
+        cap_id = f"{c.video}#enc#{k}"
+        per_split[split_of[c.video]].append((cap_id, c.text))
+        ids.append(cap_id)
+        texts.append(c.text)
+        if c.start is not None and c.end is not None:
+            spans[cap_id] = [float(c.start), float(c.end)]
+    text = build_text(spec.text or "roberta", model=spec.text_model, clip_model=spec.clip_model,
+                      clip_pretrained=spec.clip_pretrained, device=device, batch_size=spec.batch_size, tiny=spec.tiny)
+    feats = text.encode(texts)
+    for split in SPLITS:
+        if per_split[split]:
+            write_captions(layout.caption_file(split), per_split[split])
+        elif layout.caption_file(split).exists():
+            layout.caption_file(split).unlink()
+    write_hdf5(layout.query_hdf5(text.name), zip(ids, feats))
+    write_json(layout.text_root / f"{layout.collection}_moments.json", spans)
+    info |= {"text_feature": text.name, "text": text.describe(), "captions": len(ids),
+             "splits": {s: len({cid.split("#")[0] for cid, _ in per_split[s]}) for s in SPLITS}}
+    return {"captions": len(ids), "text_feature": text.name}
+
+
+def _versions() -> dict:
+    import platform
+
+    import torch
+
+    from prvr_cli import __version__
+
+    out = {"prvr": __version__, "torch": str(torch.__version__), "python": platform.python_version()}
+    for mod in ("open_clip", "transformers", "decord", "torchvision"):
+        try:
+            out[mod] = str(__import__(mod).__version__)
+        except Exception:  # optional backbones may be absent
+            pass
+    return out

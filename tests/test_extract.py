@@ -1,0 +1,247 @@
+"""Extraction: decoding with timestamps, backbones, I3D checkpoint names, the whole job."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from prvr_cli.data.check import check_dataset
+from prvr_cli.errors import PrvrError
+from prvr_cli.features.decode import DecodeError, Sampling, decode_video, list_videos, plan
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_videos"
+CPU = torch.device("cpu")
+
+
+def test_plan_hand_checked():
+    # 20 frames at 8 fps = 2.5 s, 1 s steps -> 3 steps, middle frames at 0.5 s, 1.5 s, 2.25 s
+    idx, times = plan(20, 8.0, Sampling(1.0, 1, 32))
+    assert idx[:, 0].tolist() == [4, 12, 18]
+    assert times.tolist() == [[0, 1], [1, 2], [2, 2.5]]
+    idx, _ = plan(16, 8.0, Sampling(2.0, 4, 32))  # one 2 s window, 4 frames at .25 .75 1.25 1.75 s
+    assert idx.tolist() == [[2, 6, 10, 14]]
+
+
+def test_decode_sample_with_timestamps():
+    clips, times, info = decode_video(SAMPLES / "street_boxes.mp4", Sampling(1.0, 1, 36))
+    assert info["frames"] == 64 and info["fps"] == 8.0
+    assert clips.shape == (8, 1, 36, 48, 3) and clips.dtype == np.uint8
+    native, _, _ = decode_video(SAMPLES / "street_boxes.mp4", Sampling(1.0, 1, 224))
+    assert native.shape == (8, 1, 72, 96, 3)  # never upscaled at decode time
+    assert times[0].tolist() == [0, 1] and times[-1].tolist() == [7, 8]
+    # the third event of this clip (4-6 s) is a white box on grey: bright pixels present
+    assert clips[4, 0].max() > 200
+
+
+def test_decode_errors_are_contained(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "text.mp4").write_text("not a video at all\n" * 50)
+    data = (SAMPLES / "park_balls.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 8])
+    for name in ("empty.mp4", "text.mp4", "cut.mp4"):
+        with pytest.raises(DecodeError):
+            decode_video(tmp_path / name, Sampling(1.0, 1, 32))
+    with pytest.raises(DecodeError, match="timed out"):
+        decode_video(SAMPLES / "park_balls.mp4", Sampling(1.0, 1, 32), timeout=1e-4)
+
+
+def test_backbone_output_shapes():
+    from prvr_cli.features.backbones import build_visual
+    from prvr_cli.features.text import build_text
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (3, 1, 40, 52, 3), dtype=np.uint8)
+    clip = build_visual("clip", tiny=True, device=CPU)
+    assert clip.encode(frames).shape == (3, 32)
+    resnet = build_visual("resnet152", tiny=True, device=CPU)
+    assert resnet.encode(frames[:2]).shape == (2, 2048)
+    windows = rng.integers(0, 255, (2, 16, 64, 80, 3), dtype=np.uint8)
+    i3d = build_visual("i3d", tiny=True, device=CPU)
+    assert i3d.encode(windows).shape == (2, 1024)
+    both = build_visual("resnet152+i3d", tiny=True, device=CPU)
+    assert both.encode(windows).shape == (2, 3072) and both.name == "i3d_resnet"
+    roberta = build_text("roberta", tiny=True)
+    tokens = roberta.tokenizer("the red ball", return_special_tokens_mask=True)
+    out = roberta.encode(["the red ball", "a square moves left slowly"])
+    assert out[0].shape == (sum(1 - m for m in tokens["special_tokens_mask"]), 32)
+    assert out[1].shape[0] > out[0].shape[0]
+    clip_text = build_text("clip", tiny=True)
+    assert [t.shape for t in clip_text.encode(["red ball", "a"])] == [(2, 32), (1, 32)]
+
+
+def public_i3d_state(num_classes=400):
+    """A state dict named and shaped as the public rgb_imagenet.pt (no num_batches_tracked)."""
+    g = torch.Generator().manual_seed(0)
+    state = {}
+
+    def unit(prefix, c_in, c_out, k):
+        state[f"{prefix}.conv3d.weight"] = torch.randn(c_out, c_in, *k, generator=g) * 0.01
+        for stat in ("weight", "bias", "running_mean"):
+            state[f"{prefix}.bn.{stat}"] = torch.randn(c_out, generator=g) * 0.1
+        state[f"{prefix}.bn.running_var"] = torch.rand(c_out, generator=g) + 0.5
+
+    unit("Conv3d_1a_7x7", 3, 64, (7, 7, 7))
+    unit("Conv3d_2b_1x1", 64, 64, (1, 1, 1))
+    unit("Conv3d_2c_3x3", 64, 192, (3, 3, 3))
+    mixed = {"Mixed_3b": (192, [64, 96, 128, 16, 32, 32]), "Mixed_3c": (256, [128, 128, 192, 32, 96, 64]),
+             "Mixed_4b": (480, [192, 96, 208, 16, 48, 64]), "Mixed_4c": (512, [160, 112, 224, 24, 64, 64]),
+             "Mixed_4d": (512, [128, 128, 256, 24, 64, 64]), "Mixed_4e": (512, [112, 144, 288, 32, 64, 64]),
+             "Mixed_4f": (528, [256, 160, 320, 32, 128, 128]), "Mixed_5b": (832, [256, 160, 320, 32, 128, 128]),
+             "Mixed_5c": (832, [384, 192, 384, 48, 128, 128])}
+    one, three = (1, 1, 1), (3, 3, 3)
+    for name, (c_in, c) in mixed.items():
+        unit(f"{name}.b0", c_in, c[0], one)
+        unit(f"{name}.b1a", c_in, c[1], one)
+        unit(f"{name}.b1b", c[1], c[2], three)
+        unit(f"{name}.b2a", c_in, c[3], one)
+        unit(f"{name}.b2b", c[3], c[4], three)
+        unit(f"{name}.b3b", c_in, c[5], one)
+    state["logits.conv3d.weight"] = torch.randn(num_classes, 1024, 1, 1, 1, generator=g) * 0.01
+    state["logits.conv3d.bias"] = torch.zeros(num_classes)
+    return state
+
+
+@pytest.mark.parametrize("classes", [400, 157])
+def test_i3d_loads_public_checkpoint_names_strictly(tmp_path, classes):
+    from prvr_cli.features.i3d import load_i3d
+
+    state = public_i3d_state(classes)
+    torch.save(state, tmp_path / "rgb.pt")
+    model = load_i3d(str(tmp_path / "rgb.pt"))
+    assert torch.equal(model.Mixed_4e.b2b.bn.running_var, state["Mixed_4e.b2b.bn.running_var"])
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 16, 64, 64)).shape == (1, classes)
+        assert model.features(torch.zeros(1, 3, 16, 64, 64)).shape == (1, 1024)
+    del state["Mixed_5c.b3b.bn.bias"]
+    torch.save(state, tmp_path / "broken.pt")
+    with pytest.raises(PrvrError, match="does not match the I3D architecture"):
+        load_i3d(str(tmp_path / "broken.pt"))
+    with pytest.raises(PrvrError, match="pass --i3d-checkpoint"):
+        load_i3d(None)
+
+
+def prvr(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "prvr_cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+def extract_args(videos, out, *extra):
+    return ["extract", str(videos), "--out", str(out), "--name", "samples", "--visual", "clip", "--captions",
+            str(SAMPLES / "captions.jsonl"), "--text", "roberta", "--test-tiny-models", "--json", *extra]
+
+
+def digest(base: Path) -> dict:
+    return {str(p.relative_to(base)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(base.rglob("*")) if p.is_file() and ".extract" not in p.parts}
+
+
+@pytest.fixture(scope="module")
+def one_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("one")
+    res = prvr(*extract_args(SAMPLES, out))
+    assert res.returncode == 0, res.stderr
+    return out, json.loads(res.stdout)
+
+
+def test_extract_samples_end_to_end(one_run, tmp_path):
+    out, summary = one_run
+    assert summary["done"] == 5 and summary["failed"] == 0 and summary["captions"] == 14
+    rows = check_dataset(out, "samples")
+    assert {r["split"]: r["videos"] for r in rows} == {"train": 3, "val": 1, "test": 1}
+    base = out / "samples"
+    times = json.loads((base / "FeatureData" / "clip_prvr_tiny_clip" / "frame_times.json").read_text())
+    assert times["street_boxes"][0] == [0.0, 1.0] and len(times["street_boxes"]) == 8
+    meta = json.loads((base / "extract.json").read_text())
+    assert meta["visual"]["backbone"] == "clip" and meta["text"]["backbone"] == "roberta" and meta["step_seconds"] == 1.0
+    moments = json.loads((base / "TextData" / "samples_moments.json").read_text())
+    assert moments["street_boxes#enc#2"] == [4.0, 6.0]
+    res = prvr("train", "--dry-run", "--data-root", str(out), "--collection", "samples", "--out", str(tmp_path / "run"), "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["epochs_run"] == 1
+
+
+def test_resume_after_interrupt_gives_same_bytes(one_run, tmp_path, monkeypatch):
+    from prvr_cli.features import backbones
+    from prvr_cli.features.extract import ExtractSpec, run_extract
+
+    spec = ExtractSpec(SAMPLES, tmp_path, "samples", captions=SAMPLES / "captions.jsonl", text="roberta", tiny=True)
+    calls = {"n": 0}
+    real = backbones.ClipVisual.encode
+
+    def flaky(self, clips):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, clips)
+
+    monkeypatch.setattr(backbones.ClipVisual, "encode", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run_extract(spec, CPU)
+    assert len(list((tmp_path / "samples" / ".extract" / "clip_prvr_tiny_clip").glob("*.npz"))) == 2
+    monkeypatch.setattr(backbones.ClipVisual, "encode", real)
+    summary = run_extract(spec, CPU)
+    assert summary["skipped_already_done"] == 2 and summary["done"] == 5
+    assert digest(tmp_path / "samples") == digest(one_run[0] / "samples")
+
+
+def test_broken_files_are_reported_and_skipped(tmp_path):
+    videos = tmp_path / "videos"
+    shutil.copytree(SAMPLES, videos)
+    (videos / "empty.mp4").write_bytes(b"")
+    (videos / "notes.mp4").write_text("this is not a video\n")
+    data = (SAMPLES / "kitchen_shapes.mp4").read_bytes()
+    (videos / "cut.mp4").write_bytes(data[: len(data) // 10])
+    res = prvr(*extract_args(videos, tmp_path / "out"))
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["failures"] == ["cut", "empty", "notes"] and summary["done"] == 5
+    failures = json.loads((tmp_path / "out" / "samples" / ".extract" / "clip_prvr_tiny_clip" / "failures.json").read_text())
+    assert {f["video"] for f in failures} == {"cut", "empty", "notes"} and all(f["error"] for f in failures)
+    assert sum(r["videos"] for r in check_dataset(tmp_path / "out", "samples")) == 5
+
+
+def test_shards_merged_equal_one_run(one_run, tmp_path):
+    for shard in ("0/2", "1/2"):
+        res = prvr(*extract_args(SAMPLES, tmp_path, "--shard", shard))
+        assert res.returncode == 0, res.stderr
+        assert not (tmp_path / "samples" / "FeatureData" / "clip_prvr_tiny_clip" / "feature.bin").exists()
+    res = prvr(*extract_args(SAMPLES, tmp_path, "--merge"))
+    assert res.returncode == 0, res.stderr
+    assert digest(tmp_path / "samples") == digest(one_run[0] / "samples")
+
+
+def test_offline_error_messages(tmp_path, monkeypatch):
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path / "torch")}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    res = prvr("extract", str(SAMPLES), "--out", str(tmp_path), "--name", "x", "--visual", "clip", env=env)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "could not load open_clip ViT-L-14 weights 'openai'" in res.stderr and "Pre-download" in res.stderr
+    from prvr_cli.features.text import RobertaText
+
+    with pytest.raises(PrvrError, match="could not load the text model 'definitely-not-a-local-model'.*--text-model"):
+        RobertaText("definitely-not-a-local-model")
+    res = prvr("extract", str(SAMPLES), "--out", str(tmp_path), "--name", "y", "--visual", "i3d", env=env)
+    assert res.returncode == 1 and "--i3d-checkpoint" in res.stderr
+
+
+def test_list_videos_rejects_clashing_ids(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.mp4").write_bytes(b"")
+    (tmp_path / "x.mkv").write_bytes(b"")
+    with pytest.raises(PrvrError, match="video id 'x' is also"):
+        list_videos(tmp_path)
+
+
+def test_bad_captions_file_is_a_clear_error(tmp_path):
+    (tmp_path / "c.jsonl").write_text('{"video": "a", "text": "ok"}\n{"video": "b"}\n')
+    res = prvr("extract", str(SAMPLES), "--out", str(tmp_path), "--name", "x", "--test-tiny-models",
+               "--captions", str(tmp_path / "c.jsonl"))
+    assert res.returncode == 1 and "c.jsonl:2: expected an object with string fields" in res.stderr
