@@ -45,8 +45,19 @@ def main():
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="prvr-ablation-"))
     # harder than the default synth: topics dominate events (more ambiguity), more noise
-    spec = spec_for("medium", videos=args.videos, visual_dim=512, text_dim=384, frames=(16, 48), tokens=(6, 24),
-                    topic_share=0.92, visual_noise=0.9, text_noise=0.9, frame_jitter=0.5, query_jitter=0.5)
+    spec = spec_for(
+        "medium",
+        videos=args.videos,
+        visual_dim=512,
+        text_dim=384,
+        frames=(16, 48),
+        tokens=(6, 24),
+        topic_share=0.92,
+        visual_noise=0.9,
+        text_noise=0.9,
+        frame_jitter=0.5,
+        query_jitter=0.5,
+    )
     generate(work, "synth", spec)
     device = resolve_device(args.device)
     table = {}
@@ -63,9 +74,19 @@ def main():
             "val_SumR": summary["val"].get("SumR"),
             "epoch_seconds": round(sum(r["epoch_seconds"] for r in arl) / len(arl), 2),
             "uncertainty_seconds": round(sum(r["uncertainty_seconds"] for r in arl) / len(arl), 2),
-            **{k: last.get(k) for k in ("amb_tv_size", "amb_tv_precision", "tv_relevant_rate",
-                                        "amb_tf_size", "amb_tf_precision", "tf_relevant_rate")},
-            "tau_s": last.get("theta/tau_s"), "tau_u": last.get("theta/tau_u"),
+            **{
+                k: last.get(k)
+                for k in (
+                    "amb_tv_size",
+                    "amb_tv_precision",
+                    "tv_relevant_rate",
+                    "amb_tf_size",
+                    "amb_tf_precision",
+                    "tf_relevant_rate",
+                )
+            },
+            "tau_s": last.get("theta/tau_s"),
+            "tau_u": last.get("theta/tau_u"),
             "row_seconds": round(time.perf_counter() - t0, 1),
         }
         print(json.dumps({row: table[row]}), flush=True)

@@ -74,8 +74,14 @@ def queries(centres, n, seed):
 
 def make_store(root, frames, offsets, factories=("Flat",)):
     meta = {"videos": len(offsets) - 1, "frames": int(offsets[-1]), "factory": "Flat"}
-    save_store(root, meta, [f"v{j}" for j in range(len(offsets) - 1)], offsets,
-               np.full((int(offsets[-1]), 2), np.nan, np.float32), frames)
+    save_store(
+        root,
+        meta,
+        [f"v{j}" for j in range(len(offsets) - 1)],
+        offsets,
+        np.full((int(offsets[-1]), 2), np.nan, np.float32),
+        frames,
+    )
     return FrameStore.load(root)
 
 
@@ -124,9 +130,13 @@ def part1(sizes, n_q, batch, noise):
             t = time.perf_counter()
             search_bounds_batch(store, {b: q[b][:batch] for b in BR}, 10)
             idx_batch = (time.perf_counter() - t) / batch
-        out[str(nv)] = {"eval_exact_single": pct(t_eval), "eval_exact_batched_ms_per_query": round(eval_batch * 1000, 3),
-                        "index_exact_single": pct(t_idx), "index_exact_batched_ms_per_query": round(idx_batch * 1000, 3),
-                        "videos_scored_median": int(np.median(scored))}
+        out[str(nv)] = {
+            "eval_exact_single": pct(t_eval),
+            "eval_exact_batched_ms_per_query": round(eval_batch * 1000, 3),
+            "index_exact_single": pct(t_idx),
+            "index_exact_batched_ms_per_query": round(idx_batch * 1000, 3),
+            "videos_scored_median": int(np.median(scored)),
+        }
         print(json.dumps({"videos": nv, **out[str(nv)]}), flush=True)
     return out
 
@@ -169,9 +179,13 @@ def part2(nv, n_q, factories, noise):
                 lat.append(time.perf_counter() - t)
                 r10.append(len(set(v[:10]) & set(exact[i][:10])) / 10)
                 r100.append(len(set(v) & set(exact[i])) / 100)
-            res[factory] = {**pct(lat), "recall@10": round(float(np.mean(r10)), 4),
-                            "recall@100": round(float(np.mean(r100)), 4), "build_seconds": round(build, 1),
-                            "index_mb": round(size / 2**20, 1)}
+            res[factory] = {
+                **pct(lat),
+                "recall@10": round(float(np.mean(r10)), 4),
+                "recall@100": round(float(np.mean(r100)), 4),
+                "build_seconds": round(build, 1),
+                "index_mb": round(size / 2**20, 1),
+            }
             print(json.dumps({factory: res[factory]}), flush=True)
             del indexes
     return res
@@ -186,12 +200,18 @@ def main():
     ap.add_argument("--large-queries", type=int, default=50)
     ap.add_argument("--factories", default="IVF4096,Flat;HNSW16")
     ap.add_argument("--skip-large", action="store_true")
-    ap.add_argument("--frame-noise", type=float, default=0.25,
-                    help="per-coordinate frame noise around its event centre (0.25: cos ~0.94 to the event)")
+    ap.add_argument(
+        "--frame-noise",
+        type=float,
+        default=0.25,
+        help="per-coordinate frame noise around its event centre (0.25: cos ~0.94 to the event)",
+    )
     args = ap.parse_args()
-    out = {"threads": torch.get_num_threads(),
-           "frame_noise": args.frame_noise,
-           "table4": part1([int(s) for s in args.sizes.split(",")], args.queries, args.batch, args.frame_noise)}
+    out = {
+        "threads": torch.get_num_threads(),
+        "frame_noise": args.frame_noise,
+        "table4": part1([int(s) for s in args.sizes.split(",")], args.queries, args.batch, args.frame_noise),
+    }
     if not args.skip_large:
         out["large"] = part2(args.large, args.large_queries, args.factories.split(";"), args.frame_noise)
     print(json.dumps(out, indent=2))

@@ -47,7 +47,6 @@ def main():
     out = {
         "device": device.type,
         "threads": torch.get_num_threads(),
-        
         "synth_seconds": round(synth_s, 2) if synth_s else None,
         "warmup_epoch_seconds": warm["epoch_seconds"],
         "arl_epoch_seconds": arl["epoch_seconds"],

@@ -167,7 +167,9 @@ def apply_overrides(cfg: Config, overrides: list[str] | None) -> Config:
         try:
             setattr(section, attr, _coerce(value, getattr(section, attr)))
         except ValueError:
-            raise PrvrError(f"--set {item!r}: cannot read {value!r} as {type(getattr(section, attr)).__name__}") from None
+            raise PrvrError(
+                f"--set {item!r}: cannot read {value!r} as {type(getattr(section, attr)).__name__}"
+            ) from None
         if hasattr(section, "__post_init__"):
             section.__post_init__()
     return cfg

@@ -20,17 +20,33 @@ from prvr_cli.train.fit import fit
 BASELINE = ["loss.tv_ambiguity=false", "loss.tf_ambiguity=false", "loss.cross_model=false"]
 
 
-def run_demo(workdir: str | Path, device, videos: int = 800, epochs: int | None = None, log=print,
-             show_progress: bool = True) -> dict:
+def run_demo(
+    workdir: str | Path, device, videos: int = 800, epochs: int | None = None, log=print, show_progress: bool = True
+) -> dict:
     workdir = Path(workdir)
     t0 = time.perf_counter()
     data = workdir / "data"
     layout = Layout(data, "synth")
     if not layout.ground_truth().is_file():
         log(f"[1/5] synthetic dataset: {videos} videos -> {layout.base}")
-        generate(data, "synth", spec_for("medium", videos=videos, topics=max(12, videos // 20), visual_dim=256,
-                                         text_dim=192, frames=(16, 48), tokens=(6, 20), topic_share=0.92,
-                                         visual_noise=0.9, text_noise=0.9, frame_jitter=0.5, query_jitter=0.5))
+        generate(
+            data,
+            "synth",
+            spec_for(
+                "medium",
+                videos=videos,
+                topics=max(12, videos // 20),
+                visual_dim=256,
+                text_dim=192,
+                frames=(16, 48),
+                tokens=(6, 20),
+                topic_share=0.92,
+                visual_noise=0.9,
+                text_noise=0.9,
+                frame_jitter=0.5,
+                query_jitter=0.5,
+            ),
+        )
     results = {}
     for name, extra in (("arl", []), ("baseline", BASELINE)):
         cfg = load_preset("demo", extra)
@@ -54,7 +70,18 @@ def run_demo(workdir: str | Path, device, videos: int = 800, epochs: int | None 
     searches = []
     for cap, found in zip(picks, hits):
         rank = next((r for r, h in enumerate(found, 1) if h.video == cap.video_id), None)
-        searches.append({"query": cap.cap_id, "text": cap.text, "paired_video": cap.video_id,
-                         "paired_rank_in_top5": rank, "top": [h.to_dict() for h in found[:3]]})
-    return {"workdir": str(workdir), "test": results, "searches": searches,
-            "seconds": round(time.perf_counter() - t0, 1)}
+        searches.append(
+            {
+                "query": cap.cap_id,
+                "text": cap.text,
+                "paired_video": cap.video_id,
+                "paired_rank_in_top5": rank,
+                "top": [h.to_dict() for h in found[:3]],
+            }
+        )
+    return {
+        "workdir": str(workdir),
+        "test": results,
+        "searches": searches,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }

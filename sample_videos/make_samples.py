@@ -15,35 +15,56 @@ from pathlib import Path
 import numpy as np
 
 W, H, FPS = 96, 72, 8
-COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 230), "green": (40, 190, 70), "yellow": (235, 215, 40),
-           "white": (245, 245, 245), "purple": (150, 60, 190)}
+COLOURS = {
+    "red": (220, 40, 40),
+    "blue": (40, 80, 230),
+    "green": (40, 190, 70),
+    "yellow": (235, 215, 40),
+    "white": (245, 245, 245),
+    "purple": (150, 60, 190),
+}
 
 # clip -> split, list of (seconds, background, shape, colour, motion, caption)
 CLIPS = {
-    "kitchen_shapes": ("train", [
-        (3, "grey", "square", "red", "left_to_right", "a red square slides from left to right"),
-        (3, "grey", "circle", "blue", "grow", "a blue circle grows in the middle"),
-        (2, "dark", "square", "yellow", "fall", "a yellow square falls down"),
-    ]),
-    "park_balls": ("train", [
-        (2, "green", "circle", "white", "right_to_left", "a white ball rolls to the left over green grass"),
-        (3, "green", "circle", "red", "bounce", "a red ball bounces"),
-        (3, "dark", "square", "blue", "still", "the lights go out and a blue box stays still"),
-    ]),
-    "night_signals": ("val", [
-        (3, "dark", "circle", "yellow", "grow", "a yellow light grows in the dark"),
-        (3, "dark", "square", "purple", "left_to_right", "a purple square moves right at night"),
-    ]),
-    "street_boxes": ("test", [
-        (2, "grey", "square", "green", "fall", "a green box falls"),
-        (2, "grey", "circle", "red", "left_to_right", "a red circle crosses the street to the right"),
-        (2, "grey", "square", "white", "bounce", "a white box bounces"),
-        (2, "dark", "circle", "blue", "still", "a blue circle waits in the dark"),
-    ]),
-    "garden_light": ("train", [
-        (3, "green", "square", "yellow", "right_to_left", "a yellow square moves left across the garden"),
-        (3, "grey", "circle", "purple", "bounce", "a purple ball bounces on grey ground"),
-    ]),
+    "kitchen_shapes": (
+        "train",
+        [
+            (3, "grey", "square", "red", "left_to_right", "a red square slides from left to right"),
+            (3, "grey", "circle", "blue", "grow", "a blue circle grows in the middle"),
+            (2, "dark", "square", "yellow", "fall", "a yellow square falls down"),
+        ],
+    ),
+    "park_balls": (
+        "train",
+        [
+            (2, "green", "circle", "white", "right_to_left", "a white ball rolls to the left over green grass"),
+            (3, "green", "circle", "red", "bounce", "a red ball bounces"),
+            (3, "dark", "square", "blue", "still", "the lights go out and a blue box stays still"),
+        ],
+    ),
+    "night_signals": (
+        "val",
+        [
+            (3, "dark", "circle", "yellow", "grow", "a yellow light grows in the dark"),
+            (3, "dark", "square", "purple", "left_to_right", "a purple square moves right at night"),
+        ],
+    ),
+    "street_boxes": (
+        "test",
+        [
+            (2, "grey", "square", "green", "fall", "a green box falls"),
+            (2, "grey", "circle", "red", "left_to_right", "a red circle crosses the street to the right"),
+            (2, "grey", "square", "white", "bounce", "a white box bounces"),
+            (2, "dark", "circle", "blue", "still", "a blue circle waits in the dark"),
+        ],
+    ),
+    "garden_light": (
+        "train",
+        [
+            (3, "green", "square", "yellow", "right_to_left", "a yellow square moves left across the garden"),
+            (3, "grey", "circle", "purple", "bounce", "a purple ball bounces on grey ground"),
+        ],
+    ),
 }
 BACKGROUNDS = {"grey": (120, 120, 120), "dark": (20, 20, 30), "green": (60, 130, 60)}
 
@@ -88,7 +109,9 @@ def main(out: Path = Path(__file__).parent) -> None:
                     img = frame(i / max(n - 1, 1), background, shape, colour, motion)
                     for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                         container.mux(packet)
-                captions.append({"video": name, "text": caption, "split": split, "start": start, "end": start + seconds})
+                captions.append(
+                    {"video": name, "text": caption, "split": split, "start": start, "end": start + seconds}
+                )
                 start += seconds
             for packet in stream.encode():
                 container.mux(packet)

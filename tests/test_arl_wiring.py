@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from prvr_cli.arl.objective import arl_loss, branch_loss
 from prvr_cli.arl.uncertainty import EpochStats
 from prvr_cli.config import load_preset
-from prvr_cli.data.loaders import collate_train
-from prvr_cli.data.loaders import TrainVideos
+from prvr_cli.data.loaders import TrainVideos, collate_train
 from prvr_cli.data.splits import load_split
 from prvr_cli.nets.dual import BRANCHES, create_model
 
@@ -71,7 +70,9 @@ def test_branches_share_nothing():
     assert not torch.equal(next(iter(theta.values())), next(iter(phi.values())))
     # same seeds, same weights: initialisation is deterministic
     again = create_model("tiny")
-    assert all(torch.equal(a, b) for a, b in zip(create_model("tiny").state_dict().values(), again.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(create_model("tiny").state_dict().values(), again.state_dict().values())
+    )
 
 
 def test_baseline_is_infonce_plus_hardest_negative_triplet():
@@ -84,8 +85,10 @@ def test_baseline_is_infonce_plus_hardest_negative_triplet():
     terms = branch_loss(sf, mask, labels, None, cfg)
     s = sf[..., 0]
     nce = F.cross_entropy(s, labels) + F.cross_entropy(s.T, labels)
-    trip = (torch.relu(0.1 + torch.tensor([0.3, 0.5]) - torch.tensor([0.8, 0.6])).sum()
-            + torch.relu(0.1 + torch.tensor([0.5, 0.3]) - torch.tensor([0.8, 0.6])).sum()) / 2
+    trip = (
+        torch.relu(0.1 + torch.tensor([0.3, 0.5]) - torch.tensor([0.8, 0.6])).sum()
+        + torch.relu(0.1 + torch.tensor([0.5, 0.3]) - torch.tensor([0.8, 0.6])).sum()
+    ) / 2
     assert terms["video_nce"].item() == pytest.approx(nce.item(), abs=1e-6)
     assert terms["video_trip_n"].item() == pytest.approx(trip.item(), abs=1e-6)
     assert terms["video_trip_a"].item() == 0.0 and "frame_nce" not in terms

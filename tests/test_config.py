@@ -9,7 +9,10 @@ def test_zoo_has_the_paper_presets():
     names = set(list_presets())
     assert {"tiny", "tvr", "activitynet", "charades", "tvr_clip", "activitynet_clip", "charades_clip"} <= names
     assert (load_preset("tvr").model.visual_dim, load_preset("tvr").model.text_dim) == (3072, 768)
-    assert (load_preset("activitynet").model.visual_dim, load_preset("activitynet").data.visual_feature) == (1024, "i3d")
+    assert (load_preset("activitynet").model.visual_dim, load_preset("activitynet").data.visual_feature) == (
+        1024,
+        "i3d",
+    )
     assert load_preset("charades").data.visual_feature == "i3d_rgb_lgi"
     assert load_preset("tvr_clip").model.visual_dim == 768
     for name in names:

@@ -4,8 +4,23 @@ import sys
 
 
 def test_demo_end_to_end(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "prvr_cli", "demo", "--workdir", str(tmp_path / "demo"),
-                          "--videos", "120", "--epochs", "2", "--json"], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prvr_cli",
+            "demo",
+            "--workdir",
+            str(tmp_path / "demo"),
+            "--videos",
+            "120",
+            "--epochs",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     assert set(summary["test"]) == {"arl", "baseline"}

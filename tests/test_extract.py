@@ -30,7 +30,9 @@ def test_plan_hand_checked():
 
 
 def test_decode_sample_with_timestamps():
-    clips, times, info = decode_video(SAMPLES / "street_boxes.mp4", Sampling(1.0, 1, 36))
+    # warm torch's thread pool first: a forked decoder must not deadlock on it
+    torch.nn.functional.interpolate(torch.rand(4, 3, 256, 256), size=(128, 128), mode="bilinear")
+    clips, times, info = decode_video(SAMPLES / "street_boxes.mp4", Sampling(1.0, 1, 36), timeout=60)
     assert info["frames"] == 64 and info["fps"] == 8.0
     assert clips.shape == (8, 1, 36, 48, 3) and clips.dtype == np.uint8
     native, _, _ = decode_video(SAMPLES / "street_boxes.mp4", Sampling(1.0, 1, 224))
@@ -90,11 +92,17 @@ def public_i3d_state(num_classes=400):
     unit("Conv3d_1a_7x7", 3, 64, (7, 7, 7))
     unit("Conv3d_2b_1x1", 64, 64, (1, 1, 1))
     unit("Conv3d_2c_3x3", 64, 192, (3, 3, 3))
-    mixed = {"Mixed_3b": (192, [64, 96, 128, 16, 32, 32]), "Mixed_3c": (256, [128, 128, 192, 32, 96, 64]),
-             "Mixed_4b": (480, [192, 96, 208, 16, 48, 64]), "Mixed_4c": (512, [160, 112, 224, 24, 64, 64]),
-             "Mixed_4d": (512, [128, 128, 256, 24, 64, 64]), "Mixed_4e": (512, [112, 144, 288, 32, 64, 64]),
-             "Mixed_4f": (528, [256, 160, 320, 32, 128, 128]), "Mixed_5b": (832, [256, 160, 320, 32, 128, 128]),
-             "Mixed_5c": (832, [384, 192, 384, 48, 128, 128])}
+    mixed = {
+        "Mixed_3b": (192, [64, 96, 128, 16, 32, 32]),
+        "Mixed_3c": (256, [128, 128, 192, 32, 96, 64]),
+        "Mixed_4b": (480, [192, 96, 208, 16, 48, 64]),
+        "Mixed_4c": (512, [160, 112, 224, 24, 64, 64]),
+        "Mixed_4d": (512, [128, 128, 256, 24, 64, 64]),
+        "Mixed_4e": (512, [112, 144, 288, 32, 64, 64]),
+        "Mixed_4f": (528, [256, 160, 320, 32, 128, 128]),
+        "Mixed_5b": (832, [256, 160, 320, 32, 128, 128]),
+        "Mixed_5c": (832, [384, 192, 384, 48, 128, 128]),
+    }
     one, three = (1, 1, 1), (3, 3, 3)
     for name, (c_in, c) in mixed.items():
         unit(f"{name}.b0", c_in, c[0], one)
@@ -128,18 +136,37 @@ def test_i3d_loads_public_checkpoint_names_strictly(tmp_path, classes):
 
 
 def prvr(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "prvr_cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "prvr_cli", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
 
 
 def extract_args(videos, out, *extra):
-    return ["extract", str(videos), "--out", str(out), "--name", "samples", "--visual", "clip", "--captions",
-            str(SAMPLES / "captions.jsonl"), "--text", "roberta", "--test-tiny-models", "--json", *extra]
+    return [
+        "extract",
+        str(videos),
+        "--out",
+        str(out),
+        "--name",
+        "samples",
+        "--visual",
+        "clip",
+        "--captions",
+        str(SAMPLES / "captions.jsonl"),
+        "--text",
+        "roberta",
+        "--test-tiny-models",
+        "--json",
+        *extra,
+    ]
 
 
 def digest(base: Path) -> dict:
-    return {str(p.relative_to(base)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(base.rglob("*")) if p.is_file() and ".extract" not in p.parts}
+    return {
+        str(p.relative_to(base)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(base.rglob("*"))
+        if p.is_file() and ".extract" not in p.parts
+    }
 
 
 @pytest.fixture(scope="module")
@@ -159,10 +186,22 @@ def test_extract_samples_end_to_end(one_run, tmp_path):
     times = json.loads((base / "FeatureData" / "clip_prvr_tiny_clip" / "frame_times.json").read_text())
     assert times["street_boxes"][0] == [0.0, 1.0] and len(times["street_boxes"]) == 8
     meta = json.loads((base / "extract.json").read_text())
-    assert meta["visual"]["backbone"] == "clip" and meta["text"]["backbone"] == "roberta" and meta["step_seconds"] == 1.0
+    assert (
+        meta["visual"]["backbone"] == "clip" and meta["text"]["backbone"] == "roberta" and meta["step_seconds"] == 1.0
+    )
     moments = json.loads((base / "TextData" / "samples_moments.json").read_text())
     assert moments["street_boxes#enc#2"] == [4.0, 6.0]
-    res = prvr("train", "--dry-run", "--data-root", str(out), "--collection", "samples", "--out", str(tmp_path / "run"), "--json")
+    res = prvr(
+        "train",
+        "--dry-run",
+        "--data-root",
+        str(out),
+        "--collection",
+        "samples",
+        "--out",
+        str(tmp_path / "run"),
+        "--json",
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["epochs_run"] == 1
 
@@ -202,7 +241,9 @@ def test_broken_files_are_reported_and_skipped(tmp_path):
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     assert summary["failures"] == ["cut", "empty", "notes"] and summary["done"] == 5
-    failures = json.loads((tmp_path / "out" / "samples" / ".extract" / "clip_prvr_tiny_clip" / "failures.json").read_text())
+    failures = json.loads(
+        (tmp_path / "out" / "samples" / ".extract" / "clip_prvr_tiny_clip" / "failures.json").read_text()
+    )
     assert {f["video"] for f in failures} == {"cut", "empty", "notes"} and all(f["error"] for f in failures)
     assert sum(r["videos"] for r in check_dataset(tmp_path / "out", "samples")) == 5
 
@@ -218,7 +259,12 @@ def test_shards_merged_equal_one_run(one_run, tmp_path):
 
 
 def test_offline_error_messages(tmp_path, monkeypatch):
-    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path / "torch")}
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "TORCH_HOME": str(tmp_path / "torch"),
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     res = prvr("extract", str(SAMPLES), "--out", str(tmp_path), "--name", "x", "--visual", "clip", env=env)
@@ -242,6 +288,15 @@ def test_list_videos_rejects_clashing_ids(tmp_path):
 
 def test_bad_captions_file_is_a_clear_error(tmp_path):
     (tmp_path / "c.jsonl").write_text('{"video": "a", "text": "ok"}\n{"video": "b"}\n')
-    res = prvr("extract", str(SAMPLES), "--out", str(tmp_path), "--name", "x", "--test-tiny-models",
-               "--captions", str(tmp_path / "c.jsonl"))
+    res = prvr(
+        "extract",
+        str(SAMPLES),
+        "--out",
+        str(tmp_path),
+        "--name",
+        "x",
+        "--test-tiny-models",
+        "--captions",
+        str(tmp_path / "c.jsonl"),
+    )
     assert res.returncode == 1 and "c.jsonl:2: expected an object with string fields" in res.stderr

@@ -212,7 +212,16 @@ def test_search_cli_schema(trained, tmp_path):
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["query"] == "v000002#enc#0" and len(out["results"]) == 3
-    assert set(out["results"][0]) == {"video", "score", "theta", "phi", "best_frame", "span_frames", "time", "span_time"}
+    assert set(out["results"][0]) == {
+        "video",
+        "score",
+        "theta",
+        "phi",
+        "best_frame",
+        "span_frames",
+        "time",
+        "span_time",
+    }
     (tmp_path / "q.txt").write_text("v000002#enc#0\nv000005#enc#1\n")
     res = run("search", "--queries", str(tmp_path / "q.txt"), "--query-id", "--index", str(tmp_path / "ix"), "-k", "2")
     lines = [json.loads(x) for x in res.stdout.splitlines()]

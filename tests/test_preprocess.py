@@ -35,10 +35,18 @@ def test_l2_normalize_and_truncate():
 
 def test_collate_train_masks_and_labels():
     items = [
-        {"video": np.ones((3, 2), np.float32), "queries": [np.ones((2, 4), np.float32)] * 2,
-         "video_index": 7, "query_index": [10, 11]},
-        {"video": np.ones((5, 2), np.float32), "queries": [np.ones((4, 4), np.float32)],
-         "video_index": 2, "query_index": [3]},
+        {
+            "video": np.ones((3, 2), np.float32),
+            "queries": [np.ones((2, 4), np.float32)] * 2,
+            "video_index": 7,
+            "query_index": [10, 11],
+        },
+        {
+            "video": np.ones((5, 2), np.float32),
+            "queries": [np.ones((4, 4), np.float32)],
+            "video_index": 2,
+            "query_index": [3],
+        },
     ]
     b = collate_train(items)
     assert b["video"].shape == (2, 5, 2) and b["text"].shape == (3, 4, 4)

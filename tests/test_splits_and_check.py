@@ -43,7 +43,9 @@ def test_missing_caption_file(data_copy):
 def test_caption_without_features(data_copy):
     with open(data_copy.caption_file("val"), "a") as fh:
         fh.write("v000000#enc#99 an extra caption\n")
-    with pytest.raises(PrvrError, match=r"roberta_synth_query_feat\.hdf5: caption id 'v000000#enc#99' .* has no features"):
+    with pytest.raises(
+        PrvrError, match=r"roberta_synth_query_feat\.hdf5: caption id 'v000000#enc#99' .* has no features"
+    ):
         check_dataset(data_copy.root, "synth")
 
 

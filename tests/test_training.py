@@ -37,8 +37,17 @@ def test_training_improves_over_untrained_model(small_data, tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 6 and lines[0]["warmup"] and not lines[-1]["warmup"]
     arl = lines[-1]
-    for key in ("theta/tau_s", "phi/tau_u", "amb_tv_size", "amb_tf_size", "amb_tv_precision",
-                "val/SumR", "epoch_seconds", "uncertainty_seconds", "theta/frame_trip_a"):
+    for key in (
+        "theta/tau_s",
+        "phi/tau_u",
+        "amb_tv_size",
+        "amb_tf_size",
+        "amb_tv_precision",
+        "val/SumR",
+        "epoch_seconds",
+        "uncertainty_seconds",
+        "theta/frame_trip_a",
+    ):
         assert key in arl, key
 
 
@@ -129,10 +138,14 @@ def test_eval_matches_a_naive_loop_and_branches(small_data, tmp_path):
     with torch.no_grad():
         for b in ("theta", "phi"):
             # every item encoded alone (no padding, no batching), then a plain double loop
-            qs = [model.encode_text(t[None], torch.ones(1, len(t)), b)[0]
-                  for t in (torch.from_numpy(test.query(i)) for i in range(test.num_queries))]
-            vs = [model.encode_video(v[None], torch.ones(1, len(v)), b)[0]
-                  for v in (torch.from_numpy(test.video(j)) for j in range(test.num_videos))]
+            qs = [
+                model.encode_text(t[None], torch.ones(1, len(t)), b)[0]
+                for t in (torch.from_numpy(test.query(i)) for i in range(test.num_queries))
+            ]
+            vs = [
+                model.encode_video(v[None], torch.ones(1, len(v)), b)[0]
+                for v in (torch.from_numpy(test.video(j)) for j in range(test.num_videos))
+            ]
             for i, q in enumerate(qs):
                 for j, V in enumerate(vs):
                     cos = torch.nn.functional.normalize(V, dim=-1) @ torch.nn.functional.normalize(q, dim=0)

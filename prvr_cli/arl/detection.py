@@ -31,8 +31,7 @@ def positives(labels: torch.Tensor, n_videos: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def detect_text_video(s: torch.Tensor, u: torch.Tensor, labels: torch.Tensor, tau_s: float,
-                      tau_u: float) -> Detection:
+def detect_text_video(s: torch.Tensor, u: torch.Tensor, labels: torch.Tensor, tau_s: float, tau_u: float) -> Detection:
     """Eq. 6-7. s, u (Nq, B); labels (Nq,). A pair is ambiguous when it is unpaired and both
     s > tau_s and u > tau_u."""
     pos = positives(labels, s.shape[1])
@@ -41,8 +40,7 @@ def detect_text_video(s: torch.Tensor, u: torch.Tensor, labels: torch.Tensor, ta
 
 
 @torch.no_grad()
-def detect_text_frame(sf: torch.Tensor, uf: torch.Tensor, mask: torch.Tensor, tau_s: float,
-                      tau_u: float) -> Detection:
+def detect_text_frame(sf: torch.Tensor, uf: torch.Tensor, mask: torch.Tensor, tau_s: float, tau_u: float) -> Detection:
     """Eq. 6 at frame level, inside each query's paired video. sf, uf (Nq, L) similarities and
     uncertainties to the frames of the paired video, mask (Nq, L) its valid frames.
     The positive frame is k_hat (the argmax); ambiguous frames are other valid frames with

@@ -23,9 +23,15 @@ def _lse(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(~mask, float("-inf")).logsumexp(-1)
 
 
-def multi_positive_nce(scores: torch.Tensor, anchor: torch.Tensor, positive: torch.Tensor,
-                       amb: torch.Tensor, neg: torch.Tensor, temperature: float = 1.0,
-                       mode: str = "ours") -> torch.Tensor:
+def multi_positive_nce(
+    scores: torch.Tensor,
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    amb: torch.Tensor,
+    neg: torch.Tensor,
+    temperature: float = 1.0,
+    mode: str = "ours",
+) -> torch.Tensor:
     """Per-pair contrastive loss, (P,).
 
     ``ours`` (Eq. 8-9): -log((e^{s_p} + sum_amb e^{s_a}) / (e^{s_p} + sum_{amb or neg} e^{s})):
@@ -47,9 +53,15 @@ def multi_positive_nce(scores: torch.Tensor, anchor: torch.Tensor, positive: tor
     raise ValueError(f"unknown mode {mode!r}")
 
 
-def dual_triplet(scores: torch.Tensor, anchor: torch.Tensor, positive: torch.Tensor,
-                 amb: torch.Tensor, neg: torch.Tensor, margin: float,
-                 margin_ambiguous: float) -> tuple[torch.Tensor, torch.Tensor]:
+def dual_triplet(
+    scores: torch.Tensor,
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    amb: torch.Tensor,
+    neg: torch.Tensor,
+    margin: float,
+    margin_ambiguous: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Hardest-item triplet terms per pair (Eq. 11-12), each (P,):
     L_n = max(0, m + max_neg s - s_p), L_a = max(0, m_a + max_amb s - s_p); 0 for an empty set."""
     s, onehot, amb_a, neg_a = _pair_masks(scores, anchor, positive, amb, neg)

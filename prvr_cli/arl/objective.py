@@ -26,8 +26,15 @@ class BranchDetections:
 
 
 @torch.no_grad()
-def detect(sf: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, q: torch.Tensor,
-           V: torch.Tensor, stats: EpochStats, cfg: LossConfig) -> BranchDetections:
+def detect(
+    sf: torch.Tensor,
+    mask: torch.Tensor,
+    labels: torch.Tensor,
+    q: torch.Tensor,
+    V: torch.Tensor,
+    stats: EpochStats,
+    cfg: LossConfig,
+) -> BranchDetections:
     """One branch's ambiguous sets from its own similarities and uncertainties.
     sf (Nq, B, L), mask (B, L), labels (Nq,), q (Nq, d), V (B, L, d)."""
     sf = sf.detach().float()
@@ -44,8 +51,9 @@ def detect(sf: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, q: torch.
     return BranchDetections(tv, tf)
 
 
-def branch_loss(sf: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
-                given: BranchDetections | None, cfg: LossConfig) -> dict[str, torch.Tensor]:
+def branch_loss(
+    sf: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, given: BranchDetections | None, cfg: LossConfig
+) -> dict[str, torch.Tensor]:
     """Loss of one branch from its similarities and the ambiguous sets it is given.
 
     sf (Nq, B, L) with gradient. ``given=None`` (warmup, or baseline) = triplet with hardest
@@ -61,13 +69,18 @@ def branch_loss(sf: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
     neg = ~pos & ~amb
     mode = cfg.ambiguous_as
     t = cfg.temperature
-    nce = multi_positive_nce(s, rows, labels, amb, neg, t, mode).mean() + \
-        multi_positive_nce(s.T, labels, rows, amb.T, neg.T, t, mode).mean()
+    nce = (
+        multi_positive_nce(s, rows, labels, amb, neg, t, mode).mean()
+        + multi_positive_nce(s.T, labels, rows, amb.T, neg.T, t, mode).mean()
+    )
     n1, a1 = dual_triplet(s, rows, labels, amb, neg, cfg.margin, cfg.margin_ambiguous)
     n2, a2 = dual_triplet(s.T, labels, rows, amb.T, neg.T, cfg.margin, cfg.margin_ambiguous)
     use_a = mode == "ours"
-    terms = {"video_nce": nce, "video_trip_n": (n1 + n2).mean(),
-             "video_trip_a": (a1 + a2).mean() if use_a else s.new_zeros(())}
+    terms = {
+        "video_nce": nce,
+        "video_trip_n": (n1 + n2).mean(),
+        "video_trip_a": (a1 + a2).mean() if use_a else s.new_zeros(()),
+    }
     loss = cfg.lambda_nce * nce + terms["video_trip_n"] + terms["video_trip_a"]
 
     if given is not None and given.tf is not None:
@@ -80,15 +93,23 @@ def branch_loss(sf: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
         f_neg = valid & ~own_pos & ~f_amb
         f_nce = multi_positive_nce(sf_p, rows, k_own, f_amb, f_neg, t, mode).mean()
         fn, fa = dual_triplet(sf_p, rows, k_own, f_amb, f_neg, cfg.margin, cfg.margin_ambiguous)
-        terms |= {"frame_nce": f_nce, "frame_trip_n": fn.mean(),
-                  "frame_trip_a": fa.mean() if use_a else s.new_zeros(())}
+        terms |= {
+            "frame_nce": f_nce,
+            "frame_trip_n": fn.mean(),
+            "frame_trip_a": fa.mean() if use_a else s.new_zeros(()),
+        }
         loss = loss + cfg.frame_weight * (cfg.lambda_nce * f_nce + terms["frame_trip_n"] + terms["frame_trip_a"])
     terms["loss"] = loss
     return terms
 
 
-def arl_loss(embeddings: dict, video_mask: torch.Tensor, labels: torch.Tensor,
-             stats: dict[str, EpochStats] | None, cfg: LossConfig):
+def arl_loss(
+    embeddings: dict,
+    video_mask: torch.Tensor,
+    labels: torch.Tensor,
+    stats: dict[str, EpochStats] | None,
+    cfg: LossConfig,
+):
     """Total loss of both branches with cross-model exchange.
 
     ``embeddings[branch]`` has q (Nq, d) and V (B, L, d). ``stats=None`` means warmup (or the

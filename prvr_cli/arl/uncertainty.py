@@ -81,8 +81,9 @@ class StatsAccumulator:
         self.sum_pos_s = 0.0
 
     @torch.no_grad()
-    def add(self, q: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
-            sf: torch.Tensor | None = None) -> None:
+    def add(
+        self, q: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, sf: torch.Tensor | None = None
+    ) -> None:
         """q (Nq, d), V (B, L, d), mask (B, L), labels (Nq,) batch position of each query's video."""
         q_hat, V_hat = F.normalize(q.float(), dim=-1), F.normalize(V.float(), dim=-1)
         self.sum_v += (V_hat * mask[..., None]).sum((0, 1)).double()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 
-import typer
 from rich.console import Console
 
 console = Console(stderr=True)
@@ -15,18 +14,15 @@ def print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def not_implemented(command: str) -> None:
-    console.print(f"[yellow]prvr {command}: not implemented yet[/yellow]")
-    raise typer.Exit(2)
-
-
 def table(title: str, rows: list[dict], columns: list[str] | None = None):
     from rich.table import Table
 
     columns = columns or (list(rows[0]) if rows else [])
     t = Table(title=title)
     for c in columns:
-        t.add_column(c, justify="left" if c in ("split", "name", "video", "visual_feature", "text_feature") else "right")
+        t.add_column(
+            c, justify="left" if c in ("split", "name", "video", "visual_feature", "text_feature") else "right"
+        )
     for r in rows:
         t.add_row(*[str(r.get(c, "")) for c in columns])
     return t

@@ -31,7 +31,12 @@ def synth(
     t0 = time.perf_counter()
     with console.status(f"writing {spec.videos} synthetic videos to {root / name}"):
         layout = generate(root, name, spec)
-    summary = {"path": str(layout.base), "videos": spec.videos, "seed": seed, "seconds": round(time.perf_counter() - t0, 2)}
+    summary = {
+        "path": str(layout.base),
+        "videos": spec.videos,
+        "seed": seed,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
     if json_out:
         print_json(summary)
     else:

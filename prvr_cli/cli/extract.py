@@ -17,7 +17,9 @@ def extract(
     clip_model: str = typer.Option("ViT-L-14", help="open_clip model name"),
     clip_pretrained: str = typer.Option("openai", help="open_clip pretrained tag, or a local checkpoint file"),
     i3d_checkpoint: str = typer.Option(None, help="rgb_imagenet.pt / rgb_charades.pt (public PyTorch I3D port)"),
-    resnet_checkpoint: str = typer.Option(None, help="torchvision resnet152 state dict (default: torchvision's IMAGENET1K_V1)"),
+    resnet_checkpoint: str = typer.Option(
+        None, help="torchvision resnet152 state dict (default: torchvision's IMAGENET1K_V1)"
+    ),
     fps: float = typer.Option(None, help="features per second for image backbones (default 1)"),
     clip_seconds: float = typer.Option(None, help="seconds per feature row (default 1.5 for I3D, as TVR)"),
     captions: Path = typer.Option(None, help="captions JSONL: video, text, optional split, start, end"),
@@ -29,7 +31,9 @@ def extract(
     shard: str = typer.Option("0/1", help="I/N: this process takes every N-th video starting at I"),
     merge: bool = typer.Option(False, "--merge", help="join the shards' work into one dataset"),
     timeout: float = typer.Option(120.0, help="seconds before a hanging decode is abandoned"),
-    test_tiny_models: bool = typer.Option(False, "--test-tiny-models", hidden=True, help="random tiny models (tests only)"),
+    test_tiny_models: bool = typer.Option(
+        False, "--test-tiny-models", hidden=True, help="random tiny models (tests only)"
+    ),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ):
     """Decode raw videos and write frame and text features in the MS-SL layout."""
@@ -43,15 +47,37 @@ def extract(
         i, n = (int(x) for x in shard.split("/"))
     except ValueError:
         raise PrvrError(f"--shard {shard!r}: expected I/N, e.g. 0/4") from None
-    spec = ExtractSpec(videos_dir, out, name, visual, clip_model, clip_pretrained, i3d_checkpoint, resnet_checkpoint,
-                       fps, clip_seconds, captions, text, text_model, batch_size, workers, (i, n), timeout,
-                       test_tiny_models)
+    spec = ExtractSpec(
+        videos_dir,
+        out,
+        name,
+        visual,
+        clip_model,
+        clip_pretrained,
+        i3d_checkpoint,
+        resnet_checkpoint,
+        fps,
+        clip_seconds,
+        captions,
+        text,
+        text_model,
+        batch_size,
+        workers,
+        (i, n),
+        timeout,
+        test_tiny_models,
+    )
     dev = resolve_device(device)
     if merge:
         summary = finalize(spec, dev, log=console.print)
     else:
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=console, transient=True, disable=json_out) as progress:
             summary = run_extract(spec, dev, progress, log=console.print)
     if json_out:

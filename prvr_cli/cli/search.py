@@ -20,7 +20,9 @@ def search(
     index: Path = typer.Option(..., "--index", help="index folder from `prvr index`"),
     k: int = typer.Option(10, "-k", help="number of videos"),
     query_id: bool = typer.Option(False, "--query-id", help="QUERY is a stored caption id of the indexed dataset"),
-    queries: Path = typer.Option(None, "--queries", help="batch: one query (or caption id with --query-id) per line; JSONL out"),
+    queries: Path = typer.Option(
+        None, "--queries", help="batch: one query (or caption id with --query-id) per line; JSONL out"
+    ),
     engine: str = typer.Option("auto", help="auto | bounds (exact, pruned) | faiss (threshold algorithm)"),
     margin: float = typer.Option(0.05, help="a moment spans neighbouring frames within this score of the best"),
     checkpoint: Path = typer.Option(None, help="the run checkpoint, if it moved since indexing"),

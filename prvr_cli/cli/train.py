@@ -11,23 +11,36 @@ from prvr_cli.cli.common import console, print_json
 
 
 def train(
-    dataset: str = typer.Option(None, help="dataset preset: tvr, activitynet, charades, tvr_clip, ... (picks collection, features, settings)"),
+    dataset: str = typer.Option(
+        None, help="dataset preset: tvr, activitynet, charades, tvr_clip, ... (picks collection, features, settings)"
+    ),
     data_root: Path = typer.Option(None, "--data-root", help="folder that holds <collection>/ in the MS-SL layout"),
-    collection: str = typer.Option(None, help="collection name under --data-root (any dataset, e.g. one from prvr extract or prvr data synth)"),
-    feature: str = typer.Option(None, help="visual feature name (FeatureData/<feature>); default: the preset's, or the only one"),
+    collection: str = typer.Option(
+        None, help="collection name under --data-root (any dataset, e.g. one from prvr extract or prvr data synth)"
+    ),
+    feature: str = typer.Option(
+        None, help="visual feature name (FeatureData/<feature>); default: the preset's, or the only one"
+    ),
     text_feature: str = typer.Option(None, help="text feature prefix (TextData/<name>_<collection>_query_feat.hdf5)"),
-    preset: str = typer.Option(None, help="model zoo preset (default: --dataset, else tvr); `prvr train --list-presets`"),
-    set_: list[str] = typer.Option(None, "--set", help="override a setting: section.key=value, e.g. loss.cross_model=false"),
+    preset: str = typer.Option(
+        None, help="model zoo preset (default: --dataset, else tvr); `prvr train --list-presets`"
+    ),
+    set_: list[str] = typer.Option(
+        None, "--set", help="override a setting: section.key=value, e.g. loss.cross_model=false"
+    ),
     epochs: int = typer.Option(None, help="number of epochs (overrides the preset)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     out: Path = typer.Option(None, help="run folder (default runs/<preset>)"),
     resume: bool = typer.Option(False, help="continue the interrupted run in --out"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="tiny preset, tiny synthetic data (or --data-root), one epoch"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="tiny preset, tiny synthetic data (or --data-root), one epoch"
+    ),
     list_presets: bool = typer.Option(False, "--list-presets", help="list the model zoo and exit"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ):
     """Train ARL (two branches, ambiguity detection, cross-model exchange) and test the best epoch."""
-    from prvr_cli.config import list_presets as zoo, load_preset, preset_card
+    from prvr_cli.config import list_presets as zoo
+    from prvr_cli.config import load_preset, preset_card
 
     if list_presets:
         for name in zoo():

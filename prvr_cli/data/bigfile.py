@@ -44,14 +44,11 @@ class BigFile:
         size = bin_path.stat().st_size
         if size != expected:
             raise PrvrError(
-                f"{bin_path}: {size} bytes, but shape.txt says {self.num} x {self.dim} float32 "
-                f"= {expected} bytes"
+                f"{bin_path}: {size} bytes, but shape.txt says {self.num} x {self.dim} float32 = {expected} bytes"
             )
         self.ids = _need(self.folder / "id.txt").read_text().split()
         if len(self.ids) != self.num:
-            raise PrvrError(
-                f"{self.folder / 'id.txt'}: {len(self.ids)} ids, but shape.txt says {self.num} rows"
-            )
+            raise PrvrError(f"{self.folder / 'id.txt'}: {len(self.ids)} ids, but shape.txt says {self.num} rows")
         self.row = {name: i for i, name in enumerate(self.ids)}
         if len(self.row) != self.num:
             raise PrvrError(f"{self.folder / 'id.txt'}: duplicate frame ids")
@@ -72,9 +69,7 @@ def read_video2frames(path: str | os.PathLike) -> dict[str, list[str]]:
         mapping = ast.literal_eval(path.read_text())
     except (ValueError, SyntaxError) as err:
         raise PrvrError(f"{path}: not a dict literal ({type(err).__name__}: {err})") from None
-    if not isinstance(mapping, dict) or not all(
-        isinstance(v, (list, tuple)) for v in mapping.values()
-    ):
+    if not isinstance(mapping, dict) or not all(isinstance(v, (list, tuple)) for v in mapping.values()):
         raise PrvrError(f"{path}: expected {{video_id: [frame_id, ...]}}")
     return {str(k): [str(f) for f in v] for k, v in mapping.items()}
 

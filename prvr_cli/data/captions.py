@@ -34,9 +34,7 @@ def read_captions(path: str | os.PathLike) -> list[Caption]:
                 continue
             parts = line.split(maxsplit=1)
             if len(parts) != 2 or "#" not in parts[0] or not video_of(parts[0]):
-                raise PrvrError(
-                    f"{path}:{lineno}: malformed caption line, expected '<video_id>#enc#<k> <caption>'"
-                )
+                raise PrvrError(f"{path}:{lineno}: malformed caption line, expected '<video_id>#enc#<k> <caption>'")
             cap_id, text = parts
             if cap_id in seen:
                 raise PrvrError(f"{path}:{lineno}: caption id {cap_id!r} appears twice")

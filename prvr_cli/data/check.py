@@ -11,8 +11,9 @@ from prvr_cli.data.splits import load_split
 from prvr_cli.errors import PrvrError
 
 
-def check_dataset(root: str | Path, collection: str, visual_feature: str | None = None,
-                  text_feature: str | None = None) -> list[dict]:
+def check_dataset(
+    root: str | Path, collection: str, visual_feature: str | None = None, text_feature: str | None = None
+) -> list[dict]:
     """Validate every split present; returns one summary dict per split.
 
     Beyond ``load_split``'s checks, this reads the shape of every query's features, so that a
@@ -37,17 +38,19 @@ def check_dataset(root: str | Path, collection: str, visual_feature: str | None 
                 )
             tokens.append(shape[0])
         tokens = np.asarray(tokens)
-        rows.append({
-            "split": split,
-            "videos": data.num_videos,
-            "queries": data.num_queries,
-            "frames_min": int(frames.min()),
-            "frames_mean": round(float(frames.mean()), 1),
-            "frames_max": int(frames.max()),
-            "tokens_mean": round(float(tokens.mean()), 1),
-            "visual_feature": data.visual_feature,
-            "visual_dim": data.videos.dim,
-            "text_feature": data.text_feature,
-            "text_dim": data.queries.dim,
-        })
+        rows.append(
+            {
+                "split": split,
+                "videos": data.num_videos,
+                "queries": data.num_queries,
+                "frames_min": int(frames.min()),
+                "frames_mean": round(float(frames.mean()), 1),
+                "frames_max": int(frames.max()),
+                "tokens_mean": round(float(tokens.mean()), 1),
+                "visual_feature": data.visual_feature,
+                "visual_dim": data.videos.dim,
+                "text_feature": data.text_feature,
+                "text_dim": data.queries.dim,
+            }
+        )
     return rows

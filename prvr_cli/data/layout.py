@@ -1,11 +1,11 @@
 """Where every file of the MS-SL layout lives; paths are built here and nowhere else.
 
-    <root>/<collection>/
-      FeatureData/<feature>/            BigFile: feature.bin, id.txt, shape.txt, video2frames.txt
-      FeatureData/<feature>.hdf5        or per-video HDF5 (key = video id, value (n_frames, D))
-      FeatureData/<feature>/frame_times.json   optional {video_id: [[start, end], ...]} seconds
-      TextData/<collection><split>.caption.txt
-      TextData/<text_feature>_<collection>_query_feat.hdf5
+<root>/<collection>/
+  FeatureData/<feature>/            BigFile: feature.bin, id.txt, shape.txt, video2frames.txt
+  FeatureData/<feature>.hdf5        or per-video HDF5 (key = video id, value (n_frames, D))
+  FeatureData/<feature>/frame_times.json   optional {video_id: [[start, end], ...]} seconds
+  TextData/<collection><split>.caption.txt
+  TextData/<text_feature>_<collection>_query_feat.hdf5
 """
 
 from __future__ import annotations

@@ -90,8 +90,13 @@ def _caption(topic: int, rng: np.random.Generator) -> str:
     return f"the {colour} {thing} {action} (topic {topic})"
 
 
-def generate(root: str | Path, name: str = "synth", spec: SynthSpec | None = None, text_feature: str = "roberta",
-             visual_feature: str = "synth") -> Layout:
+def generate(
+    root: str | Path,
+    name: str = "synth",
+    spec: SynthSpec | None = None,
+    text_feature: str = "roberta",
+    visual_feature: str = "synth",
+) -> Layout:
     """Write a complete dataset under ``root/name``; same spec (seed) = same bytes."""
     spec = spec or SynthSpec()
     if spec.videos < 10:
@@ -154,15 +159,19 @@ def generate(root: str | Path, name: str = "synth", spec: SynthSpec | None = Non
     for split in SPLITS:
         write_captions(layout.caption_file(split), captions[split])
     write_hdf5(layout.query_hdf5(text_feature), query_feats)
-    _write_truth(layout, spec, video_ids, video_split, ev_video, ev_topic, ev_start, ev_end,
-                 q_ids, q_video, q_event, q_topic)
-    write_json(layout.base / "synth.json", {"spec": asdict(spec), "visual_feature": visual_feature,
-                                            "text_feature": text_feature})
+    _write_truth(
+        layout, spec, video_ids, video_split, ev_video, ev_topic, ev_start, ev_end, q_ids, q_video, q_event, q_topic
+    )
+    write_json(
+        layout.base / "synth.json",
+        {"spec": asdict(spec), "visual_feature": visual_feature, "text_feature": text_feature},
+    )
     return layout
 
 
-def _write_truth(layout, spec, video_ids, video_split, ev_video, ev_topic, ev_start, ev_end,
-                 q_ids, q_video, q_event, q_topic) -> None:
+def _write_truth(
+    layout, spec, video_ids, video_split, ev_video, ev_topic, ev_start, ev_end, q_ids, q_video, q_event, q_topic
+) -> None:
     ev_video, ev_topic = np.asarray(ev_video), np.asarray(ev_topic)
     q_video, q_topic = np.asarray(q_video), np.asarray(q_topic)
     # topic -> videos holding it, per split; relevant(q) = those videos minus q's own video

@@ -12,16 +12,30 @@ from prvr_cli.nets.dual import BRANCHES
 from prvr_cli.train.checkpoint import model_from_checkpoint
 
 
-def evaluate_run(run: str | Path, split: str = "test", branch: str = "both", data_root: str | Path | None = None,
-                 device="cpu", batch_size: int | None = None) -> dict:
+def evaluate_run(
+    run: str | Path,
+    split: str = "test",
+    branch: str = "both",
+    data_root: str | Path | None = None,
+    device="cpu",
+    batch_size: int | None = None,
+) -> dict:
     """Metrics of ``run/best.pt`` (or a checkpoint file) on ``split``; ``branch`` theta|phi|both."""
     if branch not in (*BRANCHES, "both"):
         raise PrvrError(f"--branch must be theta, phi or both, not {branch!r}")
     model, cfg, ckpt = model_from_checkpoint(run, device)
     ds = ckpt["dataset"]
     layout = Layout(Path(data_root or ds["root"]), ds["collection"])
-    data = load_split(layout, split, ds["visual_feature"], ds["text_feature"], cfg.data.max_ctx_l,
-                      cfg.data.max_desc_l, visual_dim=ds["visual_dim"], text_dim=ds["text_dim"])
+    data = load_split(
+        layout,
+        split,
+        ds["visual_feature"],
+        ds["text_feature"],
+        cfg.data.max_ctx_l,
+        cfg.data.max_desc_l,
+        visual_dim=ds["visual_dim"],
+        text_dim=ds["text_dim"],
+    )
     branches = BRANCHES if branch == "both" else (branch,)
     metrics = evaluate_split(model, data, device, batch_size or cfg.data.eval_batch_size, branches)
     return {"split": split, "branch": branch, "queries": data.num_queries, "videos": data.num_videos, **metrics}

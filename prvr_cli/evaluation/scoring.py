@@ -25,8 +25,9 @@ class EncodedSplit:
 
 
 @torch.no_grad()
-def encode_split(model, data: SplitData, device, batch_size: int = 256, num_workers: int = 0,
-                 branches=BRANCHES) -> EncodedSplit:
+def encode_split(
+    model, data: SplitData, device, batch_size: int = 256, num_workers: int = 0, branches=BRANCHES
+) -> EncodedSplit:
     model.eval()
     videos, queries = eval_loaders(data, batch_size, num_workers)
     L = min(max(data.frame_counts()), data.max_ctx_l)
@@ -49,8 +50,9 @@ def encode_split(model, data: SplitData, device, batch_size: int = 256, num_work
 
 
 @torch.no_grad()
-def score_matrix(enc: EncodedSplit, branches=BRANCHES, device="cpu", q_chunk: int = 2048,
-                 v_chunk: int = 256) -> np.ndarray:
+def score_matrix(
+    enc: EncodedSplit, branches=BRANCHES, device="cpu", q_chunk: int = 2048, v_chunk: int = 256
+) -> np.ndarray:
     """(Nq, Nv) mean over ``branches`` of max over valid frames of the cosine. Peak extra memory
     is one (q_chunk, v_chunk, L) block."""
     nq, nv = enc.q[branches[0]].shape[0], enc.mask.shape[0]
@@ -68,8 +70,9 @@ def score_matrix(enc: EncodedSplit, branches=BRANCHES, device="cpu", q_chunk: in
     return out
 
 
-def evaluate_split(model, data: SplitData, device, batch_size: int = 256, branches=BRANCHES,
-                   num_workers: int = 0) -> dict[str, float]:
+def evaluate_split(
+    model, data: SplitData, device, batch_size: int = 256, branches=BRANCHES, num_workers: int = 0
+) -> dict[str, float]:
     """R@1/5/10/100, SumR, MedR, MeanR of ``model`` on ``data`` with the given branches."""
     enc = encode_split(model, data, device, batch_size, num_workers, branches)
     scores = score_matrix(enc, tuple(branches), device=device)

@@ -26,8 +26,9 @@ def to_tensor(frames: np.ndarray, size: int, device) -> torch.Tensor:
     h, w = x.shape[2:]
     scale = size / min(h, w)
     if scale != 1.0:
-        x = F.interpolate(x, size=(max(size, round(h * scale)), max(size, round(w * scale))), mode="bicubic",
-                          align_corners=False).clamp_(0, 1)
+        x = F.interpolate(
+            x, size=(max(size, round(h * scale)), max(size, round(w * scale))), mode="bicubic", align_corners=False
+        ).clamp_(0, 1)
     top, left = (x.shape[2] - size) // 2, (x.shape[3] - size) // 2
     return x[:, :, top : top + size, left : left + size]
 
@@ -61,8 +62,14 @@ class ClipVisual(Backbone):
     """One CLIP image embedding per sampled frame (open_clip, any model name and pretrained tag
     or local checkpoint file)."""
 
-    def __init__(self, model: str = "ViT-L-14", pretrained: str = "openai", device="cpu", batch_size: int = 64,
-                 tiny: bool = False):
+    def __init__(
+        self,
+        model: str = "ViT-L-14",
+        pretrained: str = "openai",
+        device="cpu",
+        batch_size: int = 64,
+        tiny: bool = False,
+    ):
         from prvr_cli.features.clip_model import load_clip
 
         self.model, self.model_name, self.pretrained = load_clip(model, pretrained, device, tiny)
@@ -87,8 +94,14 @@ class ClipVisual(Backbone):
         return torch.cat(out).numpy()
 
     def describe(self) -> dict:
-        return {"backbone": "clip", "model": self.model_name, "pretrained": self.pretrained, "dim": self.dim,
-                "input": f"{self.size}x{self.size} centre crop, CLIP mean/std", "per": "frame (middle of each step)"}
+        return {
+            "backbone": "clip",
+            "model": self.model_name,
+            "pretrained": self.pretrained,
+            "dim": self.dim,
+            "input": f"{self.size}x{self.size} centre crop, CLIP mean/std",
+            "per": "frame (middle of each step)",
+        }
 
 
 class I3DVisual(Backbone):
@@ -119,8 +132,13 @@ class I3DVisual(Backbone):
         return torch.cat(out).numpy()
 
     def describe(self) -> dict:
-        return {"backbone": "i3d", "checkpoint": self.checkpoint, "dim": 1024, "per": "16-frame window",
-                "input": f"short side {self.short_side}, centre crop {self.short_side}, pixels in [-1, 1]"}
+        return {
+            "backbone": "i3d",
+            "checkpoint": self.checkpoint,
+            "dim": 1024,
+            "per": "16-frame window",
+            "input": f"short side {self.short_side}, centre crop {self.short_side}, pixels in [-1, 1]",
+        }
 
 
 class ResNetVisual(Backbone):
@@ -136,7 +154,9 @@ class ResNetVisual(Backbone):
             try:
                 model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
             except Exception as err:
-                raise offline_hint(f"ResNet-152 weights from {checkpoint}", "Pass a torchvision resnet152 state dict.", err) from None
+                raise offline_hint(
+                    f"ResNet-152 weights from {checkpoint}", "Pass a torchvision resnet152 state dict.", err
+                ) from None
             self.weights = str(checkpoint)
         else:
             weights = torchvision.models.ResNet152_Weights.IMAGENET1K_V1
@@ -145,9 +165,11 @@ class ResNetVisual(Backbone):
             except Exception as err:
                 raise offline_hint(
                     "torchvision ResNet-152 IMAGENET1K_V1 weights",
-                    "Pre-download them on a connected machine (python -c \"import torchvision; "
+                    'Pre-download them on a connected machine (python -c "import torchvision; '
                     "torchvision.models.resnet152(weights='IMAGENET1K_V1')\", which fills ~/.cache/torch/hub) "
-                    "or pass --resnet-checkpoint PATH.", err) from None
+                    "or pass --resnet-checkpoint PATH.",
+                    err,
+                ) from None
             self.weights = "torchvision IMAGENET1K_V1"
         model.fc = torch.nn.Identity()
         self.model = model.to(device).eval()
@@ -158,14 +180,21 @@ class ResNetVisual(Backbone):
         frames = clips[:, clips.shape[1] // 2]
         out = []
         for s in range(0, len(frames), self.batch_size):
-            x = _normalise(to_tensor(frames[s : s + self.batch_size], self.short_side, self.device), IMAGENET_MEAN, IMAGENET_STD)
+            x = _normalise(
+                to_tensor(frames[s : s + self.batch_size], self.short_side, self.device), IMAGENET_MEAN, IMAGENET_STD
+            )
             with torch.autocast("cuda", enabled=self.device.type == "cuda"):
                 out.append(self.model(x).float().cpu())
         return torch.cat(out).numpy()
 
     def describe(self) -> dict:
-        return {"backbone": "resnet152", "weights": self.weights, "dim": 2048, "per": "frame (middle of each step)",
-                "input": f"short side {self.short_side}, centre crop, ImageNet mean/std"}
+        return {
+            "backbone": "resnet152",
+            "weights": self.weights,
+            "dim": 2048,
+            "per": "frame (middle of each step)",
+            "input": f"short side {self.short_side}, centre crop, ImageNet mean/std",
+        }
 
 
 class ResNetI3D(Backbone):
@@ -183,11 +212,25 @@ class ResNetI3D(Backbone):
         return np.concatenate([self.resnet.encode(clips), self.i3d.encode(clips)], axis=1)
 
     def describe(self) -> dict:
-        return {"backbone": "resnet152+i3d", "resnet": self.resnet.describe(), "i3d": self.i3d.describe(), "dim": self.dim}
+        return {
+            "backbone": "resnet152+i3d",
+            "resnet": self.resnet.describe(),
+            "i3d": self.i3d.describe(),
+            "dim": self.dim,
+        }
 
 
-def build_visual(kind: str, *, clip_model="ViT-L-14", clip_pretrained="openai", i3d_checkpoint=None,
-                 resnet_checkpoint=None, device="cpu", batch_size=32, tiny=False) -> Backbone:
+def build_visual(
+    kind: str,
+    *,
+    clip_model="ViT-L-14",
+    clip_pretrained="openai",
+    i3d_checkpoint=None,
+    resnet_checkpoint=None,
+    device="cpu",
+    batch_size=32,
+    tiny=False,
+) -> Backbone:
     if kind == "clip":
         return ClipVisual(clip_model, clip_pretrained, device, batch_size, tiny)
     if kind == "i3d":
@@ -195,6 +238,8 @@ def build_visual(kind: str, *, clip_model="ViT-L-14", clip_pretrained="openai", 
     if kind == "resnet152":
         return ResNetVisual(resnet_checkpoint, device, batch_size, tiny)
     if kind == "resnet152+i3d":
-        return ResNetI3D(ResNetVisual(resnet_checkpoint, device, batch_size, tiny),
-                         I3DVisual(i3d_checkpoint, device, max(1, batch_size // 4), tiny))
+        return ResNetI3D(
+            ResNetVisual(resnet_checkpoint, device, batch_size, tiny),
+            I3DVisual(i3d_checkpoint, device, max(1, batch_size // 4), tiny),
+        )
     raise PrvrError(f"unknown --visual {kind!r}: use clip, i3d, resnet152 or resnet152+i3d")

@@ -45,7 +45,9 @@ def load_clip(model: str, pretrained: str | None, device, tiny: bool = False):
     except Exception as err:
         raise offline_hint(
             f"open_clip {model} weights {pretrained!r}",
-            f"Pre-download them on a connected machine (python -c \"import open_clip; "
+            f'Pre-download them on a connected machine (python -c "import open_clip; '
             f"open_clip.create_model('{model}', pretrained='{pretrained}')\", which fills the Hugging Face cache "
-            "~/.cache/huggingface, then copy it here) or pass --clip-pretrained /path/to/checkpoint.bin.", err) from None
+            "~/.cache/huggingface, then copy it here) or pass --clip-pretrained /path/to/checkpoint.bin.",
+            err,
+        ) from None
     return net.to(device).eval(), model, str(pretrained)

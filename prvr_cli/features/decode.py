@@ -51,31 +51,34 @@ def _decode(path: str, sampling: Sampling):
             raise DecodeError("no decodable frames")
         idx, times = plan(n, fps, sampling)
         uniq, inverse = np.unique(idx, return_inverse=True)
-        chunks = [_shrink(vr.get_batch(uniq[s : s + 32].tolist()).asnumpy(), sampling.short_side)
-                  for s in range(0, len(uniq), 32)]
+        chunks = [
+            _shrink(vr.get_batch(uniq[s : s + 32].tolist()).asnumpy(), sampling.short_side)
+            for s in range(0, len(uniq), 32)
+        ]
         frames = np.concatenate(chunks)  # (u, H', W', 3) uint8
         h, w = vr[0].shape[:2]
     except DecodeError:
         raise
     except Exception as err:  # decord raises its own DECORDError and RuntimeErrors
-        raise DecodeError(f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else 'unreadable'}") from None
+        raise DecodeError(
+            f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else 'unreadable'}"
+        ) from None
     return frames[inverse.reshape(idx.shape)], times, {"frames": n, "fps": fps, "width": w, "height": h}
 
 
 def _shrink(frames: np.ndarray, short_side: int) -> np.ndarray:
     """Downscale (n, H, W, 3) uint8 so the short side is ``short_side`` (antialiased); frames
     already smaller are kept as they are (the backbone resizes them). Keeps memory bounded for
-    long high-resolution videos."""
-    import torch
-    import torch.nn.functional as F
+    long high-resolution videos. Uses PIL, not torch: this runs in a forked child, where an
+    OpenMP pool inherited from the parent can deadlock."""
+    from PIL import Image
 
     h, w = frames.shape[1:3]
     scale = short_side / min(h, w)
     if scale >= 1.0:
         return frames
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear", antialias=True, align_corners=False)
-    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    size = (round(w * scale), round(h * scale))
+    return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR, reducing_gap=None)) for f in frames])
 
 
 def _child(conn, path: str, sampling: Sampling):

@@ -70,9 +70,16 @@ def _save_video(work: Path, vid: str, feats: np.ndarray, times: np.ndarray) -> N
 def _build_visual(spec: ExtractSpec, device):
     from prvr_cli.features.backbones import build_visual
 
-    return build_visual(spec.visual, clip_model=spec.clip_model, clip_pretrained=spec.clip_pretrained,
-                        i3d_checkpoint=spec.i3d_checkpoint, resnet_checkpoint=spec.resnet_checkpoint,
-                        device=device, batch_size=spec.batch_size, tiny=spec.tiny)
+    return build_visual(
+        spec.visual,
+        clip_model=spec.clip_model,
+        clip_pretrained=spec.clip_pretrained,
+        i3d_checkpoint=spec.i3d_checkpoint,
+        resnet_checkpoint=spec.resnet_checkpoint,
+        device=device,
+        batch_size=spec.batch_size,
+        tiny=spec.tiny,
+    )
 
 
 def run_extract(spec: ExtractSpec, device, progress=None, log=None) -> dict:
@@ -91,8 +98,10 @@ def run_extract(spec: ExtractSpec, device, progress=None, log=None) -> dict:
     layout = Layout(spec.out, spec.name)
     work = _work_dir(layout, backbone.name)
     work.mkdir(parents=True, exist_ok=True)
-    write_json(work / "backbone.json", {"visual": backbone.describe(), "step_seconds": spec.step(),
-                                         "frames_per_step": backbone.frames_per_step})
+    write_json(
+        work / "backbone.json",
+        {"visual": backbone.describe(), "step_seconds": spec.step(), "frames_per_step": backbone.frames_per_step},
+    )
     done = {p.stem for p in work.glob("*.npz")}
     todo = [v for v in mine if v not in done]
     fail_path = work / (f"failures_{i}of{n}.json" if n > 1 else "failures.json")
@@ -121,12 +130,21 @@ def run_extract(spec: ExtractSpec, device, progress=None, log=None) -> dict:
                     n_decoded += 1
                 if progress:
                     elapsed = max(time.perf_counter() - t0, 1e-9)
-                    progress.update(task, advance=1, info=f"{n_decoded / elapsed:.2f} videos/s  {n_frames / elapsed:.1f} frames/s")
+                    progress.update(
+                        task, advance=1, info=f"{n_decoded / elapsed:.2f} videos/s  {n_frames / elapsed:.1f} frames/s"
+                    )
     finally:
         write_json(fail_path, sorted(failures.values(), key=lambda f: f["video"]))
-    summary = {"feature": backbone.name, "videos": len(mine), "done": len(done) + n_decoded,
-               "skipped_already_done": len(done), "failed": len(failures), "failures": sorted(failures),
-               "seconds": round(time.perf_counter() - t0, 2), "shard": f"{i}/{n}"}
+    summary = {
+        "feature": backbone.name,
+        "videos": len(mine),
+        "done": len(done) + n_decoded,
+        "skipped_already_done": len(done),
+        "failed": len(failures),
+        "failures": sorted(failures),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "shard": f"{i}/{n}",
+    }
     if n == 1:
         summary |= finalize(spec, device, backbone_name=backbone.name, log=log)
     return summary
@@ -158,9 +176,15 @@ def finalize(spec: ExtractSpec, device, backbone_name: str | None = None, log=No
                 times[fp.stem] = [[round(float(a), 4), round(float(b), 4)] for a, b in z["times"]]
     write_text(layout.frame_times(backbone_name), json.dumps(times) + "\n")
     have = set(times)
-    info = {"visual_feature": backbone_name, "visual": meta["visual"], "step_seconds": meta["step_seconds"],
-            "frames_per_step": meta["frames_per_step"], "videos": len(have), "failures": sorted(failures.values(), key=lambda f: f["video"]),
-            "versions": _versions()}
+    info = {
+        "visual_feature": backbone_name,
+        "visual": meta["visual"],
+        "step_seconds": meta["step_seconds"],
+        "frames_per_step": meta["frames_per_step"],
+        "videos": len(have),
+        "failures": sorted(failures.values(), key=lambda f: f["video"]),
+        "versions": _versions(),
+    }
     summary = {"dataset": str(layout.base), "videos_in_dataset": len(have)}
     if spec.captions is not None:
         summary |= _captions(spec, layout, have, device, info, log)
@@ -193,8 +217,15 @@ def _captions(spec: ExtractSpec, layout: Layout, have: set[str], device, info: d
         texts.append(c.text)
         if c.start is not None and c.end is not None:
             spans[cap_id] = [float(c.start), float(c.end)]
-    text = build_text(spec.text or "roberta", model=spec.text_model, clip_model=spec.clip_model,
-                      clip_pretrained=spec.clip_pretrained, device=device, batch_size=spec.batch_size, tiny=spec.tiny)
+    text = build_text(
+        spec.text or "roberta",
+        model=spec.text_model,
+        clip_model=spec.clip_model,
+        clip_pretrained=spec.clip_pretrained,
+        device=device,
+        batch_size=spec.batch_size,
+        tiny=spec.tiny,
+    )
     feats = text.encode(texts)
     for split in SPLITS:
         if per_split[split]:
@@ -203,8 +234,12 @@ def _captions(spec: ExtractSpec, layout: Layout, have: set[str], device, info: d
             layout.caption_file(split).unlink()
     write_hdf5(layout.query_hdf5(text.name), zip(ids, feats))
     write_json(layout.text_root / f"{layout.collection}_moments.json", spans)
-    info |= {"text_feature": text.name, "text": text.describe(), "captions": len(ids),
-             "splits": {s: len({cid.split("#")[0] for cid, _ in per_split[s]}) for s in SPLITS}}
+    info |= {
+        "text_feature": text.name,
+        "text": text.describe(),
+        "captions": len(ids),
+        "splits": {s: len({cid.split("#")[0] for cid, _ in per_split[s]}) for s in SPLITS},
+    }
     return {"captions": len(ids), "text_feature": text.name}
 
 

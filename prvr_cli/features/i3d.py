@@ -10,8 +10,6 @@ Input: (B, 3, T, H, W) floats in [-1, 1] (T = 16, 224 x 224 centre crops for the
 
 from __future__ import annotations
 
-
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,8 +27,16 @@ def _same_pad(x: torch.Tensor, kernel, stride) -> torch.Tensor:
 class Unit3D(nn.Module):
     """Conv3d (no bias) + BatchNorm (eps 1e-3) + ReLU; the logits unit has a bias and neither."""
 
-    def __init__(self, c_in: int, c_out: int, kernel=(1, 1, 1), stride=(1, 1, 1), norm: bool = True,
-                 act: bool = True, bias: bool = False):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel=(1, 1, 1),
+        stride=(1, 1, 1),
+        norm: bool = True,
+        act: bool = True,
+        bias: bool = False,
+    ):
         super().__init__()
         self.kernel, self.stride, self.act = tuple(kernel), tuple(stride), act
         self.conv3d = nn.Conv3d(c_in, c_out, self.kernel, self.stride, padding=0, bias=bias)
@@ -146,5 +152,3 @@ def load_i3d(checkpoint: str | None, device="cpu") -> InceptionI3d:
         first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
         raise PrvrError(f"{checkpoint}: does not match the I3D architecture ({first})") from None
     return model.to(device).eval()
-
-

@@ -15,8 +15,9 @@ from prvr_cli.features.backbones import offline_hint
 
 
 class RobertaText:
-    def __init__(self, model: str = "roberta-large", device="cpu", batch_size: int = 64, tiny: bool = False,
-                 max_tokens: int = 64):
+    def __init__(
+        self, model: str = "roberta-large", device="cpu", batch_size: int = 64, tiny: bool = False, max_tokens: int = 64
+    ):
         from transformers import AutoModel, AutoTokenizer
 
         if tiny:
@@ -32,9 +33,12 @@ class RobertaText:
                 raise offline_hint(
                     f"the text model {model!r}",
                     f"Pre-download it on a connected machine (huggingface-cli download {model}, or "
-                    f"python -c \"from transformers import AutoModel, AutoTokenizer; AutoModel.from_pretrained('{model}'); "
-                    f"AutoTokenizer.from_pretrained('{model}')\"), copy ~/.cache/huggingface here, "
-                    "or pass --text-model /path/to/a/saved/model.", err) from None
+                    f'python -c "from transformers import AutoModel, AutoTokenizer; '
+                    f"AutoModel.from_pretrained('{model}'); AutoTokenizer.from_pretrained('{model}')\"), "
+                    "copy ~/.cache/huggingface here, "
+                    "or pass --text-model /path/to/a/saved/model.",
+                    err,
+                ) from None
             self.model_name = model
         self.model = self.model.to(device).eval()
         self.device, self.batch_size, self.max_tokens, self.tiny = device, batch_size, max_tokens, tiny
@@ -45,8 +49,14 @@ class RobertaText:
     def encode(self, texts: list[str]) -> list[np.ndarray]:
         out = []
         for s in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[s : s + self.batch_size], padding=True, truncation=True, max_length=self.max_tokens,
-                                 return_special_tokens_mask=True, return_tensors="pt")
+            enc = self.tokenizer(
+                texts[s : s + self.batch_size],
+                padding=True,
+                truncation=True,
+                max_length=self.max_tokens,
+                return_special_tokens_mask=True,
+                return_tensors="pt",
+            )
             special = enc.pop("special_tokens_mask").bool()
             enc = {k: v.to(self.device) for k, v in enc.items()}
             hidden = self.model(**enc).last_hidden_state.float().cpu()  # (b, T, D)
@@ -57,13 +67,25 @@ class RobertaText:
         return out
 
     def describe(self) -> dict:
-        return {"backbone": "roberta", "model": self.model_name, "dim": self.dim, "tiny": self.tiny,
-                "tokens": "last hidden state, special tokens dropped", "max_tokens": self.max_tokens}
+        return {
+            "backbone": "roberta",
+            "model": self.model_name,
+            "dim": self.dim,
+            "tiny": self.tiny,
+            "tokens": "last hidden state, special tokens dropped",
+            "max_tokens": self.max_tokens,
+        }
 
 
 class ClipText:
-    def __init__(self, model: str = "ViT-L-14", pretrained: str = "openai", device="cpu", batch_size: int = 64,
-                 tiny: bool = False):
+    def __init__(
+        self,
+        model: str = "ViT-L-14",
+        pretrained: str = "openai",
+        device="cpu",
+        batch_size: int = 64,
+        tiny: bool = False,
+    ):
         import open_clip
 
         from prvr_cli.features.clip_model import load_clip
@@ -92,8 +114,14 @@ class ClipText:
         return out
 
     def describe(self) -> dict:
-        return {"backbone": "clip", "model": self.model_name, "pretrained": self.pretrained, "dim": self.dim,
-                "tiny": self.tiny, "tokens": "per-token ln_final + text projection, start/end dropped"}
+        return {
+            "backbone": "clip",
+            "model": self.model_name,
+            "pretrained": self.pretrained,
+            "dim": self.dim,
+            "tiny": self.tiny,
+            "tokens": "per-token ln_final + text projection, start/end dropped",
+        }
 
 
 def text_from_record(rec: dict, device="cpu"):
@@ -103,8 +131,16 @@ def text_from_record(rec: dict, device="cpu"):
     return ClipText(rec["model"], rec.get("pretrained"), device, tiny=rec.get("tiny", False))
 
 
-def build_text(kind: str, *, model: str | None = None, clip_model="ViT-L-14", clip_pretrained="openai",
-               device="cpu", batch_size=64, tiny=False):
+def build_text(
+    kind: str,
+    *,
+    model: str | None = None,
+    clip_model="ViT-L-14",
+    clip_pretrained="openai",
+    device="cpu",
+    batch_size=64,
+    tiny=False,
+):
     if kind == "roberta":
         return RobertaText(model or "roberta-large", device, batch_size, tiny)
     if kind == "clip":

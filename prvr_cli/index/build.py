@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +76,20 @@ def _faiss_sync(root: Path, frames: np.ndarray, factory: str, branch: str, have:
 
 
 @torch.no_grad()
-def build_index(run: str | Path, out: str | Path, data_root: str | Path | None = None,
-                collection: str | None = None, feature: str | None = None, factory: str = "Flat",
-                add: bool = False, videos: list[str] | None = None, device="cpu", batch_size: int = 64,
-                chunk_videos: int = 2000, progress=None) -> dict:
+def build_index(
+    run: str | Path,
+    out: str | Path,
+    data_root: str | Path | None = None,
+    collection: str | None = None,
+    feature: str | None = None,
+    factory: str = "Flat",
+    add: bool = False,
+    videos: list[str] | None = None,
+    device="cpu",
+    batch_size: int = 64,
+    chunk_videos: int = 2000,
+    progress=None,
+) -> dict:
     """Index the corpus ``data_root/collection`` (default: the run's training dataset)."""
     import faiss  # noqa: F401  (fail early with the real import error)
 
@@ -93,7 +102,9 @@ def build_index(run: str | Path, out: str | Path, data_root: str | Path | None =
     feature = feature or ds["visual_feature"]
     source = open_videos(layout, feature)
     if source.dim != ds["visual_dim"]:
-        raise PrvrError(f"{source.path}: frames are {source.dim}-d, the checkpoint {ckpt_path} expects {ds['visual_dim']}-d")
+        raise PrvrError(
+            f"{source.path}: frames are {source.dim}-d, the checkpoint {ckpt_path} expects {ds['visual_dim']}-d"
+        )
     times_path = layout.frame_times(feature)
     all_times = json.loads(times_path.read_text()) if times_path.is_file() else {}
 
@@ -124,11 +135,25 @@ def build_index(run: str | Path, out: str | Path, data_root: str | Path | None =
     frames = {b: [np.asarray(store.frames[b])] if store else [] for b in BRANCHES}
     faiss_have = store.meta.get("faiss_frames", 0) if store else 0
     meta = {
-        "format": FORMAT, "checkpoint": str(ckpt_path.resolve()), "checkpoint_sha256": sha, "preset": ckpt["preset"],
-        "dataset": {"root": str(layout.root.resolve()), "collection": layout.collection, "visual_feature": feature,
-                    "text_feature": ds["text_feature"], "visual_dim": ds["visual_dim"], "text_dim": ds["text_dim"]},
-        "dim": cfg.model.hidden, "factory": factory, "block": BLOCK, "max_ctx_l": cfg.data.max_ctx_l,
-        "max_desc_l": cfg.data.max_desc_l, "has_times": bool(all_times), "versions": versions(),
+        "format": FORMAT,
+        "checkpoint": str(ckpt_path.resolve()),
+        "checkpoint_sha256": sha,
+        "preset": ckpt["preset"],
+        "dataset": {
+            "root": str(layout.root.resolve()),
+            "collection": layout.collection,
+            "visual_feature": feature,
+            "text_feature": ds["text_feature"],
+            "visual_dim": ds["visual_dim"],
+            "text_dim": ds["text_dim"],
+        },
+        "dim": cfg.model.hidden,
+        "factory": factory,
+        "block": BLOCK,
+        "max_ctx_l": cfg.data.max_ctx_l,
+        "max_desc_l": cfg.data.max_desc_l,
+        "has_times": bool(all_times),
+        "versions": versions(),
         "faiss_frames": faiss_have,
     }
     task = progress.add_task("indexing", total=len(todo)) if progress else None
@@ -159,11 +184,11 @@ def build_index(run: str | Path, out: str | Path, data_root: str | Path | None =
         save_store(out, meta, ids, np.concatenate(offsets), np.concatenate(times), merged)
     if not todo and store is None:
         raise PrvrError(f"{layout.base}: no videos to index")
-    final = {b: np.concatenate(frames[b]) if frames[b] else np.zeros((0, cfg.model.hidden), np.float32) for b in BRANCHES}
+    final = {
+        b: np.concatenate(frames[b]) if frames[b] else np.zeros((0, cfg.model.hidden), np.float32) for b in BRANCHES
+    }
     for b in BRANCHES:
         _faiss_sync(out, final[b], factory, b, faiss_have)
     meta |= {"videos": len(ids), "frames": n_rows, "faiss_frames": n_rows, "complete": True}
     write_json(out / "index.json", meta)
     return {"out": str(out), "videos": len(ids), "frames": n_rows, "added": len(todo), "factory": factory}
-
-

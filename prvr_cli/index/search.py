@@ -35,11 +35,15 @@ class Hit:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"video": self.video, "score": round(self.score, 6),
-                **{b: round(s, 6) for b, s in self.branch_scores.items()},
-                "best_frame": self.best_frame, "span_frames": list(self.span),
-                "time": list(self.time) if self.time else None,
-                "span_time": list(self.span_time) if self.span_time else None}
+        return {
+            "video": self.video,
+            "score": round(self.score, 6),
+            **{b: round(s, 6) for b, s in self.branch_scores.items()},
+            "best_frame": self.best_frame,
+            "span_frames": list(self.span),
+            "time": list(self.time) if self.time else None,
+            "span_time": list(self.span_time) if self.span_time else None,
+        }
 
 
 def _rows(offsets: np.ndarray, videos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -79,8 +83,9 @@ def video_upper_bounds(store: FrameStore, q: dict[str, np.ndarray]) -> np.ndarra
     return ub
 
 
-def search_bounds(store: FrameStore, q: dict[str, np.ndarray], k: int,
-                  ub: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+def search_bounds(
+    store: FrameStore, q: dict[str, np.ndarray], k: int, ub: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Exact top-k by bound-ordered scoring. q[b] (d,); ``ub`` (Nv,) if already computed.
     Returns (videos, scores, videos scored)."""
     k = min(k, store.num_videos)
@@ -140,8 +145,14 @@ def search_bounds_batch(store: FrameStore, Q: dict[str, np.ndarray], k: int, fir
     return results
 
 
-def search_faiss(store: FrameStore, indexes: dict, q: dict[str, np.ndarray], k: int,
-                 exact: bool = True, start_frames: int | None = None):
+def search_faiss(
+    store: FrameStore,
+    indexes: dict,
+    q: dict[str, np.ndarray],
+    k: int,
+    exact: bool = True,
+    start_frames: int | None = None,
+):
     """Threshold algorithm over both branches' FAISS rankings. Returns (videos, scores, scored)."""
     k = min(k, store.num_videos)
     n_frames = int(store.offsets[-1])
@@ -179,8 +190,9 @@ def _time(t: np.ndarray):
     return None if np.isnan(t).any() else (round(float(t[0]), 3), round(float(t[1]), 3))
 
 
-def describe(store: FrameStore, q: dict[str, np.ndarray], videos: np.ndarray, scores: np.ndarray,
-             margin: float = 0.05) -> list[Hit]:
+def describe(
+    store: FrameStore, q: dict[str, np.ndarray], videos: np.ndarray, scores: np.ndarray, margin: float = 0.05
+) -> list[Hit]:
     """Hits with each branch's score and the best-matching moment."""
     branch = exact_scores(store, q, videos) if len(videos) else {b: [] for b in BRANCHES}
     hits = []
@@ -189,6 +201,16 @@ def describe(store: FrameStore, q: dict[str, np.ndarray], videos: np.ndarray, sc
         base = int(store.offsets[v])
         t_best = store.times[base + best]
         span = np.array([store.times[base + lo][0], store.times[base + hi][1]])
-        hits.append(Hit(store.video_ids[int(v)], int(v), float(s), {b: float(branch[b][r]) for b in BRANCHES},
-                        best, (lo, hi), _time(t_best), _time(span)))
+        hits.append(
+            Hit(
+                store.video_ids[int(v)],
+                int(v),
+                float(s),
+                {b: float(branch[b][r]) for b in BRANCHES},
+                best,
+                (lo, hi),
+                _time(t_best),
+                _time(span),
+            )
+        )
     return hits

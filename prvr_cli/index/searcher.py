@@ -80,15 +80,17 @@ class Searcher:
             raise PrvrError(
                 f"{self.store.root}: queries are encoded with the {ds['text_feature']!r} token features made "
                 "outside prvr, so free text needs that encoder (for MS-SL releases, RoBERTa as in their feature "
-                "scripts); search with a stored query instead: --query-id <caption id>")
+                "scripts); search with a stored query instead: --query-id <caption id>"
+            )
         if self._text is None:
             from prvr_cli.features.text import text_from_record
 
             self._text = text_from_record(record, self.device)
         return self.encode_tokens(self._text.encode(texts))
 
-    def search(self, q: dict[str, np.ndarray], k: int = 10, engine: str = "auto",
-               margin: float = 0.05) -> list[list[Hit]]:
+    def search(
+        self, q: dict[str, np.ndarray], k: int = 10, engine: str = "auto", margin: float = 0.05
+    ) -> list[list[Hit]]:
         """q[b] (B, d) unit -> per query the top-k hits with moments."""
         if engine == "auto":
             engine = "bounds" if self.store.meta["factory"] == "Flat" else "faiss"
@@ -97,8 +99,14 @@ class Searcher:
         exact = self.store.meta["factory"] == "Flat"
         n = len(q[BRANCHES[0]])
         if engine == "bounds":
-            found = search_bounds_batch(self.store, q, k) if n > 1 else [search_bounds(self.store, {b: q[b][0] for b in BRANCHES}, k)[:2]]
+            found = (
+                search_bounds_batch(self.store, q, k)
+                if n > 1
+                else [search_bounds(self.store, {b: q[b][0] for b in BRANCHES}, k)[:2]]
+            )
         else:
-            found = [search_faiss(self.store, self.indexes, {b: q[b][i] for b in BRANCHES}, k, exact=exact)[:2]
-                     for i in range(n)]
+            found = [
+                search_faiss(self.store, self.indexes, {b: q[b][i] for b in BRANCHES}, k, exact=exact)[:2]
+                for i in range(n)
+            ]
         return [describe(self.store, {b: q[b][i] for b in BRANCHES}, v, s, margin) for i, (v, s) in enumerate(found)]

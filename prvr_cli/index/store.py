@@ -110,13 +110,20 @@ class FrameStore:
             frames[b] = np.load(root / f"frames_{b}.npy", mmap_mode="r")
             with np.load(root / f"blocks_{b}.npz") as z:
                 direction[b], min_cos[b], block_offsets[b] = z["direction"], z["min_cos"], z["block_offsets"]
-        if len(video_ids) != meta["videos"] or offsets[-1] != meta["frames"] or frames[BRANCHES[0]].shape[0] != meta["frames"]:
+        if (
+            len(video_ids) != meta["videos"]
+            or offsets[-1] != meta["frames"]
+            or frames[BRANCHES[0]].shape[0] != meta["frames"]
+        ):
             raise PrvrError(f"{root}: index files disagree with index.json (an interrupted write?); rebuild it")
-        return cls(root, meta, video_ids, offsets, np.load(root / "times.npy"), frames, direction, min_cos, block_offsets)
+        return cls(
+            root, meta, video_ids, offsets, np.load(root / "times.npy"), frames, direction, min_cos, block_offsets
+        )
 
 
-def save_store(root: Path, meta: dict, video_ids: list[str], offsets: np.ndarray, times: np.ndarray,
-               frames: dict[str, np.ndarray]) -> None:
+def save_store(
+    root: Path, meta: dict, video_ids: list[str], offsets: np.ndarray, times: np.ndarray, frames: dict[str, np.ndarray]
+) -> None:
     """Write every file atomically; ``index.json`` last, so a reader never sees new counts with
     old arrays."""
     root.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,12 @@ class SequenceEncoder(nn.Module):
         self.pos = LearnedPositions(max_len, cfg.hidden, cfg.dropout)
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(
-                cfg.hidden, cfg.heads, dim_feedforward=cfg.hidden, dropout=cfg.dropout,
-                activation="gelu", batch_first=True,
+                cfg.hidden,
+                cfg.heads,
+                dim_feedforward=cfg.hidden,
+                dropout=cfg.dropout,
+                activation="gelu",
+                batch_first=True,
             )
             for _ in range(cfg.layers)
         )

@@ -20,7 +20,7 @@ class AmbiguityTruth:
         n_topics = int(gt.event_topic.max()) + 1
         topics = np.zeros((len(v_pos), n_topics), dtype=bool)
         local = {g: j for j, g in enumerate(v_pos)}
-        for e, (vid, t) in enumerate(zip(gt.event_video, gt.event_topic)):
+        for vid, t in zip(gt.event_video, gt.event_topic):
             j = local.get(int(vid))
             if j is not None:
                 topics[j, t] = True
@@ -49,8 +49,18 @@ class AmbiguityMeter:
 
     def __init__(self, truth: AmbiguityTruth | None = None):
         self.truth = truth
-        self.c = dict(tv_amb=0, tv_anchors=0, tv_hits=0, tv_rel=0, tv_unpaired=0,
-                      tf_amb=0, tf_anchors=0, tf_hits=0, tf_rel=0, tf_cand=0)
+        self.c = dict(
+            tv_amb=0,
+            tv_anchors=0,
+            tv_hits=0,
+            tv_rel=0,
+            tv_unpaired=0,
+            tf_amb=0,
+            tf_anchors=0,
+            tf_hits=0,
+            tf_rel=0,
+            tf_cand=0,
+        )
 
     @torch.no_grad()
     def add(self, used: dict, batch: dict) -> None:

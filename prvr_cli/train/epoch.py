@@ -27,8 +27,13 @@ def _to(batch: dict, device) -> dict:
 def uncertainty_pass(model, data: SplitData, cfg: Config, device) -> dict[str, EpochStats]:
     """One no-grad pass over the training set: mean unit embeddings and thresholds per branch."""
     model.eval()
-    loader = DataLoader(TrainVideos(data), batch_size=cfg.data.eval_batch_size, shuffle=False,
-                        collate_fn=collate_train, num_workers=cfg.data.num_workers)
+    loader = DataLoader(
+        TrainVideos(data),
+        batch_size=cfg.data.eval_batch_size,
+        shuffle=False,
+        collate_fn=collate_train,
+        num_workers=cfg.data.num_workers,
+    )
     acc = {b: StatsAccumulator(cfg.model.hidden, device) for b in BRANCHES}
     for batch in loader:
         batch = _to(batch, device)
@@ -39,9 +44,20 @@ def uncertainty_pass(model, data: SplitData, cfg: Config, device) -> dict[str, E
     return {b: acc[b].stats(cfg.loss.tau_u_over) for b in BRANCHES}
 
 
-def train_epoch(model, data: SplitData, cfg: Config, optimizer, scheduler, scaler, device, epoch: int,
-                stats: dict[str, EpochStats] | None, online: dict[str, StatsAccumulator] | None = None,
-                meter: AmbiguityMeter | None = None, on_step=None) -> dict[str, float]:
+def train_epoch(
+    model,
+    data: SplitData,
+    cfg: Config,
+    optimizer,
+    scheduler,
+    scaler,
+    device,
+    epoch: int,
+    stats: dict[str, EpochStats] | None,
+    online: dict[str, StatsAccumulator] | None = None,
+    meter: AmbiguityMeter | None = None,
+    on_step=None,
+) -> dict[str, float]:
     """Train both branches for one epoch; returns mean loss terms. ``stats=None`` = warmup.
     ``online`` accumulators, when given, collect next epoch's statistics from this epoch's
     detached embeddings (``uncertainty = online``)."""

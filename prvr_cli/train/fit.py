@@ -39,35 +39,62 @@ def load_training_data(cfg: Config, data_root: str | Path) -> dict[str, SplitDat
     layout = Layout(Path(data_root), cfg.data.collection)
     if not layout.base.is_dir():
         raise PrvrError(f"{layout.base}: no such dataset folder (check --data-root and --collection)")
-    kw = dict(visual_feature=cfg.data.visual_feature or None, text_feature=cfg.data.text_feature or None,
-              max_ctx_l=cfg.data.max_ctx_l, max_desc_l=cfg.data.max_desc_l)
+    kw = dict(
+        visual_feature=cfg.data.visual_feature or None,
+        text_feature=cfg.data.text_feature or None,
+        max_ctx_l=cfg.data.max_ctx_l,
+        max_desc_l=cfg.data.max_desc_l,
+    )
     splits = {"train": load_split(layout, "train", **kw)}
     cfg.data.visual_feature, cfg.data.text_feature = splits["train"].visual_feature, splits["train"].text_feature
     cfg.model.visual_dim, cfg.model.text_dim = splits["train"].videos.dim, splits["train"].queries.dim
     for split in ("val", "test"):
         if layout.caption_file(split).is_file():
-            splits[split] = load_split(layout, split, **kw, visual_dim=cfg.model.visual_dim, text_dim=cfg.model.text_dim)
+            splits[split] = load_split(
+                layout, split, **kw, visual_dim=cfg.model.visual_dim, text_dim=cfg.model.text_dim
+            )
     cfg.model.max_ctx_l, cfg.model.max_desc_l = cfg.data.max_ctx_l, cfg.data.max_desc_l
     return splits
 
 
 def dataset_identity(data: SplitData) -> dict:
     ids = hashlib.sha1("\n".join(data.video_ids).encode()).hexdigest()
-    return {"root": str(data.layout.root), "collection": data.layout.collection,
-            "visual_feature": data.visual_feature, "text_feature": data.text_feature,
-            "visual_dim": data.videos.dim, "text_dim": data.queries.dim,
-            "train_videos": data.num_videos, "train_queries": data.num_queries, "train_video_ids_sha1": ids}
+    return {
+        "root": str(data.layout.root),
+        "collection": data.layout.collection,
+        "visual_feature": data.visual_feature,
+        "text_feature": data.text_feature,
+        "visual_dim": data.videos.dim,
+        "text_dim": data.queries.dim,
+        "train_videos": data.num_videos,
+        "train_queries": data.num_queries,
+        "train_video_ids_sha1": ids,
+    }
 
 
 def _progress(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not enabled, transient=True)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        disable=not enabled,
+        transient=True,
+    )
 
 
-def fit(cfg: Config, data_root: str | Path, out_dir: str | Path, device, resume: bool = False,
-        show_progress: bool = True, log=None) -> dict:
+def fit(
+    cfg: Config,
+    data_root: str | Path,
+    out_dir: str | Path,
+    device,
+    resume: bool = False,
+    show_progress: bool = True,
+    log=None,
+) -> dict:
     """Train ``cfg`` on ``data_root``; returns a summary (best epoch, val and test metrics)."""
     log = log or (lambda msg: None)
     out_dir = Path(out_dir)
@@ -97,7 +124,9 @@ def fit(cfg: Config, data_root: str | Path, out_dir: str | Path, device, resume:
         scaler.load_state_dict(ckpt["scaler"])
         torch.set_rng_state(ckpt["rng"])
         start, best, best_epoch, bad = ckpt["epoch"] + 1, ckpt["best_sumr"], ckpt["best_epoch"], ckpt["bad_epochs"]
-        online_prev = {b: EpochStats.from_dict(s) for b, s in ckpt["online_stats"].items()} if ckpt["online_stats"] else None
+        online_prev = (
+            {b: EpochStats.from_dict(s) for b, s in ckpt["online_stats"].items()} if ckpt["online_stats"] else None
+        )
         history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()][:start]
         log(f"resuming {out_dir} after epoch {start}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -125,37 +154,73 @@ def fit(cfg: Config, data_root: str | Path, out_dir: str | Path, device, resume:
                     t1 = time.perf_counter()
                     stats = uncertainty_pass(model, train, cfg, device)
                     unc_seconds = time.perf_counter() - t1
-            online = {b: StatsAccumulator(cfg.model.hidden, device) for b in BRANCHES} \
-                if cfg.loss.uncertainty == "online" and cfg.loss.arl_on else None
+            online = (
+                {b: StatsAccumulator(cfg.model.hidden, device) for b in BRANCHES}
+                if cfg.loss.uncertainty == "online" and cfg.loss.arl_on
+                else None
+            )
             meter = AmbiguityMeter(truth)
             task = progress.add_task(f"epoch {epoch + 1}/{cfg.train.epochs}", total=steps_per_epoch, info="")
-            terms = train_epoch(model, train, cfg, optimizer, scheduler, scaler, device, epoch, stats, online, meter,
-                                on_step=lambda loss, t=task: progress.update(t, advance=1, info=f"loss {loss:.4f}"))
+            terms = train_epoch(
+                model,
+                train,
+                cfg,
+                optimizer,
+                scheduler,
+                scaler,
+                device,
+                epoch,
+                stats,
+                online,
+                meter,
+                on_step=lambda loss, t=task: progress.update(t, advance=1, info=f"loss {loss:.4f}"),
+            )
             progress.remove_task(task)
             if online is not None:
                 online_prev = {b: online[b].stats(cfg.loss.tau_u_over) for b in BRANCHES}
             train_seconds = time.perf_counter() - t0
             val_metrics = evaluate_split(model, val, device, cfg.data.eval_batch_size) if val else {}
-            record = {"epoch": epoch + 1, "warmup": warm, **terms, **meter.summary(),
-                      "epoch_seconds": round(train_seconds, 3), "uncertainty_seconds": round(unc_seconds, 3),
-                      "lr": scheduler.get_last_lr()[0]}
+            record = {
+                "epoch": epoch + 1,
+                "warmup": warm,
+                **terms,
+                **meter.summary(),
+                "epoch_seconds": round(train_seconds, 3),
+                "uncertainty_seconds": round(unc_seconds, 3),
+                "lr": scheduler.get_last_lr()[0],
+            }
             if stats is not None:
                 record |= {f"{b}/tau_s": round(stats[b].tau_s, 5) for b in BRANCHES}
                 record |= {f"{b}/tau_u": round(stats[b].tau_u, 5) for b in BRANCHES}
             record |= {f"val/{k}": v for k, v in val_metrics.items()}
             sumr = val_metrics.get("SumR", -float(terms["theta/loss"] + terms["phi/loss"]))
-            payload = {"preset": cfg.name, "config": cfg.to_dict(), "model": model.state_dict(),
-                       "dataset": identity, "param_counts": params, "epoch": epoch}
+            payload = {
+                "preset": cfg.name,
+                "config": cfg.to_dict(),
+                "model": model.state_dict(),
+                "dataset": identity,
+                "param_counts": params,
+                "epoch": epoch,
+            }
             if sumr > best:
                 best, best_epoch, bad = sumr, epoch, 0
                 save_checkpoint(best_path, {**payload, "val": val_metrics})
             else:
                 bad += 1
-            save_checkpoint(last_path, {**payload, "optimizer": optimizer.state_dict(),
-                                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                                        "rng": torch.get_rng_state(), "best_sumr": best, "best_epoch": best_epoch,
-                                        "bad_epochs": bad,
-                                        "online_stats": {b: s.to_dict() for b, s in online_prev.items()} if online_prev else None})
+            save_checkpoint(
+                last_path,
+                {
+                    **payload,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "best_sumr": best,
+                    "best_epoch": best_epoch,
+                    "bad_epochs": bad,
+                    "online_stats": {b: s.to_dict() for b, s in online_prev.items()} if online_prev else None,
+                },
+            )
             history.append(record)
             with open(metrics_path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
@@ -164,8 +229,13 @@ def fit(cfg: Config, data_root: str | Path, out_dir: str | Path, device, resume:
                 log(f"early stop: no better val SumR for {bad} epochs")
                 break
 
-    summary = {"out": str(out_dir), "epochs_run": len(history), "best_epoch": best_epoch + 1,
-               "params": params, "val": load_checkpoint(best_path).get("val", {})}
+    summary = {
+        "out": str(out_dir),
+        "epochs_run": len(history),
+        "best_epoch": best_epoch + 1,
+        "params": params,
+        "val": load_checkpoint(best_path).get("val", {}),
+    }
     if "test" in splits:
         from prvr_cli.train.checkpoint import model_from_checkpoint
 
@@ -176,8 +246,12 @@ def fit(cfg: Config, data_root: str | Path, out_dir: str | Path, device, resume:
 
 
 def _epoch_line(r: dict) -> str:
-    parts = [f"epoch {r['epoch']}", "warmup" if r["warmup"] else "arl",
-             f"loss {r['theta/loss'] + r['phi/loss']:.4f}", f"{r['epoch_seconds']:.1f}s"]
+    parts = [
+        f"epoch {r['epoch']}",
+        "warmup" if r["warmup"] else "arl",
+        f"loss {r['theta/loss'] + r['phi/loss']:.4f}",
+        f"{r['epoch_seconds']:.1f}s",
+    ]
     if "val/SumR" in r:
         parts.append(f"val SumR {r['val/SumR']:.1f}")
     if "amb_tv_size" in r:
