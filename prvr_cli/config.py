@@ -53,7 +53,7 @@ class LossConfig:
     tf_ambiguity: bool = True
     cross_model: bool = True
     ambiguous_as: str = "ours"  # ours | positive | ignore
-    uncertainty: str = "pass"  # pass | online
+    uncertainty: str = "online"  # online (free, from the previous epoch) | pass (a no-grad pass per epoch)
     tau_u_over: str = "positive"  # positive | all
 
     def __post_init__(self):

@@ -270,8 +270,11 @@ def test_offline_error_messages(tmp_path, monkeypatch):
     res = prvr("extract", str(SAMPLES), "--out", str(tmp_path), "--name", "x", "--visual", "clip", env=env)
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert "could not load open_clip ViT-L-14 weights 'openai'" in res.stderr and "Pre-download" in res.stderr
+    import huggingface_hub.constants
+
     from prvr_cli.features.text import RobertaText
 
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(PrvrError, match="could not load the text model 'definitely-not-a-local-model'.*--text-model"):
         RobertaText("definitely-not-a-local-model")
     res = prvr("extract", str(SAMPLES), "--out", str(tmp_path), "--name", "y", "--visual", "i3d", env=env)

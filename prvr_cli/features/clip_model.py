@@ -3,6 +3,7 @@ test-only tiny configuration, registered at run time."""
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from pathlib import Path
@@ -27,8 +28,10 @@ def register_tiny_clip() -> str:
     return TINY_NAME
 
 
+@functools.lru_cache(maxsize=2)
 def load_clip(model: str, pretrained: str | None, device, tiny: bool = False):
-    """-> (model in eval mode on ``device``, model name, pretrained description)."""
+    """-> (model in eval mode on ``device``, model name, pretrained description). Cached, so the
+    image and text towers of one CLIP (``--visual clip --text clip``) share one load."""
     import open_clip
     import torch
 
@@ -40,6 +43,9 @@ def load_clip(model: str, pretrained: str | None, device, tiny: bool = False):
         from prvr_cli.errors import PrvrError
 
         raise PrvrError(f"unknown open_clip model {model!r} (see open_clip.list_models())")
+    from prvr_cli.features.hub import offline_unless_reachable
+
+    offline_unless_reachable()
     try:
         net = open_clip.create_model(model, pretrained=pretrained)
     except Exception as err:

@@ -26,6 +26,9 @@ class RobertaText:
             self.model, self.tokenizer = tiny_roberta()
             self.model_name = "tiny-roberta (test only)"
         else:
+            from prvr_cli.features.hub import offline_unless_reachable
+
+            offline_unless_reachable()
             try:
                 self.tokenizer = AutoTokenizer.from_pretrained(model)
                 self.model = AutoModel.from_pretrained(model)
