@@ -40,11 +40,11 @@ def run_demo(
                 text_dim=192,
                 frames=(16, 48),
                 tokens=(6, 20),
-                topic_share=0.92,
-                visual_noise=0.9,
-                text_noise=0.9,
-                frame_jitter=0.5,
-                query_jitter=0.5,
+                topic_share=0.85,
+                visual_noise=0.6,
+                text_noise=0.6,
+                frame_jitter=0.4,
+                query_jitter=0.4,
             ),
         )
     results = {}
