@@ -208,15 +208,17 @@ def test_extract_samples_end_to_end(one_run, tmp_path):
 
 def test_resume_after_interrupt_gives_same_bytes(one_run, tmp_path, monkeypatch):
     from prvr_cli.features import backbones
+    from prvr_cli.features import extract as extract_module
     from prvr_cli.features.extract import ExtractSpec, run_extract
 
     spec = ExtractSpec(SAMPLES, tmp_path, "samples", captions=SAMPLES / "captions.jsonl", text="roberta", tiny=True)
+    monkeypatch.setattr(extract_module, "GROUP_VIDEOS", 2)  # 5 videos -> groups of 2, 2, 1
     calls = {"n": 0}
     real = backbones.ClipVisual.encode
 
     def flaky(self, clips):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 2:
             raise KeyboardInterrupt
         return real(self, clips)
 

@@ -1,7 +1,8 @@
 """``run_extract``: raw videos (and captions) in, the MS-SL layout out.
 
 Work per video lands atomically in ``<root>/<name>/.extract/<feature>/<video_id>.npz``, so a
-re-run skips finished videos and an interrupt loses only the videos in flight. Videos that do not
+re-run skips finished videos and an interrupt loses only the videos in flight (at most one group
+of ``GROUP_VIDEOS``, which are encoded together). Videos that do not
 decode are listed in ``.extract/<feature>/failures*.json`` and skipped. ``finalize`` (run at the
 end of an unsharded job, or by ``--merge`` after sharded ones) assembles the BigFile, the frame
 times, the caption files, the token-feature HDF5 and ``extract.json``, always in sorted video
@@ -58,6 +59,9 @@ class ExtractSpec:
         return 1.5 if "i3d" in self.visual else 1.0
 
 
+GROUP_VIDEOS = 4  # videos encoded together (batches span them); a fixed grid, see run_extract
+
+
 def _work_dir(layout: Layout, feature: str) -> Path:
     return layout.base / ".extract" / feature
 
@@ -93,7 +97,12 @@ def run_extract(spec: ExtractSpec, device, progress=None, log=None) -> dict:
     videos = list_videos(spec.videos_dir)
     if not videos:
         raise PrvrError(f"{spec.videos_dir}: no video files found")
-    mine = sorted(videos)[i::n]
+    # Videos are encoded in fixed groups of consecutive (sorted) ids, so a batch spans videos and
+    # yet its composition never depends on sharding or on where a run was interrupted: the
+    # features, to the byte, are the same for one run, a resumed run, and merged shards.
+    ordered = sorted(videos)
+    groups = [ordered[g : g + GROUP_VIDEOS] for g in range(0, len(ordered), GROUP_VIDEOS)][i::n]
+    mine = [v for grp in groups for v in grp]
     backbone = _build_visual(spec, device)
     layout = Layout(spec.out, spec.name)
     work = _work_dir(layout, backbone.name)
@@ -103,11 +112,13 @@ def run_extract(spec: ExtractSpec, device, progress=None, log=None) -> dict:
         {"visual": backbone.describe(), "step_seconds": spec.step(), "frames_per_step": backbone.frames_per_step},
     )
     done = {p.stem for p in work.glob("*.npz")}
-    todo = [v for v in mine if v not in done]
+    todo_groups = [grp for grp in groups if not all(v in done for v in grp)]
+    todo = [v for grp in todo_groups for v in grp]
+    last_of_group = {grp[-1] for grp in todo_groups}
     fail_path = work / (f"failures_{i}of{n}.json" if n > 1 else "failures.json")
     failures = {f["video"]: f for f in json.loads(fail_path.read_text())} if fail_path.is_file() else {}
     sampling = backbone.sampling(spec.step())
-    t0, n_frames, n_decoded = time.perf_counter(), 0, 0
+    t0, n_frames, n_encoded = time.perf_counter(), 0, 0
     task = progress.add_task("extracting", total=len(todo), info="") if progress else None
 
     def decode(vid):
@@ -116,30 +127,44 @@ def run_extract(spec: ExtractSpec, device, progress=None, log=None) -> dict:
         except DecodeError as err:
             return vid, None, str(err)
 
+    def flush(pending):
+        if not pending:
+            return
+        feats = backbone.encode(np.concatenate([clips for _, clips, _ in pending]))
+        start = 0
+        for vid, clips, times in pending:
+            _save_video(work, vid, feats[start : start + len(clips)], times)
+            start += len(clips)
+
     try:
         with ThreadPoolExecutor(max(1, spec.workers)) as pool:
+            pending = []
             for vid, result, error in pool.map(decode, todo):
                 if error is not None:
                     failures[vid] = {"video": vid, "file": str(videos[vid]), "error": error}
                     log(f"skipped {videos[vid]}: {error}")
                 else:
                     clips, times, _ = result
-                    _save_video(work, vid, backbone.encode(clips), times)
+                    pending.append((vid, clips, times))
                     failures.pop(vid, None)
                     n_frames += clips.shape[0] * clips.shape[1]
-                    n_decoded += 1
+                if vid in last_of_group:
+                    flush(pending)
+                    n_encoded += len(pending)
+                    pending = []
                 if progress:
                     elapsed = max(time.perf_counter() - t0, 1e-9)
                     progress.update(
-                        task, advance=1, info=f"{n_decoded / elapsed:.2f} videos/s  {n_frames / elapsed:.1f} frames/s"
+                        task, advance=1, info=f"{n_encoded / elapsed:.2f} videos/s  {n_frames / elapsed:.1f} frames/s"
                     )
     finally:
         write_json(fail_path, sorted(failures.values(), key=lambda f: f["video"]))
+    finished = {p.stem for p in work.glob("*.npz")} & set(mine)
     summary = {
         "feature": backbone.name,
         "videos": len(mine),
-        "done": len(done) + n_decoded,
-        "skipped_already_done": len(done),
+        "done": len(finished),
+        "skipped_already_done": len(set(mine) - set(todo)),
         "failed": len(failures),
         "failures": sorted(failures),
         "seconds": round(time.perf_counter() - t0, 2),
