@@ -123,6 +123,8 @@ def fit(
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         torch.set_rng_state(ckpt["rng"])
+        if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
         start, best, best_epoch, bad = ckpt["epoch"] + 1, ckpt["best_sumr"], ckpt["best_epoch"], ckpt["bad_epochs"]
         online_prev = (
             {b: EpochStats.from_dict(s) for b, s in ckpt["online_stats"].items()} if ckpt["online_stats"] else None
@@ -215,6 +217,7 @@ def fit(
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
                     "rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
                     "best_sumr": best,
                     "best_epoch": best_epoch,
                     "bad_epochs": bad,
