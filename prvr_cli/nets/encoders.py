@@ -72,7 +72,7 @@ class AttentionPooling(nn.Module):
 
     def __init__(self, d: int):
         super().__init__()
-        self.score = nn.Linear(d, 1)
+        self.score = nn.Linear(d, 1, bias=False)  # a bias cancels in the softmax
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         logits = self.score(h).squeeze(-1).masked_fill(mask < 0.5, float("-inf"))  # (N, T)
