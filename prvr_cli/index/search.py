@@ -14,7 +14,7 @@ Two engines over the same frame store:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,7 +32,6 @@ class Hit:
     span: tuple[int, int] = (-1, -1)
     time: tuple[float, float] | None = None
     span_time: tuple[float, float] | None = None
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -91,7 +90,6 @@ def search_bounds(
     k = min(k, store.num_videos)
     ub = video_upper_bounds(store, q) if ub is None else ub
     order = np.argsort(-ub, kind="stable")
-    seen_v, seen_s = [], []
     top_v, top_s = np.zeros(0, np.int64), np.zeros(0, np.float32)
     i, step = 0, max(32, k)
     while i < len(order):
@@ -99,9 +97,7 @@ def search_bounds(
             break
         batch = order[i : i + step]
         s = exact_scores(store, q, batch)
-        seen_v.append(batch)
-        seen_s.append(sum(s.values()) / len(BRANCHES))
-        top_v, top_s = _top([top_v, batch], [top_s, seen_s[-1]], k)
+        top_v, top_s = _top([top_v, batch], [top_s, sum(s.values()) / len(BRANCHES)], k)
         i += len(batch)
         step = min(step * 2, 4096)
     return top_v, top_s, i
@@ -174,16 +170,17 @@ def search_faiss(
 
 def moments(store: FrameStore, q: dict[str, np.ndarray], video: int, margin: float = 0.05):
     """Best frame of a video by the mean of the two branches' frame scores, and the contiguous
-    span of neighbours within ``margin`` of it. Returns (best, (first, last), per-frame scores)."""
+    span of neighbours within ``margin`` of it. Returns (best, (first, last), {branch: (L,)})."""
     s0, s1 = int(store.offsets[video]), int(store.offsets[video + 1])
-    per_frame = sum(np.asarray(store.frames[b][s0:s1]) @ q[b] for b in BRANCHES) / len(BRANCHES)
+    per_branch = {b: np.asarray(store.frames[b][s0:s1]) @ q[b] for b in BRANCHES}
+    per_frame = sum(per_branch.values()) / len(BRANCHES)
     best = int(np.argmax(per_frame))
     lo = hi = best
     while lo > 0 and per_frame[lo - 1] >= per_frame[best] - margin:
         lo -= 1
     while hi < len(per_frame) - 1 and per_frame[hi + 1] >= per_frame[best] - margin:
         hi += 1
-    return best, (lo, hi), per_frame
+    return best, (lo, hi), per_branch
 
 
 def _time(t: np.ndarray):
@@ -193,23 +190,21 @@ def _time(t: np.ndarray):
 def describe(
     store: FrameStore, q: dict[str, np.ndarray], videos: np.ndarray, scores: np.ndarray, margin: float = 0.05
 ) -> list[Hit]:
-    """Hits with each branch's score and the best-matching moment."""
-    branch = exact_scores(store, q, videos) if len(videos) else {b: [] for b in BRANCHES}
+    """Hits with each branch's score (its max over the frames) and the best-matching moment."""
     hits = []
-    for r, (v, s) in enumerate(zip(videos, scores)):
-        best, (lo, hi), _ = moments(store, q, int(v), margin)
+    for v, s in zip(videos, scores):
+        best, (lo, hi), per_branch = moments(store, q, int(v), margin)
         base = int(store.offsets[v])
-        t_best = store.times[base + best]
         span = np.array([store.times[base + lo][0], store.times[base + hi][1]])
         hits.append(
             Hit(
                 store.video_ids[int(v)],
                 int(v),
                 float(s),
-                {b: float(branch[b][r]) for b in BRANCHES},
+                {b: float(f.max()) for b, f in per_branch.items()},
                 best,
                 (lo, hi),
-                _time(t_best),
+                _time(store.times[base + best]),
                 _time(span),
             )
         )
