@@ -11,6 +11,13 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-10) -> np.ndarray:
     return (x / np.maximum(norm, eps)).astype(np.float32, copy=False)
 
 
+def resample_edges(n: int, max_len: int) -> np.ndarray:
+    """Bin edges (max_len + 1,) of the uniform resampling of n > max_len frames."""
+    edges = np.floor(np.arange(max_len + 1) * (n / max_len) + 0.5).astype(np.int64)
+    edges[-1] = n
+    return edges
+
+
 def resample_frames(feats: np.ndarray, max_len: int) -> np.ndarray:
     """Uniformly resample (n, D) to at most ``max_len`` rows by averaging contiguous bins.
 
@@ -21,8 +28,7 @@ def resample_frames(feats: np.ndarray, max_len: int) -> np.ndarray:
     n = feats.shape[0]
     if max_len is None or n <= max_len:
         return feats
-    edges = np.floor(np.arange(max_len + 1) * (n / max_len) + 0.5).astype(np.int64)
-    edges[-1] = n
+    edges = resample_edges(n, max_len)
     sums = np.add.reduceat(feats.astype(np.float64), edges[:-1], axis=0)
     return (sums / np.diff(edges)[:, None]).astype(np.float32)
 

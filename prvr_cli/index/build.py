@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from prvr_cli.atomic import atomic_path, write_json
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.loaders import pad_sequences
-from prvr_cli.data.preprocess import prepare_video
+from prvr_cli.data.preprocess import prepare_video, resample_edges
 from prvr_cli.data.sources import open_videos
 from prvr_cli.errors import PrvrError
 from prvr_cli.index.store import BLOCK, FrameStore, save_store
@@ -51,8 +51,7 @@ def resampled_times(times: np.ndarray | None, n: int, max_len: int) -> np.ndarra
     times = np.asarray(times, dtype=np.float32).reshape(n, 2)
     if n <= max_len:
         return times
-    edges = np.floor(np.arange(max_len + 1) * (n / max_len) + 0.5).astype(np.int64)
-    edges[-1] = n
+    edges = resample_edges(n, max_len)
     return np.stack([times[edges[:-1], 0], times[edges[1:] - 1, 1]], axis=1)
 
 
@@ -128,6 +127,8 @@ def build_index(
         raise PrvrError(f"{source.path}: no frames for video {missing[0]!r}")
     have = set(store.video_ids) if store else set()
     todo = [v for v in wanted if v not in have]
+    if not todo and store is None:
+        raise PrvrError(f"{layout.base}: no videos to index")
 
     ids = list(store.video_ids) if store else []
     offsets = [np.asarray(store.offsets)] if store else [np.zeros(1, np.int64)]
@@ -182,8 +183,6 @@ def build_index(
         frames = {b: [merged[b]] for b in BRANCHES}
         meta |= {"videos": len(ids), "frames": n_rows, "complete": False}
         save_store(out, meta, ids, np.concatenate(offsets), np.concatenate(times), merged)
-    if not todo and store is None:
-        raise PrvrError(f"{layout.base}: no videos to index")
     final = {
         b: np.concatenate(frames[b]) if frames[b] else np.zeros((0, cfg.model.hidden), np.float32) for b in BRANCHES
     }
