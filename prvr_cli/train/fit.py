@@ -22,7 +22,7 @@ from prvr_cli.data.synth import GroundTruth
 from prvr_cli.errors import PrvrError
 from prvr_cli.evaluation.scoring import evaluate_split
 from prvr_cli.nets.dual import BRANCHES, DualBranch, count_parameters
-from prvr_cli.train.checkpoint import load_checkpoint, save_checkpoint
+from prvr_cli.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from prvr_cli.train.diagnostics import AmbiguityMeter, AmbiguityTruth
 from prvr_cli.train.epoch import train_epoch, uncertainty_pass
 from prvr_cli.train.optim import build_optimizer, build_scheduler
@@ -141,11 +141,10 @@ def fit(
     if train.layout.ground_truth().is_file():
         truth = AmbiguityTruth(GroundTruth(train.layout.ground_truth()), train)
 
-    finished = start >= cfg.train.epochs or (bad >= cfg.train.patience and start > 0)
+    if start > 0 and bad >= cfg.train.patience:  # the resumed run had already stopped early
+        start = cfg.train.epochs
     with _progress(show_progress) as progress:
         for epoch in range(start, cfg.train.epochs):
-            if finished:
-                break
             t0 = time.perf_counter()
             warm = epoch < cfg.loss.warmup_epochs or not cfg.loss.arl_on
             stats, unc_seconds = None, 0.0
@@ -232,17 +231,15 @@ def fit(
                 log(f"early stop: no better val SumR for {bad} epochs")
                 break
 
+    best_model, _, best_ckpt = model_from_checkpoint(best_path, device)
     summary = {
         "out": str(out_dir),
         "epochs_run": len(history),
         "best_epoch": best_epoch + 1,
         "params": params,
-        "val": load_checkpoint(best_path).get("val", {}),
+        "val": best_ckpt.get("val", {}),
     }
     if "test" in splits:
-        from prvr_cli.train.checkpoint import model_from_checkpoint
-
-        best_model, _, _ = model_from_checkpoint(best_path, device)
         summary["test"] = evaluate_split(best_model, splits["test"], device, cfg.data.eval_batch_size)
         write_json(out_dir / "test.json", summary["test"])
     return summary
