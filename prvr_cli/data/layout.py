@@ -53,8 +53,21 @@ class Layout:
     def query_hdf5(self, text_feature: str) -> Path:
         return self.text_root / f"{text_feature}_{self.collection}_query_feat.hdf5"
 
+    def moments(self) -> Path:
+        return self.text_root / f"{self.collection}_moments.json"
+
     def ground_truth(self) -> Path:
         return self.base / "ground_truth.npz"
+
+    def synth_record(self) -> Path:
+        return self.base / "synth.json"
+
+    def extract_record(self) -> Path:
+        return self.base / "extract.json"
+
+    def extract_work(self, feature: str | None = None) -> Path:
+        root = self.base / ".extract"
+        return root / feature if feature else root
 
     def splits(self) -> list[str]:
         return [s for s in SPLITS if self.caption_file(s).is_file()]

@@ -163,7 +163,7 @@ def generate(
         layout, spec, video_ids, video_split, ev_video, ev_topic, ev_start, ev_end, q_ids, q_video, q_event, q_topic
     )
     write_json(
-        layout.base / "synth.json",
+        layout.synth_record(),
         {"spec": asdict(spec), "visual_feature": visual_feature, "text_feature": text_feature},
     )
     return layout

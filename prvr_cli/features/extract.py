@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,6 @@ class ExtractSpec:
     shard: tuple[int, int] = (0, 1)
     timeout: float = 120.0
     tiny: bool = False  # test-only random models
-    extra: dict = field(default_factory=dict)
 
     def step(self) -> float:
         if self.clip_seconds:
@@ -60,10 +59,6 @@ class ExtractSpec:
 
 
 GROUP_VIDEOS = 4  # videos encoded together (batches span them); a fixed grid, see run_extract
-
-
-def _work_dir(layout: Layout, feature: str) -> Path:
-    return layout.base / ".extract" / feature
 
 
 def _save_video(work: Path, vid: str, feats: np.ndarray, times: np.ndarray) -> None:
@@ -105,7 +100,7 @@ def run_extract(spec: ExtractSpec, device, progress=None, log=None) -> dict:
     mine = [v for grp in groups for v in grp]
     backbone = _build_visual(spec, device)
     layout = Layout(spec.out, spec.name)
-    work = _work_dir(layout, backbone.name)
+    work = layout.extract_work(backbone.name)
     work.mkdir(parents=True, exist_ok=True)
     write_json(
         work / "backbone.json",
@@ -179,7 +174,7 @@ def finalize(spec: ExtractSpec, device, backbone_name: str | None = None, log=No
     """Assemble the dataset from the per-video work files (also what ``--merge`` runs)."""
     log = log or (lambda msg: None)
     layout = Layout(spec.out, spec.name)
-    root = layout.base / ".extract"
+    root = layout.extract_work()
     if backbone_name is None:
         names = sorted(p.name for p in root.iterdir() if (p / "backbone.json").is_file()) if root.is_dir() else []
         if len(names) != 1:
@@ -212,12 +207,16 @@ def finalize(spec: ExtractSpec, device, backbone_name: str | None = None, log=No
     }
     summary = {"dataset": str(layout.base), "videos_in_dataset": len(have)}
     if spec.captions is not None:
-        summary |= _captions(spec, layout, have, device, info, log)
-    write_json(layout.base / "extract.json", info)
+        text_info = _captions(spec, layout, have, device, log)
+        info |= text_info
+        summary |= {"captions": text_info["captions"], "text_feature": text_info["text_feature"]}
+    write_json(layout.extract_record(), info)
     return summary
 
 
-def _captions(spec: ExtractSpec, layout: Layout, have: set[str], device, info: dict, log) -> dict:
+def _captions(spec: ExtractSpec, layout: Layout, have: set[str], device, log) -> dict:
+    """Caption files, token features and moments of the extracted videos; returns what
+    ``extract.json`` records about them."""
     from prvr_cli.features.text import build_text
 
     raw = read_caption_jsonl(spec.captions)
@@ -258,14 +257,13 @@ def _captions(spec: ExtractSpec, layout: Layout, have: set[str], device, info: d
         elif layout.caption_file(split).exists():
             layout.caption_file(split).unlink()
     write_hdf5(layout.query_hdf5(text.name), zip(ids, feats))
-    write_json(layout.text_root / f"{layout.collection}_moments.json", spans)
-    info |= {
+    write_json(layout.moments(), spans)
+    return {
         "text_feature": text.name,
         "text": text.describe(),
         "captions": len(ids),
         "splits": {s: len({cid.split("#")[0] for cid, _ in per_split[s]}) for s in SPLITS},
     }
-    return {"captions": len(ids), "text_feature": text.name}
 
 
 def _versions() -> dict:

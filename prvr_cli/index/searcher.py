@@ -74,7 +74,7 @@ class Searcher:
             if not t or not t.strip():
                 raise PrvrError("empty query: give some words to search for")
         ds = self.store.meta["dataset"]
-        extract_json = Layout(Path(ds["root"]), ds["collection"]).base / "extract.json"
+        extract_json = Layout(Path(ds["root"]), ds["collection"]).extract_record()
         record = json.loads(extract_json.read_text()).get("text") if extract_json.is_file() else None
         if record is None:
             raise PrvrError(
