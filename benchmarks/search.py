@@ -72,7 +72,7 @@ def queries(centres, n, seed):
     return q
 
 
-def make_store(root, frames, offsets, factories=("Flat",)):
+def make_store(root, frames, offsets):
     meta = {"videos": len(offsets) - 1, "frames": int(offsets[-1]), "factory": "Flat"}
     save_store(
         root,

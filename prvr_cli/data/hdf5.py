@@ -32,7 +32,7 @@ class HDF5Features:
             raise PrvrError(f"{self.path}: not a readable HDF5 file ({err})") from None
         if not self.keys:
             raise PrvrError(f"{self.path}: holds no feature datasets")
-        self.dim = int(self._file()[next(iter(sorted(self.keys)))].shape[-1])
+        self.dim = int(self._file()[min(self.keys)].shape[-1])
 
     def _file(self):
         import h5py
