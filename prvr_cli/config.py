@@ -39,6 +39,20 @@ class ModelConfig:
     max_ctx_l: int = 128  # positional table sizes
     max_desc_l: int = 30
     seeds: tuple[int, int] = (0, 1)  # theta, phi initialisation seeds
+    # temporal prior of the video encoder: one width per attention head, in frames, of a Gaussian
+    # bias on the attention logits (0 = that head sees the whole video); () = the paper's layer
+    attention_widths: tuple[float, ...] = ()
+    video_context: str = "none"  # none | mean | attention: add a pooled video summary to every frame
+
+    def __post_init__(self):
+        if self.video_context not in ("none", "mean", "attention"):
+            raise PrvrError(f"model.video_context must be none|mean|attention, not {self.video_context!r}")
+        if self.attention_widths and len(self.attention_widths) != self.heads:
+            raise PrvrError(
+                f"model.attention_widths needs one width per head ({self.heads}), got {len(self.attention_widths)}"
+            )
+        if any(w < 0 for w in self.attention_widths):
+            raise PrvrError("model.attention_widths must be >= 0 (0 = unrestricted head)")
 
 
 @dataclass
@@ -55,6 +69,8 @@ class LossConfig:
     ambiguous_as: str = "ours"  # ours | positive | ignore
     uncertainty: str = "online"  # online (free, from the previous epoch) | pass (a no-grad pass per epoch)
     tau_u_over: str = "positive"  # positive | all
+    tf_thresholds: str = "frame"  # frame (from frame-level distributions) | video (reuse tau_s, tau_u)
+    thresholds: str = "epoch"  # epoch (from the uncertainty statistics) | batch (this batch's positive pairs)
 
     def __post_init__(self):
         if self.ambiguous_as not in ("ours", "positive", "ignore"):
@@ -63,6 +79,10 @@ class LossConfig:
             raise PrvrError(f"loss.uncertainty must be pass|online, not {self.uncertainty!r}")
         if self.tau_u_over not in ("positive", "all"):
             raise PrvrError(f"loss.tau_u_over must be positive|all, not {self.tau_u_over!r}")
+        if self.thresholds not in ("epoch", "batch"):
+            raise PrvrError(f"loss.thresholds must be epoch|batch, not {self.thresholds!r}")
+        if self.tf_thresholds not in ("frame", "video"):
+            raise PrvrError(f"loss.tf_thresholds must be frame|video, not {self.tf_thresholds!r}")
 
     @property
     def arl_on(self) -> bool:
@@ -102,8 +122,9 @@ class Config:
             unknown = set(raw) - known
             if unknown:
                 raise PrvrError(f"unknown {key} setting(s): {', '.join(sorted(unknown))}")
-            if "seeds" in raw:
-                raw["seeds"] = tuple(raw["seeds"])
+            for name in ("seeds", "attention_widths"):
+                if name in raw:
+                    raw[name] = tuple(raw[name])
             kwargs[key] = klass(**raw)
         return cls(**kwargs)
 
@@ -144,7 +165,7 @@ def _coerce(text: str, current):
     if isinstance(current, float):
         return float(text)
     if isinstance(current, tuple):
-        return tuple(int(x) for x in text.split(","))
+        return tuple(float(x) if "." in x else int(x) for x in text.split(",") if x.strip())
     return text
 
 

@@ -65,6 +65,59 @@ def test_thresholds_are_means_over_positive_pairs():
     assert all_stats.tau_u == pytest.approx((float(U_q.mean()) + mean_uv) / 2, abs=1e-6)
 
 
+def test_frame_level_thresholds_are_means_over_frames_of_positive_pairs():
+    g = torch.Generator().manual_seed(3)
+    q, V = torch.randn(5, 4, generator=g), torch.randn(3, 5, 4, generator=g)
+    mask = torch.ones(3, 5)
+    mask[1, 3:] = 0
+    labels = torch.tensor([0, 1, 1, 0, 2])
+    acc = StatsAccumulator(4)
+    acc.add(q[:4], V[:2], mask[:2], labels[:4])  # streamed in two chunks of videos
+    acc.add(q[4:], V[2:], mask[2:], torch.tensor([0]))
+    stats = acc.stats("positive")
+    U_q, _ = brute_force_uncertainty(q, V, mask)
+    U_v = frame_uncertainty(V, stats.mean_q)
+    sf = frame_similarity(q, V)
+    want_s, want_u = [], []
+    for i, j in enumerate(labels.tolist()):
+        valid = mask[j] > 0
+        want_s.append(float(sf[i, j][valid].mean()))
+        want_u.append(float(((U_q[i] + U_v[j]) / 2)[valid].mean()))
+    assert stats.tau_s_f == pytest.approx(sum(want_s) / 5, abs=1e-6)
+    assert stats.tau_u_f == pytest.approx(sum(want_u) / 5, abs=1e-6)
+    th = stats.thresholds()
+    assert (th.tau_s, th.tau_u, th.tau_s_f, th.tau_u_f) == (stats.tau_s, stats.tau_u, stats.tau_s_f, stats.tau_u_f)
+
+
+def test_frame_thresholds_hand():
+    # one query, its video has frames with cosines 1, 0, 0.5 (third frame padding in video 1)
+    q = torch.tensor([[1.0, 0.0]])
+    V = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]])
+    mask = torch.ones(1, 3)
+    acc = StatsAccumulator(2)
+    acc.add(q, V, mask, torch.tensor([0]))
+    st = acc.stats("positive")
+    assert st.tau_s == pytest.approx(1.0)  # the max frame
+    assert st.tau_s_f == pytest.approx((1.0 + 0.0 + 0.6) / 3)  # every frame of the pair
+    # mean_q = q, mean_v = mean frame (0.5333, 0.6): U_v = (1, 0, 0.6), U_q = 0.5333
+    u_q = 1.6 / 3
+    assert st.tau_u == pytest.approx((u_q + 1.0) / 2)
+    assert st.tau_u_f == pytest.approx((u_q + 1.6 / 3) / 2)
+
+
+def test_batch_thresholds_hand():
+    from prvr_cli.arl.uncertainty import batch_thresholds
+
+    s_pos, u_pos = torch.tensor([0.8, 0.4]), torch.tensor([0.2, 0.1])
+    sf_pos = torch.tensor([[0.8, 0.2, 0.5], [0.4, 0.0, 9.0]])  # 9.0 sits on a padded frame
+    uf_pos = torch.tensor([[0.3, 0.1, 0.2], [0.1, 0.3, 9.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    th = batch_thresholds(s_pos, u_pos, sf_pos, uf_pos, mask)
+    assert th.tau_s == pytest.approx(0.6) and th.tau_u == pytest.approx(0.15)
+    assert th.tau_s_f == pytest.approx((0.5 + 0.2) / 2)
+    assert th.tau_u_f == pytest.approx((0.2 + 0.2) / 2)
+
+
 def test_pair_uncertainty_hand():
     U_q = torch.tensor([0.2, 0.4])
     U_v = torch.tensor([[0.1, 0.3], [0.5, 0.7]])

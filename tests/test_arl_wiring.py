@@ -127,3 +127,21 @@ def test_dual_branch_score_is_mean_of_branch_maxima(batch):
     assert torch.allclose(got, torch.from_numpy(np_scores), atol=1e-5)
     theta_only = score_matrix(enc, ("theta",))
     assert not torch.allclose(got, torch.from_numpy(theta_only), atol=1e-3)
+
+
+@pytest.mark.parametrize("source", ["frame", "video"])
+def test_text_frame_detection_reads_the_chosen_thresholds(batch, source):
+    from prvr_cli.arl.objective import detect
+
+    cfg = load_preset("tiny", ["tv_ambiguity=false", f"tf_thresholds={source}"]).loss
+    model = create_model("tiny", max_ctx_l=16)
+    emb = _forward(model, batch)["theta"]
+    sf = torch.einsum("nd,bld->nbl", F.normalize(emb.q, dim=-1), F.normalize(emb.V, dim=-1))
+    # video-level thresholds flag nothing, frame-level ones flag every candidate frame
+    stats = EpochStats(torch.zeros(32), torch.zeros(32), float("inf"), float("inf"), float("-inf"), float("-inf"))
+    tf = detect(sf, batch["video_mask"], batch["text_labels"], emb.q, emb.V, stats, cfg).tf
+    candidates = tf.valid & ~tf.pos
+    if source == "frame":
+        assert torch.equal(tf.amb, candidates) and candidates.any()
+    else:
+        assert not tf.amb.any()

@@ -11,6 +11,8 @@ from prvr_cli.arl.losses import dual_triplet, multi_positive_nce
 from prvr_cli.arl.similarity import frame_similarity, video_similarity
 from prvr_cli.arl.uncertainty import (
     EpochStats,
+    Thresholds,
+    batch_thresholds,
     frame_pair_uncertainty,
     frame_uncertainty,
     pair_uncertainty,
@@ -23,6 +25,7 @@ from prvr_cli.config import LossConfig
 class BranchDetections:
     tv: Detection | None  # (Nq, B) text-video
     tf: Detection | None  # (Nq, L) text-frame, inside each query's paired video
+    thresholds: Thresholds | None = None  # what the similarities and uncertainties were held against
 
 
 @torch.no_grad()
@@ -36,19 +39,31 @@ def detect(
     cfg: LossConfig,
 ) -> BranchDetections:
     """One branch's ambiguous sets from its own similarities and uncertainties.
-    sf (Nq, B, L), mask (B, L), labels (Nq,), q (Nq, d), V (B, L, d)."""
+    sf (Nq, B, L), mask (B, L), labels (Nq,), q (Nq, d), V (B, L, d).
+
+    Uncertainties always read the dataset-wide means of ``stats`` (Eq. 4). The thresholds are the
+    epoch's (``loss.thresholds = epoch``) or the same means over this batch's positive pairs
+    (``batch``); the text-frame level uses its own frame-level pair (``loss.tf_thresholds =
+    frame``) or reuses the video-level one (``video``).
+    """
     sf = sf.detach().float()
     U_q = query_uncertainty(q.detach().float(), stats.mean_v.to(q.device))  # (Nq,)
     U_v = frame_uncertainty(V.detach().float(), stats.mean_q.to(V.device))  # (B, L)
-    tv = tf = None
-    if cfg.tv_ambiguity:
-        s, k_hat = video_similarity(sf, mask)
-        tv = detect_text_video(s, pair_uncertainty(U_q, U_v, k_hat), labels, stats.tau_s, stats.tau_u)
+    rows = torch.arange(sf.shape[0], device=sf.device)
+    s, k_hat = video_similarity(sf, mask)  # (Nq, B)
+    u = pair_uncertainty(U_q, U_v, k_hat)
+    sf_own, uf_own, mask_own = sf[rows, labels], frame_pair_uncertainty(U_q, U_v[labels]), mask[labels]
+    if cfg.thresholds == "batch":
+        th = batch_thresholds(s[rows, labels], u[rows, labels], sf_own, uf_own, mask_own)
+    else:
+        th = stats.thresholds()
+    tv = detect_text_video(s, u, labels, th.tau_s, th.tau_u) if cfg.tv_ambiguity else None
+    tf = None
     if cfg.tf_ambiguity:
-        rows = torch.arange(sf.shape[0], device=sf.device)
-        uf = frame_pair_uncertainty(U_q, U_v[labels])
-        tf = detect_text_frame(sf[rows, labels], uf, mask[labels], stats.tau_s, stats.tau_u)
-    return BranchDetections(tv, tf)
+        frame_level = cfg.tf_thresholds == "frame"
+        tau_s_f, tau_u_f = (th.tau_s_f, th.tau_u_f) if frame_level else (th.tau_s, th.tau_u)
+        tf = detect_text_frame(sf_own, uf_own, mask_own, tau_s_f, tau_u_f)
+    return BranchDetections(tv, tf, th)
 
 
 def branch_loss(

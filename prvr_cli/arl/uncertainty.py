@@ -10,6 +10,13 @@ so a pass over the training set only accumulates two mean vectors per branch, ne
 where qbar = mean unit query, vbar = mean unit frame, pbar = mean unit argmax frame of the
 positive pairs. ``tau_u_over = "all"`` uses the mean of the uncertainty distribution over all
 queries and all frames instead: (mean U_q + mean U_v) / 2 = qbar . vbar.
+
+Frame-level thresholds (``loss.tf_thresholds = frame``) come from the frame-level distributions of
+the same positive pairs, over every valid frame of each query's paired video:
+    tau_s^f = mean over positive pairs of mean_k s^f(q_i, v_{i+,k}) = mean_i q_i_hat . fbar_{i+}
+    tau_u^f = mean over positive pairs of mean_k u^f(q_i, v_{i+,k}) = (qbar . vbar + fbar . qbar) / 2
+where fbar_j is the mean unit frame of video j and fbar its mean over the positive pairs; with
+``tau_u_over = "all"`` tau_u^f is qbar . vbar as well.
 """
 
 from __future__ import annotations
@@ -23,20 +30,64 @@ from prvr_cli.arl.similarity import frame_similarity
 
 
 @dataclass
+class Thresholds:
+    """tau_s, tau_u of the text-video detection and tau_s^f, tau_u^f of the text-frame one."""
+
+    tau_s: float
+    tau_u: float
+    tau_s_f: float
+    tau_u_f: float
+
+
+def batch_thresholds(
+    s_pos: torch.Tensor, u_pos: torch.Tensor, sf_pos: torch.Tensor, uf_pos: torch.Tensor, mask_pos: torch.Tensor
+) -> Thresholds:
+    """The same means as the epoch thresholds, over the positive pairs of one batch, from the
+    detecting branch's current similarities (``loss.thresholds = batch``).
+
+    s_pos, u_pos (Nq,) video-level s and u of each query with its paired video; sf_pos, uf_pos,
+    mask_pos (Nq, L) frame-level s^f, u^f and valid frames of that video.
+    """
+    n = mask_pos.sum(-1).clamp(min=1)
+    return Thresholds(
+        float(s_pos.mean()),
+        float(u_pos.mean()),
+        float(((sf_pos * mask_pos).sum(-1) / n).mean()),
+        float(((uf_pos * mask_pos).sum(-1) / n).mean()),
+    )
+
+
+@dataclass
 class EpochStats:
     """What detection needs from the dataset-wide pass, per branch."""
 
     mean_v: torch.Tensor  # (d,) mean unit frame embedding over all valid training frames
     mean_q: torch.Tensor  # (d,) mean unit query embedding over all training queries
-    tau_s: float
+    tau_s: float  # video level: mean s over positive pairs
     tau_u: float
+    tau_s_f: float | None = None  # frame level: mean s^f over the frames of positive pairs
+    tau_u_f: float | None = None
+
+    def thresholds(self) -> Thresholds:
+        """The epoch's thresholds (frame level = video level for stats saved without them)."""
+        tau_s_f = self.tau_s if self.tau_s_f is None else self.tau_s_f
+        tau_u_f = self.tau_u if self.tau_u_f is None else self.tau_u_f
+        return Thresholds(self.tau_s, self.tau_u, tau_s_f, tau_u_f)
 
     def to_dict(self) -> dict:
-        return {"mean_v": self.mean_v.cpu(), "mean_q": self.mean_q.cpu(), "tau_s": self.tau_s, "tau_u": self.tau_u}
+        return {
+            "mean_v": self.mean_v.cpu(),
+            "mean_q": self.mean_q.cpu(),
+            "tau_s": self.tau_s,
+            "tau_u": self.tau_u,
+            "tau_s_f": self.tau_s_f,
+            "tau_u_f": self.tau_u_f,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> EpochStats:
-        return cls(d["mean_v"], d["mean_q"], float(d["tau_s"]), float(d["tau_u"]))
+        opt = lambda k: None if d.get(k) is None else float(d[k])  # noqa: E731
+        return cls(d["mean_v"], d["mean_q"], float(d["tau_s"]), float(d["tau_u"]), opt("tau_s_f"), opt("tau_u_f"))
 
 
 def query_uncertainty(q: torch.Tensor, mean_v: torch.Tensor) -> torch.Tensor:
@@ -76,9 +127,9 @@ class StatsAccumulator:
 
     def __init__(self, d: int, device=None):
         z = lambda: torch.zeros(d, dtype=torch.float64, device=device)  # noqa: E731
-        self.sum_v, self.sum_q, self.sum_pos_frame = z(), z(), z()
+        self.sum_v, self.sum_q, self.sum_pos_frame, self.sum_pos_mean_frame = z(), z(), z(), z()
         self.n_frames = self.n_queries = 0
-        self.sum_pos_s = 0.0
+        self.sum_pos_s = self.sum_pos_mean_sf = 0.0
 
     @torch.no_grad()
     def add(
@@ -95,13 +146,20 @@ class StatsAccumulator:
         s_pos, k_pos = sf_pos.masked_fill(mask[labels] < 0.5, float("-inf")).max(-1)  # (Nq,)
         self.sum_pos_s += float(s_pos.sum())
         self.sum_pos_frame += V_hat[labels, k_pos].sum(0).double()
+        # frame level: every valid frame of the paired video counts once per query
+        mean_frame = (V_hat * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)  # (B, d)
+        self.sum_pos_mean_frame += mean_frame[labels].sum(0).double()
+        self.sum_pos_mean_sf += float((q_hat * mean_frame[labels]).sum())
 
     def stats(self, tau_u_over: str = "positive") -> EpochStats:
         mean_v = (self.sum_v / max(self.n_frames, 1)).float()
         mean_q = (self.sum_q / max(self.n_queries, 1)).float()
-        mean_pos_frame = (self.sum_pos_frame / max(self.n_queries, 1)).float()
+        n = max(self.n_queries, 1)
+        mean_pos_frame = (self.sum_pos_frame / n).float()
+        mean_pos_mean_frame = (self.sum_pos_mean_frame / n).float()
         if tau_u_over == "all":
-            tau_u = float(mean_q @ mean_v)
+            tau_u = tau_u_f = float(mean_q @ mean_v)
         else:
             tau_u = float((mean_q @ mean_v + mean_pos_frame @ mean_q) / 2)
-        return EpochStats(mean_v, mean_q, self.sum_pos_s / max(self.n_queries, 1), tau_u)
+            tau_u_f = float((mean_q @ mean_v + mean_pos_mean_frame @ mean_q) / 2)
+        return EpochStats(mean_v, mean_q, self.sum_pos_s / n, tau_u, self.sum_pos_mean_sf / n, tau_u_f)

@@ -39,12 +39,25 @@ class LearnedPositions(nn.Module):
         return self.drop(self.norm(x + self.table(pos)[None]))
 
 
+def temporal_bias(widths: tuple[float, ...], length: int, device=None) -> torch.Tensor:
+    """Additive attention bias of a Gaussian temporal prior: (heads, L, L) with
+    ``-(i - j)^2 / (2 w_h^2)`` for a head of width ``w_h`` frames and 0 for a head of width 0.
+    Adding it to the logits multiplies the attention weights by a Gaussian window."""
+    pos = torch.arange(length, device=device, dtype=torch.float32)
+    dist2 = (pos[:, None] - pos[None]) ** 2  # (L, L)
+    w = torch.tensor(widths, device=device, dtype=torch.float32)[:, None, None]  # (H, 1, 1)
+    return torch.where(w > 0, -dist2 / (2 * w.clamp(min=1e-6) ** 2), torch.zeros_like(dist2))
+
+
 class SequenceEncoder(nn.Module):
     """Projection + positions + Transformer layer(s). Returns (N, L, d); padded rows are ignored
-    as keys by attention (their own outputs are computed but never used)."""
+    as keys by attention (their own outputs are computed but never used). With
+    ``attention_widths``, each head's attention is restricted softly to a window of frames."""
 
-    def __init__(self, d_in: int, cfg: ModelConfig, max_len: int):
+    def __init__(self, d_in: int, cfg: ModelConfig, max_len: int, attention_widths: tuple[float, ...] = ()):
         super().__init__()
+        self.heads = cfg.heads
+        self.attention_widths = tuple(attention_widths)
         self.proj = InputProjection(d_in, cfg.hidden, cfg.input_dropout)
         self.pos = LearnedPositions(max_len, cfg.hidden, cfg.dropout)
         self.layers = nn.ModuleList(
@@ -62,8 +75,16 @@ class SequenceEncoder(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = self.pos(self.proj(x))  # (N, L, d)
         pad = mask < 0.5  # True = padding
+        bias = None
+        if self.attention_widths:
+            # (N * heads, L, L), batch-major as nn.MultiheadAttention expects; padding keys get
+            # -inf here too, since torch refuses a float mask beside a bool padding mask
+            prior = temporal_bias(self.attention_widths, h.shape[1], h.device)
+            bias = prior[None].masked_fill(pad[:, None, None, :], float("-inf"))
+            bias = bias.reshape(-1, h.shape[1], h.shape[1])
+            pad = None
         for layer in self.layers:
-            h = layer(h, src_key_padding_mask=pad)
+            h = layer(h, src_mask=bias, src_key_padding_mask=pad)
         return h
 
 
@@ -92,13 +113,24 @@ class TextEncoder(nn.Module):
 
 
 class VideoEncoder(nn.Module):
+    """Frame embeddings; with ``video_context`` each frame also carries a pooled summary of its
+    whole video (its mean, or an attention pooling as the text side), so the max over frames
+    scores a moment in the context of its video."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.encoder = SequenceEncoder(cfg.visual_dim, cfg, cfg.max_ctx_l)
+        self.encoder = SequenceEncoder(cfg.visual_dim, cfg, cfg.max_ctx_l, cfg.attention_widths)
+        self.context = cfg.video_context
+        self.pool = AttentionPooling(cfg.hidden) if cfg.video_context == "attention" else None
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """frames (B, L, D_v), mask (B, L) -> V (B, L, d)."""
-        return self.encoder(frames, mask)
+        V = self.encoder(frames, mask)
+        if self.context == "mean":
+            V = V + ((V * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1))[:, None]
+        elif self.context == "attention":
+            V = V + self.pool(V, mask)[:, None]
+        return V
 
 
 def init_weights(module: nn.Module) -> None:

@@ -61,6 +61,8 @@ class AmbiguityMeter:
             tf_rel=0,
             tf_cand=0,
         )
+        self.tau_sums = dict(tau_s=0.0, tau_u=0.0, tau_s_f=0.0, tau_u_f=0.0)
+        self.tau_count = 0
 
     @torch.no_grad()
     def add(self, used: dict, batch: dict) -> None:
@@ -68,6 +70,10 @@ class AmbiguityMeter:
             if det is None:
                 continue
             qi, vi = batch["query_index"], batch["video_index"]
+            if det.thresholds is not None:
+                for k in self.tau_sums:
+                    self.tau_sums[k] += getattr(det.thresholds, k)
+                self.tau_count += 1
             if det.tv is not None:
                 amb = det.tv.amb.cpu()
                 self.c["tv_amb"] += int(amb.sum())
@@ -90,6 +96,8 @@ class AmbiguityMeter:
 
     def summary(self) -> dict:
         c, out = self.c, {}
+        if self.tau_count:  # the thresholds detection used, mean over batches and branches
+            out |= {f"det_{k}": round(v / self.tau_count, 5) for k, v in self.tau_sums.items()}
         if c["tv_anchors"]:
             out["amb_tv_size"] = round(c["tv_amb"] / c["tv_anchors"], 3)
         if c["tf_anchors"]:
@@ -101,5 +109,6 @@ class AmbiguityMeter:
                 out["tv_relevant_rate"] = round(c["tv_rel"] / max(c["tv_unpaired"], 1), 4)
             if c["tf_anchors"]:
                 out["amb_tf_precision"] = round(c["tf_hits"] / c["tf_amb"], 4) if c["tf_amb"] else None
+                out["amb_tf_recall"] = round(c["tf_hits"] / c["tf_rel"], 4) if c["tf_rel"] else None
                 out["tf_relevant_rate"] = round(c["tf_rel"] / max(c["tf_cand"], 1), 4)
         return out
