@@ -26,6 +26,7 @@ def test_demo_end_to_end(tmp_path):
     assert set(summary["test"]) == {"arl", "baseline"}
     for m in summary["test"].values():
         assert 0 <= m["R@1"] <= m["R@5"] <= m["R@10"] <= m["R@100"] <= 100
+        assert 0 < m["mAP"] <= 100 and m["any_R@1"] >= m["R@1"]
     assert len(summary["searches"]) == 3 and all(len(s["top"]) == 3 for s in summary["searches"])
     demo = tmp_path / "demo"
     for path in ("data/synth/ground_truth.npz", "runs/arl/best.pt", "runs/baseline/test.json", "index/index.json"):

@@ -1,9 +1,11 @@
 import hashlib
 
 import numpy as np
+import pytest
 
 from prvr_cli.data.splits import load_split
 from prvr_cli.data.synth import GroundTruth, generate, spec_for
+from prvr_cli.errors import PrvrError
 
 
 def _digest(folder):
@@ -73,3 +75,32 @@ def test_relevance_is_topic_sharing_within_split(tiny_data):
             holds = t in gt.event_topic[gt.event_video == gt.video_pos[vid]]
             assert rel[i, j] == (holds and vid != cap.video_id)
         assert gt.relevant(cap.cap_id) == {train.video_ids[j] for j in np.flatnonzero(rel[i])}
+
+
+def test_generic_queries_carry_only_their_topic(tmp_path):
+    """Generic queries of one topic from different videos say the same thing (only the topic),
+    specific ones also carry their event's own instance. Recorded in the ground truth."""
+    spec = spec_for("tiny", videos=200, topics=6, generic_share=0.5, text_noise=0.0, filler=0.0, seed=5)
+    layout = generate(tmp_path, "synth", spec)
+    gt = GroundTruth(layout.ground_truth())
+    assert 0.35 < gt.query_generic.mean() < 0.65
+    train = load_split(layout, "train")
+    caps = [c.cap_id for c in train.captions]
+    idx = np.array([gt.query_pos[c] for c in caps])
+    sim = _cos(*(2 * [np.stack([train.queries.get(c).mean(0) for c in caps])]))
+    topic, video, generic = gt.query_topic[idx], gt.query_video[idx], gt.query_generic[idx]
+    pair = (topic[:, None] == topic[None]) & (video[:, None] != video[None])
+    both_generic = sim[pair & generic[:, None] & generic[None]].mean()
+    both_specific = sim[pair & ~generic[:, None] & ~generic[None]].mean()
+    assert both_generic > both_specific + 0.15
+
+
+def test_no_generic_queries_keeps_the_old_stream(tmp_path):
+    a = generate(tmp_path / "a", "synth", spec_for("tiny", seed=2, generic_share=0.0))
+    assert not GroundTruth(a.ground_truth()).query_generic.any()
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_generic_share_outside_unit_interval_is_refused(tmp_path, share):
+    with pytest.raises(PrvrError, match="generic share"):
+        generate(tmp_path, "synth", spec_for("tiny", generic_share=share))

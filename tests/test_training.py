@@ -10,7 +10,7 @@ from prvr_cli.config import load_preset
 from prvr_cli.data.splits import load_split
 from prvr_cli.data.synth import generate, spec_for
 from prvr_cli.errors import PrvrError
-from prvr_cli.evaluation.scoring import evaluate_split
+from prvr_cli.evaluation.scoring import evaluate_split, split_relevance
 from prvr_cli.nets.dual import DualBranch
 from prvr_cli.train.checkpoint import load_checkpoint, model_from_checkpoint
 from prvr_cli.train.fit import fit, load_training_data
@@ -103,7 +103,9 @@ def test_checkpoint_is_self_describing(small_data, tmp_path):
     model, rebuilt, _ = model_from_checkpoint(tmp_path / "run")
     assert rebuilt.to_dict() == ckpt["config"]
     test = load_split(cfg_layout(small_data), "test")
-    assert evaluate_split(model, test, CPU) == json.loads((tmp_path / "run" / "test.json").read_text())
+    got = evaluate_split(model, test, CPU, relevant=split_relevance(test))
+    assert got == json.loads((tmp_path / "run" / "test.json").read_text())
+    assert "mAP" in got  # the synthetic data has ground truth
 
 
 def test_not_a_checkpoint(tmp_path):

@@ -21,13 +21,24 @@ def synth(
     topics: int = typer.Option(None, help="size of the shared topic pool"),
     visual_dim: int = typer.Option(None, help="frame feature size"),
     text_dim: int = typer.Option(None, help="token feature size"),
+    generic_share: float = typer.Option(
+        None, help="share of queries that describe only their event's topic (default 0.2, as real TVR queries)"
+    ),
     seed: int = typer.Option(0, help="random seed: same seed, same bytes"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ):
     """Write a synthetic PRVR dataset with planted topics, events and ground truth."""
     from prvr_cli.data.synth import generate, spec_for
 
-    spec = spec_for(size, videos=videos, topics=topics, visual_dim=visual_dim, text_dim=text_dim, seed=seed)
+    spec = spec_for(
+        size,
+        videos=videos,
+        topics=topics,
+        visual_dim=visual_dim,
+        text_dim=text_dim,
+        generic_share=generic_share,
+        seed=seed,
+    )
     t0 = time.perf_counter()
     with console.status(f"writing {spec.videos} synthetic videos to {root / name}"):
         layout = generate(root, name, spec)

@@ -8,6 +8,9 @@ The premise of the method is made true by construction:
   plus jitter, so a query matches only part of its video;
 - a query describes one event of its video (its latent plus noise), so an unpaired video that
   holds an event of the same topic is genuinely relevant (ambiguous), though less than the pair;
+- a share of queries (``generic_share``) is *generic*: it describes only the event's topic, with
+  no instance detail ("someone sits on the couch"), so every video that holds the topic matches
+  it exactly as well as its own video does, and the one-to-one label is plainly too narrow;
 - separate random linear maps take latents to the visual (``D_v``) and text (``D_q``) feature
   spaces, with noise on both; text tokens mix content tokens with shared filler "words".
 
@@ -52,6 +55,9 @@ class SynthSpec:
     visual_noise: float = 0.5  # feature-space noise (relative norm)
     text_noise: float = 0.5
     filler: float = 0.35  # share of filler tokens in a query
+    # share of queries that describe only their event's topic. 0.2: about a fifth of real TVR
+    # queries have a near-paraphrase among other videos' queries (benchmarks/query_genericity.py)
+    generic_share: float = 0.2
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
 
@@ -101,6 +107,8 @@ def generate(
     spec = spec or SynthSpec()
     if spec.videos < 10:
         raise PrvrError("synthetic data needs at least 10 videos")
+    if not 0.0 <= spec.generic_share <= 1.0:
+        raise PrvrError(f"generic share must lie in [0, 1], got {spec.generic_share}")
     rng = np.random.default_rng(spec.seed)
     layout = Layout(Path(root), name)
     h = spec.latent_dim
@@ -117,7 +125,7 @@ def generate(
     video_ids = [f"v{j:06d}" for j in range(spec.videos)]
 
     ev_video, ev_topic, ev_start, ev_end = [], [], [], []
-    q_ids, q_video, q_event, q_topic = [], [], [], []
+    q_ids, q_video, q_event, q_topic, q_generic = [], [], [], [], []
     captions: dict[str, list[tuple[str, str]]] = {s: [] for s in SPLITS}
     query_feats: list[tuple[str, np.ndarray]] = []
     a = spec.topic_share
@@ -143,7 +151,10 @@ def generate(
             n_q = int(rng.integers(spec.queries[0], spec.queries[1] + 1))
             for k in range(n_q):
                 e = k % n_ev if k < n_ev else int(rng.integers(0, n_ev))
-                q_lat = latents[e] + spec.query_jitter / np.sqrt(h) * rng.standard_normal(h)
+                # no draw at share 0, so datasets made before the knob keep their bytes
+                generic = spec.generic_share > 0 and bool(rng.random() < spec.generic_share)
+                described = topics[ev_topics[e]] if generic else latents[e]
+                q_lat = described + spec.query_jitter / np.sqrt(h) * rng.standard_normal(h)
                 n_tok = int(rng.integers(spec.tokens[0], spec.tokens[1] + 1))
                 is_filler = rng.random(n_tok) < spec.filler
                 is_filler[0] = False  # at least one content token
@@ -154,13 +165,18 @@ def generate(
                 query_feats.append((cap_id, _noisy(tokens, spec.text_noise, rng)))
                 captions[SPLITS[video_split[j]]].append((cap_id, _caption(int(ev_topics[e]), rng)))
                 q_ids.append(cap_id), q_video.append(j), q_event.append(first_event + e)
-                q_topic.append(int(ev_topics[e]))
+                q_topic.append(int(ev_topics[e])), q_generic.append(generic)
 
     for split in SPLITS:
         write_captions(layout.caption_file(split), captions[split])
     write_hdf5(layout.query_hdf5(text_feature), query_feats)
     _write_truth(
-        layout, spec, video_ids, video_split, ev_video, ev_topic, ev_start, ev_end, q_ids, q_video, q_event, q_topic
+        layout,
+        spec,
+        video_ids,
+        video_split,
+        (ev_video, ev_topic, ev_start, ev_end),
+        (q_ids, q_video, q_event, q_topic, q_generic),
     )
     write_json(
         layout.synth_record(),
@@ -169,9 +185,9 @@ def generate(
     return layout
 
 
-def _write_truth(
-    layout, spec, video_ids, video_split, ev_video, ev_topic, ev_start, ev_end, q_ids, q_video, q_event, q_topic
-) -> None:
+def _write_truth(layout, spec, video_ids, video_split, events, queries) -> None:
+    ev_video, ev_topic, ev_start, ev_end = events
+    q_ids, q_video, q_event, q_topic, q_generic = queries
     ev_video, ev_topic = np.asarray(ev_video), np.asarray(ev_topic)
     q_video, q_topic = np.asarray(q_video), np.asarray(q_topic)
     # topic -> videos holding it, per split; relevant(q) = those videos minus q's own video
@@ -200,6 +216,7 @@ def _write_truth(
                 query_video=q_video,
                 query_event=np.asarray(q_event),
                 query_topic=q_topic,
+                query_generic=np.asarray(q_generic, dtype=bool),
                 relevant_indptr=np.asarray(indptr, dtype=np.int64),
                 relevant_videos=np.concatenate(indices).astype(np.int64) if indices else np.zeros(0, np.int64),
             )
@@ -219,6 +236,8 @@ class GroundTruth:
         self.query_pos = {q: i for i, q in enumerate(self.query_ids)}
         for key in z.files:
             setattr(self, key, z[key])
+        if "query_generic" not in z.files:  # written before generic queries existed
+            self.query_generic = np.zeros(len(self.query_ids), dtype=bool)
 
     def relevant(self, cap_id: str) -> set[str]:
         """Unpaired videos of the same split that hold an event of the query's topic."""

@@ -7,7 +7,7 @@ from pathlib import Path
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.splits import load_split
 from prvr_cli.errors import PrvrError
-from prvr_cli.evaluation.scoring import evaluate_split
+from prvr_cli.evaluation.scoring import evaluate_split, split_relevance
 from prvr_cli.nets.dual import BRANCHES
 from prvr_cli.train.checkpoint import model_from_checkpoint
 
@@ -37,5 +37,7 @@ def evaluate_run(
         text_dim=ds["text_dim"],
     )
     branches = BRANCHES if branch == "both" else (branch,)
-    metrics = evaluate_split(model, data, device, batch_size or cfg.data.eval_batch_size, branches)
+    metrics = evaluate_split(
+        model, data, device, batch_size or cfg.data.eval_batch_size, branches, relevant=split_relevance(data)
+    )
     return {"split": split, "branch": branch, "queries": data.num_queries, "videos": data.num_videos, **metrics}

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from prvr_cli.data.loaders import eval_loaders
 from prvr_cli.data.splits import SplitData
-from prvr_cli.evaluation.metrics import paired_ranks, recall_metrics
+from prvr_cli.data.synth import GroundTruth
+from prvr_cli.evaluation.metrics import paired_ranks, recall_metrics, relevance_metrics
 from prvr_cli.nets.dual import BRANCHES
 
 
@@ -70,10 +71,25 @@ def score_matrix(
     return out
 
 
+def split_relevance(data: SplitData) -> np.ndarray | None:
+    """(Nq, Nv) bool: every truly relevant video of each query (its paired one included), when
+    the dataset has planted ground truth; None otherwise."""
+    path = data.layout.ground_truth()
+    if not path.is_file():
+        return None
+    rel = GroundTruth(path).relevance_matrix([c.cap_id for c in data.captions], data.video_ids)
+    rel[np.arange(data.num_queries), data.query_video] = True
+    return rel
+
+
 def evaluate_split(
-    model, data: SplitData, device, batch_size: int = 256, branches=BRANCHES, num_workers: int = 0
+    model, data: SplitData, device, batch_size: int = 256, branches=BRANCHES, num_workers: int = 0, relevant=None
 ) -> dict[str, float]:
-    """R@1/5/10/100, SumR, MedR, MeanR of ``model`` on ``data`` with the given branches."""
+    """R@1/5/10/100, SumR, MedR, MeanR of ``model`` on ``data`` with the given branches; with
+    ``relevant`` (Nq, Nv) also mAP and any-relevant R@K over all truly relevant videos."""
     enc = encode_split(model, data, device, batch_size, num_workers, branches)
     scores = score_matrix(enc, tuple(branches), device=device)
-    return recall_metrics(paired_ranks(scores, data.query_video))
+    out = recall_metrics(paired_ranks(scores, data.query_video))
+    if relevant is not None:
+        out |= relevance_metrics(scores, relevant)
+    return out

@@ -20,7 +20,7 @@ from prvr_cli.data.layout import Layout
 from prvr_cli.data.splits import SplitData, load_split
 from prvr_cli.data.synth import GroundTruth
 from prvr_cli.errors import PrvrError
-from prvr_cli.evaluation.scoring import evaluate_split
+from prvr_cli.evaluation.scoring import evaluate_split, split_relevance
 from prvr_cli.nets.dual import BRANCHES, DualBranch, count_parameters
 from prvr_cli.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from prvr_cli.train.diagnostics import AmbiguityMeter, AmbiguityTruth
@@ -100,6 +100,7 @@ def fit(
     out_dir = Path(out_dir)
     splits = load_training_data(cfg, data_root)
     train, val = splits["train"], splits.get("val")
+    relevance = {name: split_relevance(data) for name, data in splits.items() if name != "train"}
     last_path, best_path, metrics_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "metrics.jsonl"
     if not resume and last_path.exists():
         raise PrvrError(f"{out_dir}: a run is already here; pass --resume to continue it or choose another --out")
@@ -180,7 +181,9 @@ def fit(
             if online is not None:
                 online_prev = {b: online[b].stats(cfg.loss.tau_u_over) for b in BRANCHES}
             train_seconds = time.perf_counter() - t0
-            val_metrics = evaluate_split(model, val, device, cfg.data.eval_batch_size) if val else {}
+            val_metrics = (
+                evaluate_split(model, val, device, cfg.data.eval_batch_size, relevant=relevance["val"]) if val else {}
+            )
             record = {
                 "epoch": epoch + 1,
                 "warmup": warm,
@@ -240,7 +243,9 @@ def fit(
         "val": best_ckpt.get("val", {}),
     }
     if "test" in splits:
-        summary["test"] = evaluate_split(best_model, splits["test"], device, cfg.data.eval_batch_size)
+        summary["test"] = evaluate_split(
+            best_model, splits["test"], device, cfg.data.eval_batch_size, relevant=relevance["test"]
+        )
         write_json(out_dir / "test.json", summary["test"])
     return summary
 
