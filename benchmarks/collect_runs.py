@@ -48,6 +48,8 @@ def summarise(run: Path, with_test: bool = True) -> dict:
         "best_epoch": None if best is None else best + 1,
         "best_val_SumR": None if best is None else val[best],
     }
+    if any("amb_tv_size" in r for r in lines):
+        out["amb_tv_size_per_epoch"] = [r.get("amb_tv_size") for r in lines]
     if lines and "amb_tv_size" in lines[-1]:
         out["last_epoch_detection"] = {k: v for k, v in lines[-1].items() if k.startswith(("amb_", "det_"))}
     test = run / "test.json"
