@@ -17,13 +17,11 @@ import time
 from pathlib import Path
 
 from prvr_cli.config import load_preset
+from prvr_cli.demo import BASELINE
 from prvr_cli.device import resolve_device
 from prvr_cli.train.fit import fit
 
-ROWS = {
-    "e": [],
-    "a": ["loss.tv_ambiguity=false", "loss.tf_ambiguity=false", "loss.cross_model=false"],
-}
+ROWS = {"e": [], "a": BASELINE}
 
 
 def main():

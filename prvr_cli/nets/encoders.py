@@ -56,7 +56,6 @@ class SequenceEncoder(nn.Module):
 
     def __init__(self, d_in: int, cfg: ModelConfig, max_len: int, attention_widths: tuple[float, ...] = ()):
         super().__init__()
-        self.heads = cfg.heads
         self.attention_widths = tuple(attention_widths)
         self.proj = InputProjection(d_in, cfg.hidden, cfg.input_dropout)
         self.pos = LearnedPositions(max_len, cfg.hidden, cfg.dropout)
