@@ -1,6 +1,9 @@
 """End-to-end training on tiny synthetic data (CPU, seconds), resume, checkpoints."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -156,3 +159,15 @@ def test_eval_matches_a_naive_loop_and_branches(small_data, tmp_path):
     assert {k: both[k] for k in naive} == pytest.approx(naive, abs=0.01)
     theta = evaluate_run(tmp_path / "run", "test", "theta")
     assert theta["branch"] == "theta" and theta["queries"] == both["queries"]
+
+
+def test_eval_cli_prints_every_metric_readably(small_data, tmp_path):
+    cfg = load_preset("tiny")
+    cfg.train.epochs = 1
+    fit(cfg, small_data, tmp_path / "run", CPU, show_progress=False)
+    env = {**os.environ, "COLUMNS": "80"}
+    cmd = [sys.executable, "-m", "prvr_cli", "eval", str(tmp_path / "run"), "--device", "cpu"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    for name in ("R@1", "SumR", "MedR", "mAP", "any_R@100", "any_SumR"):  # none cut to an ellipsis
+        assert f" {name} " in out.stdout

@@ -27,4 +27,7 @@ def evaluate(
     else:
         from rich.console import Console
 
-        Console().print(table(f"{run} on {split} ({branch})", [metrics]))
+        # one row per metric: with the all-relevant metrics of synthetic data a single wide row
+        # no longer fits a terminal
+        rows = [{"metric": k, "value": v} for k, v in metrics.items()]
+        Console().print(table(f"{run} on {split} ({branch})", rows, ["metric", "value"]))
