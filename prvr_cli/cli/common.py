@@ -10,6 +10,12 @@ from rich.console import Console
 console = Console(stderr=True)
 
 
+def stdout_console():
+    """Console for results on stdout. At a terminal it wraps to the terminal; in a pipe or a file
+    it is wide enough that a table never truncates its headers (``spl…``)."""
+    return Console() if sys.stdout.isatty() else Console(width=100_000)
+
+
 def print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 

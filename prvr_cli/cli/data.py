@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from prvr_cli.cli.common import console, print_json, table
+from prvr_cli.cli.common import console, print_json, stdout_console, table
 
 app = typer.Typer(help="Make and validate datasets in the MS-SL layout.", no_args_is_help=True)
 
@@ -69,6 +69,4 @@ def check(
     if json_out:
         print_json(rows)
     else:
-        from rich.console import Console
-
-        Console().print(table(f"{collection}: OK", rows))
+        stdout_console().print(table(f"{collection}: OK", rows))

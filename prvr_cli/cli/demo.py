@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from prvr_cli.cli.common import console, print_json
+from prvr_cli.cli.common import console, print_json, stdout_console
 
 
 def demo(
@@ -17,7 +17,6 @@ def demo(
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ):
     """Offline, end to end: synthetic data, train ARL and the baseline, eval, index, search."""
-    from rich.console import Console
     from rich.table import Table
 
     from prvr_cli.demo import run_demo
@@ -27,7 +26,7 @@ def demo(
     if json_out:
         print_json(summary)
         return
-    out = Console()
+    out = stdout_console()
     t = Table(title="test split: ARL vs baseline (same budget)")
     for col in ("model", "R@1", "R@5", "R@10", "R@100", "SumR", "mAP (all relevant)", "train s"):
         t.add_column(col, justify="left" if col == "model" else "right")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from prvr_cli.cli.common import print_json, table
+from prvr_cli.cli.common import print_json, stdout_console, table
 
 
 def evaluate(
@@ -25,9 +25,7 @@ def evaluate(
     if json_out:
         print_json(metrics)
     else:
-        from rich.console import Console
-
         # one row per metric: with the all-relevant metrics of synthetic data a single wide row
         # no longer fits a terminal
         rows = [{"metric": k, "value": v} for k, v in metrics.items()]
-        Console().print(table(f"{run} on {split} ({branch})", rows, ["metric", "value"]))
+        stdout_console().print(table(f"{run} on {split} ({branch})", rows, ["metric", "value"]))

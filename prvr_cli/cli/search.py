@@ -55,12 +55,13 @@ def search(
     if json_out:
         sys.stdout.write(json.dumps({"query": items[0], "results": hits}, indent=2) + "\n")
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from prvr_cli.cli.common import stdout_console
 
     t = Table(title=f"{items[0]}")
     for col in ("rank", "video", "score", "theta", "phi", "moment"):
         t.add_column(col, justify="left" if col in ("video", "moment") else "right")
     for r, h in enumerate(hits, 1):
         t.add_row(str(r), h["video"], f"{h['score']:.4f}", f"{h['theta']:.4f}", f"{h['phi']:.4f}", _moment(h))
-    Console().print(t)
+    stdout_console().print(t)

@@ -25,6 +25,7 @@ class Layout:
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
+        check_name(self.collection, "collection name")
 
     @property
     def base(self) -> Path:
@@ -91,6 +92,14 @@ class Layout:
 
     def pick_text(self, feature: str | None) -> str:
         return _pick(feature, self.text_features(), "text feature", self.text_root)
+
+
+def check_name(name: str, what: str) -> str:
+    """A name that becomes one folder or file name: no separators, not '.' or '..', so that
+    ``--name ../escape`` cannot write outside the root it is given."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name != name.strip():
+        raise PrvrError(f"{what} {name!r}: must be a plain folder name (no '/', '\\', '..' or outer spaces)")
+    return name
 
 
 def _pick(asked: str | None, present: list[str], what: str, where: Path) -> str:
