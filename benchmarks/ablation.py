@@ -167,7 +167,7 @@ def main():
     work = Path(args.workdir or tempfile.mkdtemp(prefix="prvr-ablation-"))
     spec = data_spec(args.videos, args.data_seed)
     if not (work / "synth" / "ground_truth.npz").is_file():
-        generate(work, "synth", spec)
+        generate(work, "synth", spec, overwrite=True)  # our own workdir: finish a cut-short write
     device = resolve_device(args.device)
     seeds = list(range(args.seeds))
     t0 = time.perf_counter()

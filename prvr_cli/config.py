@@ -196,6 +196,23 @@ def apply_overrides(cfg: Config, overrides: list[str] | None) -> Config:
     return cfg
 
 
+def flat(cfg: Config) -> dict:
+    """``{"section.key": value}`` of every setting (and ``name``)."""
+    out = {}
+    for key, value in cfg.to_dict().items():
+        if isinstance(value, dict):
+            out |= {f"{key}.{k}": (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
+        else:
+            out[key] = value
+    return out
+
+
+def changes(old: Config, new: Config) -> dict[str, tuple]:
+    """Settings that differ: ``{"section.key": (old value, new value)}``."""
+    a, b = flat(old), flat(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
 def load_preset(name: str, overrides: list[str] | None = None) -> Config:
     raw = _read_preset(name)
     cfg = Config.from_dict({k: v for k, v in raw.items() if k != "card"} | {"name": name})

@@ -46,6 +46,7 @@ def run_demo(
                 frame_jitter=0.4,
                 query_jitter=0.4,
             ),
+            overwrite=True,  # the demo's own folder: a write cut short is redone
         )
     results = {}
     for name, extra in (("arl", []), ("baseline", BASELINE)):

@@ -54,6 +54,10 @@ def main() -> None:
     except PrvrError as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         sys.exit(1)
+    except OSError as err:  # disk full, permission denied, a path under a file: one line, no traceback
+        where = f"{err.filename}: " if err.filename else ""
+        typer.secho(f"error: {where}{err.strerror or err}", fg="red", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         typer.secho("interrupted", fg="yellow", err=True)
         sys.exit(130)

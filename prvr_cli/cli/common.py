@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from rich.console import Console
@@ -16,8 +15,30 @@ def stdout_console():
     return Console() if sys.stdout.isatty() else Console(width=100_000)
 
 
+def at_least(option: str, value, low) -> None:
+    """Refuse a number below ``low`` at the command line's edge (None = not given)."""
+    from prvr_cli.errors import PrvrError
+
+    if value is not None and value < low:
+        raise PrvrError(f"{option} {value}: must be at least {low}")
+
+
+def read_lines(path) -> list[tuple[int, str]]:
+    """(line number, text) of a UTF-8 text file; a missing or undecodable file is one clear error."""
+    from prvr_cli.errors import PrvrError
+
+    if not path.is_file():
+        raise PrvrError(f"{path}: file is missing")
+    try:
+        return list(enumerate(path.read_text(encoding="utf-8").splitlines(), 1))
+    except UnicodeDecodeError as err:
+        raise PrvrError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
+
+
 def print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    from prvr_cli.atomic import dumps
+
+    sys.stdout.write(dumps(obj, indent=2, default=str) + "\n")
 
 
 TEXT_COLUMNS = ("split", "name", "video", "visual_feature", "text_feature", "metric")

@@ -25,6 +25,7 @@ def synth(
         None, help="share of queries that describe only their event's topic (default 0.2, as real TVR queries)"
     ),
     seed: int = typer.Option(0, help="random seed: same seed, same bytes"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the files of an existing ROOT/NAME"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ):
     """Write a synthetic PRVR dataset with planted topics, events and ground truth."""
@@ -41,7 +42,7 @@ def synth(
     )
     t0 = time.perf_counter()
     with console.status(f"writing {spec.videos} synthetic videos to {root / name}"):
-        layout = generate(root, name, spec)
+        layout = generate(root, name, spec, overwrite=overwrite)
     summary = {
         "path": str(layout.base),
         "videos": spec.videos,

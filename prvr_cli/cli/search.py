@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -30,30 +29,47 @@ def search(
     json_out: bool = typer.Option(False, "--json", help="print results as JSON"),
 ):
     """Ranked videos with scores (both branches) and the best-matching moment."""
+    from prvr_cli.atomic import dumps
+    from prvr_cli.cli.common import at_least, console, read_lines
     from prvr_cli.device import resolve_device
     from prvr_cli.errors import PrvrError
     from prvr_cli.index.searcher import Searcher
 
+    at_least("-k", k, 1)
+    at_least("--margin", margin, 0)
     if queries is not None:
-        if not queries.is_file():
-            raise PrvrError(f"{queries}: file is missing")
-        items = [line.strip() for line in queries.read_text().splitlines() if line.strip()]
-        if not items:
+        lines = [(n, line.strip()) for n, line in read_lines(queries) if line.strip()]
+        if not lines:
             raise PrvrError(f"{queries}: no queries in it")
     elif query is None or not query.strip():
         raise PrvrError("empty query: give some words to search for (or --queries FILE)")
     else:
-        items = [query]
+        lines = [(0, query)]
     searcher = Searcher(index, resolve_device(device), checkpoint)
+    if queries is not None:
+        # a bad line is reported and skipped; the others are answered, and the exit code says so
+        problems = {n: searcher.query_id_problem(item) for n, item in lines} if query_id else {}
+        good = [item for n, item in lines if not problems.get(n)]
+        q = (searcher.encode_query_ids(good) if query_id else searcher.encode_texts(good)) if good else None
+        answers = iter(searcher.search(q, k, engine, margin) if good else [])
+        for n, item in lines:
+            if problems.get(n):
+                console.print(f"[red]error:[/red] {queries}:{n}: {problems[n]}")
+                sys.stdout.write(dumps({"query": item, "line": n, "error": problems[n]}) + "\n")
+            else:
+                hits = next(answers)
+                sys.stdout.write(dumps({"query": item, "results": [h.to_dict() for h in hits]}) + "\n")
+        bad = sum(1 for v in problems.values() if v)
+        if bad:
+            console.print(f"[red]{bad} of {len(lines)} queries failed[/red]; the others were answered")
+            raise typer.Exit(1)
+        return
+    items = [query]
     q = searcher.encode_query_ids(items) if query_id else searcher.encode_texts(items)
     results = searcher.search(q, k, engine, margin)
-    if queries is not None:
-        for item, hits in zip(items, results):
-            sys.stdout.write(json.dumps({"query": item, "results": [h.to_dict() for h in hits]}) + "\n")
-        return
     hits = [h.to_dict() for h in results[0]]
     if json_out:
-        sys.stdout.write(json.dumps({"query": items[0], "results": hits}, indent=2) + "\n")
+        sys.stdout.write(dumps({"query": items[0], "results": hits}, indent=2) + "\n")
         return
     from rich.table import Table
 

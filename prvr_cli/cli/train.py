@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from prvr_cli.cli.common import console, print_json
+from prvr_cli.cli.common import at_least, console, print_json
 
 
 def train(
@@ -28,10 +28,12 @@ def train(
     set_: list[str] = typer.Option(
         None, "--set", help="override a setting: section.key=value, e.g. loss.cross_model=false"
     ),
-    epochs: int = typer.Option(None, help="number of epochs (overrides the preset)"),
+    epochs: int = typer.Option(
+        None, help="number of epochs (overrides the preset); with --resume, a larger number extends the run"
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     out: Path = typer.Option(None, help="run folder (default runs/<preset>)"),
-    resume: bool = typer.Option(False, help="continue the interrupted run in --out"),
+    resume: bool = typer.Option(False, help="continue the run in --out with its own settings (see --epochs)"),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="tiny preset, tiny synthetic data (or --data-root), one epoch"
     ),
@@ -49,8 +51,9 @@ def train(
 
     from prvr_cli.device import resolve_device
     from prvr_cli.nets.dual import DualBranch, count_parameters
-    from prvr_cli.train.fit import fit, load_training_data
+    from prvr_cli.train.fit import fit, load_training_data, resumed_config
 
+    at_least("--epochs", epochs, 1)
     dev = resolve_device(device)
     tmp = None
     if dry_run:
@@ -67,10 +70,13 @@ def train(
     else:
         if data_root is None:
             raise typer.BadParameter("--data-root is required (or use --dry-run)", param_hint="--data-root")
-        cfg = load_preset(preset or dataset or "tvr", set_)
-        if epochs:
-            cfg.train.epochs = epochs
-        out = out or Path("runs") / cfg.name
+        out = out or Path("runs") / (preset or dataset or "tvr")
+        if resume and (out / "last.pt").is_file():  # the run's own settings; fit refuses changes but --epochs
+            cfg = resumed_config(out, preset or dataset, set_, epochs)
+        else:
+            cfg = load_preset(preset or dataset or "tvr", set_)
+            if epochs:
+                cfg.train.epochs = epochs
     if collection:
         cfg.data.collection = collection
     if feature or collection:

@@ -27,19 +27,21 @@ def read_captions(path: str | os.PathLike) -> list[Caption]:
     if not path.is_file():
         raise PrvrError(f"{path}: file is missing")
     out, seen = [], set()
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.split(maxsplit=1)
-            if len(parts) != 2 or "#" not in parts[0] or not video_of(parts[0]):
-                raise PrvrError(f"{path}:{lineno}: malformed caption line, expected '<video_id>#enc#<k> <caption>'")
-            cap_id, text = parts
-            if cap_id in seen:
-                raise PrvrError(f"{path}:{lineno}: caption id {cap_id!r} appears twice")
-            seen.add(cap_id)
-            out.append(Caption(cap_id, video_of(cap_id), text))
+    for lineno, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as err:
+            raise PrvrError(f"{path}:{lineno}: not UTF-8 text (byte {raw[err.start]:#04x})") from None
+        if not line:
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or "#" not in parts[0] or not video_of(parts[0]):
+            raise PrvrError(f"{path}:{lineno}: malformed caption line, expected '<video_id>#enc#<k> <caption>'")
+        cap_id, text = parts
+        if cap_id in seen:
+            raise PrvrError(f"{path}:{lineno}: caption id {cap_id!r} appears twice")
+        seen.add(cap_id)
+        out.append(Caption(cap_id, video_of(cap_id), text))
     return out
 
 

@@ -48,6 +48,10 @@ class HDF5Features:
     def shape(self, key: str) -> tuple[int, ...]:
         return tuple(self._file()[key].shape)
 
+    def raw(self, key: str) -> np.ndarray:
+        """The stored array as float32, whatever its shape."""
+        return np.asarray(self._file()[key][...], dtype=np.float32)
+
     def get(self, key: str) -> np.ndarray:
         if key not in self.keys:
             raise PrvrError(f"{self.path}: no features for {key!r}")

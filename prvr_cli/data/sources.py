@@ -9,6 +9,25 @@ from prvr_cli.data.hdf5 import HDF5Features
 from prvr_cli.data.layout import Layout
 from prvr_cli.errors import PrvrError
 
+CHUNK_BYTES = 64 << 20  # rows read per step of the finiteness scan
+
+
+def _nonfinite_rows(big: BigFile) -> np.ndarray:
+    """Indices of the rows of ``feature.bin`` that hold a NaN or Inf, streamed in chunks of
+    ``CHUNK_BYTES``; cached per file (path, size, mtime), so the splits that share one file cost
+    one scan."""
+    st = (big.folder / "feature.bin").stat()
+    key = (str(big.folder.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SCANNED:
+        step = max(1, CHUNK_BYTES // (4 * big.dim))
+        bad = [s + np.flatnonzero(~np.isfinite(big.data[s : s + step]).all(1)) for s in range(0, big.num, step)]
+        _SCANNED.clear()  # one file at a time is all a run needs
+        _SCANNED[key] = np.concatenate(bad) if bad else np.zeros(0, np.int64)
+    return _SCANNED[key]
+
+
+_SCANNED: dict[tuple, np.ndarray] = {}
+
 
 class BigFileVideos:
     """Frames of a video are rows of one memmap; contiguous videos are read as one slice."""
@@ -38,6 +57,19 @@ class BigFileVideos:
         idx = self._index[video_id]
         return idx.stop - idx.start if isinstance(idx, slice) else len(idx)
 
+    def nonfinite(self, video_ids: list[str]) -> list[str]:
+        """The videos among ``video_ids`` with a NaN or Inf in any frame (one streamed scan)."""
+        bad_rows = _nonfinite_rows(self.big)
+        if not len(bad_rows):
+            return []
+        out = []
+        for v in video_ids:
+            idx = self._index[v]
+            rows = np.arange(idx.start, idx.stop) if isinstance(idx, slice) else idx
+            if np.isin(rows, bad_rows).any():
+                out.append(v)
+        return out
+
     def frames(self, video_id: str) -> np.ndarray:
         """(n_frames, D) float32, a copy."""
         if video_id not in self._index:
@@ -60,6 +92,10 @@ class HDF5Videos:
 
     def num_frames(self, video_id: str) -> int:
         return self.h5.shape(video_id)[0]
+
+    def nonfinite(self, video_ids: list[str]) -> list[str]:
+        """The videos among ``video_ids`` with a NaN or Inf in any frame."""
+        return [v for v in video_ids if not np.isfinite(self.h5.raw(v)).all()]
 
     def frames(self, video_id: str) -> np.ndarray:
         if video_id not in self.h5:

@@ -102,15 +102,21 @@ def generate(
     spec: SynthSpec | None = None,
     text_feature: str = "roberta",
     visual_feature: str = "synth",
+    overwrite: bool = False,
 ) -> Layout:
-    """Write a complete dataset under ``root/name``; same spec (seed) = same bytes."""
+    """Write a complete dataset under ``root/name``; same spec (seed) = same bytes. A folder that
+    already holds anything is refused unless ``overwrite`` (it may be a real collection)."""
     spec = spec or SynthSpec()
     if spec.videos < 10:
         raise PrvrError("synthetic data needs at least 10 videos")
     if not 0.0 <= spec.generic_share <= 1.0:
         raise PrvrError(f"generic share must lie in [0, 1], got {spec.generic_share}")
-    rng = np.random.default_rng(spec.seed)
     layout = Layout(Path(root), name)
+    if layout.base.is_dir() and any(layout.base.iterdir()) and not overwrite:
+        raise PrvrError(f"{layout.base}: a dataset is already here; pass --overwrite to replace its files")
+    if layout.base.exists() and not layout.base.is_dir():
+        raise PrvrError(f"{layout.base}: is a file, not a dataset folder")
+    rng = np.random.default_rng(spec.seed)
     h = spec.latent_dim
     topics = _unit(rng.standard_normal((spec.topics, h)))
     popularity = 1.0 / np.arange(1, spec.topics + 1) ** spec.zipf

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prvr_cli.data.check import validate_split
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.splits import load_split
 from prvr_cli.errors import PrvrError
@@ -36,6 +37,7 @@ def evaluate_run(
         visual_dim=ds["visual_dim"],
         text_dim=ds["text_dim"],
     )
+    validate_split(data)
     branches = BRANCHES if branch == "both" else (branch,)
     metrics = evaluate_split(
         model, data, device, batch_size or cfg.data.eval_batch_size, branches, relevant=split_relevance(data)

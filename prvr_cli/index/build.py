@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +68,33 @@ def _faiss_sync(root: Path, frames: np.ndarray, factory: str, branch: str, have:
         if not index.is_trained:
             rng = np.random.default_rng(0)
             sample = frames[np.sort(rng.choice(len(frames), size=min(len(frames), 100_000), replace=False))]
-            index.train(np.ascontiguousarray(sample, dtype=np.float32))
+            try:
+                index.train(np.ascontiguousarray(sample, dtype=np.float32))
+            except RuntimeError as err:
+                raise PrvrError(
+                    f"--factory {factory!r}: FAISS could not train it on {len(sample)} frames ({_faiss_message(err)}); "
+                    f"the frames are saved in {root}: run `prvr index` again with another --factory"
+                ) from None
     for s in range(have, len(frames), 200_000):
         index.add(np.ascontiguousarray(frames[s : s + 200_000], dtype=np.float32))
     with atomic_path(path) as tmp:
         faiss.write_index(index, str(tmp))
+
+
+def check_factory(factory: str, dim: int) -> None:
+    """Build (untrained, empty) the FAISS index a factory string describes, so a bad string is
+    refused before anything is written."""
+    import faiss
+
+    try:
+        faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as err:
+        raise PrvrError(f"--factory {factory!r}: FAISS cannot build it ({_faiss_message(err)})") from None
+
+
+def _faiss_message(err: Exception) -> str:
+    """FAISS's C++ error without its source location: 'Error in ... at index_factory.cpp:1228: X' -> X."""
+    return re.sub(r"^.*\.cpp:\d+: ", "", str(err).strip().splitlines()[-1]) if str(err).strip() else "no detail"
 
 
 @torch.no_grad()
@@ -93,9 +116,12 @@ def build_index(
     import faiss  # noqa: F401  (fail early with the real import error)
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PrvrError(f"{out}: is a file, not an index folder")
     ckpt_path = checkpoint_file(run)
     sha = file_sha256(ckpt_path)
     model, cfg, ckpt = model_from_checkpoint(ckpt_path, device)
+    check_factory(factory, cfg.model.hidden)
     ds = ckpt["dataset"]
     layout = Layout(Path(data_root or ds["root"]), collection or ds["collection"])
     feature = feature or ds["visual_feature"]
@@ -114,7 +140,9 @@ def build_index(
             raise PrvrError(f"{out}: was built with another checkpoint; choose a new --out to index {ckpt_path}")
         if store.meta["dataset"]["visual_feature"] != feature:
             raise PrvrError(f"{out}: holds {store.meta['dataset']['visual_feature']!r} features, not {feature!r}")
-        if store.meta["factory"] != factory:
+        if store.meta["factory"] != factory and not store.meta.get("complete"):
+            store.meta["faiss_frames"] = 0  # the frames do not depend on the factory; FAISS is rebuilt
+        elif store.meta["factory"] != factory:
             raise PrvrError(f"{out}: was built with factory {store.meta['factory']!r}, not {factory!r}")
         if not add and store.meta.get("complete"):
             raise PrvrError(f"{out}: an index is already here; pass --add to append new videos")
@@ -163,7 +191,11 @@ def build_index(
         chunk = todo[c0 : c0 + chunk_videos]
         for b0 in range(0, len(chunk), batch_size):
             names = chunk[b0 : b0 + batch_size]
-            feats = [prepare_video(source.frames(v), cfg.data.max_ctx_l) for v in names]
+            raw = [source.frames(v) for v in names]
+            for v, r in zip(names, raw):  # the chunks saved so far stay; fix the data and re-run
+                if not np.isfinite(r).all():
+                    raise PrvrError(f"{source.path}: video {v!r} holds NaN or Inf frame features")
+            feats = [prepare_video(r, cfg.data.max_ctx_l) for r in raw]
             x, mask = pad_sequences(feats)
             x, mask = x.to(device), mask.to(device)
             lengths = [len(f) for f in feats]

@@ -66,6 +66,7 @@ def exact_scores(store: FrameStore, q: dict[str, np.ndarray], videos: np.ndarray
 
 def _top(videos: list[np.ndarray], scores: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
     v, s = np.concatenate(videos), np.concatenate(scores)
+    s = np.where(np.isnan(s), -np.inf, s)  # a NaN never ranks first (it compares false with everything)
     order = np.lexsort((v, -s))[:k]  # score desc, then video index asc
     return v[order], s[order]
 

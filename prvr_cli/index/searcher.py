@@ -56,16 +56,28 @@ class Searcher:
         """Token features (T_i, D_q) -> unit query embeddings {branch: (B, d)}."""
         x, mask = pad_sequences([prepare_query(t, self.cfg.data.max_desc_l) for t in tokens])
         x, mask = x.to(self.device), mask.to(self.device)
-        return {b: F.normalize(self.model.encode_text(x, mask, b).float(), dim=-1).cpu().numpy() for b in BRANCHES}
+        q = {b: F.normalize(self.model.encode_text(x, mask, b).float(), dim=-1).cpu().numpy() for b in BRANCHES}
+        if not all(np.isfinite(v).all() for v in q.values()):
+            raise PrvrError("a query embedding holds NaN or Inf; its token features are not finite")
+        return q
 
-    def encode_query_ids(self, cap_ids: list[str]) -> dict[str, np.ndarray]:
-        """Stored queries of the indexed dataset, by caption id."""
+    def query_id_problem(self, cap_id: str) -> str | None:
+        """Why a stored caption id cannot be searched (unknown, or non-finite features), or None."""
         ds = self.store.meta["dataset"]
         if self._queries is None:
             self._queries = HDF5Features(Layout(Path(ds["root"]), ds["collection"]).query_hdf5(ds["text_feature"]))
+        if cap_id not in self._queries:
+            return f"{self._queries.path}: no stored query {cap_id!r}"
+        if not np.isfinite(self._queries.raw(cap_id)).all():
+            return f"{self._queries.path}: query {cap_id!r} holds NaN or Inf token features"
+        return None
+
+    def encode_query_ids(self, cap_ids: list[str]) -> dict[str, np.ndarray]:
+        """Stored queries of the indexed dataset, by caption id."""
         for c in cap_ids:
-            if c not in self._queries:
-                raise PrvrError(f"{self._queries.path}: no stored query {c!r}")
+            problem = self.query_id_problem(c)
+            if problem:
+                raise PrvrError(problem)
         return self.encode_tokens([self._queries.get(c) for c in cap_ids])
 
     def encode_texts(self, texts: list[str]) -> dict[str, np.ndarray]:
@@ -92,6 +104,8 @@ class Searcher:
         self, q: dict[str, np.ndarray], k: int = 10, engine: str = "auto", margin: float = 0.05
     ) -> list[list[Hit]]:
         """q[b] (B, d) unit -> per query the top-k hits with moments."""
+        if k < 1:
+            raise PrvrError(f"-k {k}: must be at least 1")
         if engine == "auto":
             engine = "bounds" if self.store.meta["factory"] == "Flat" else "faiss"
         if engine not in ("bounds", "faiss"):

@@ -45,9 +45,17 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
+def nonfinite_weights(state: dict) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold a NaN or Inf."""
+    return [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not v.isfinite().all()]
+
+
 def model_from_checkpoint(path: str | Path, device="cpu") -> tuple[DualBranch, Config, dict]:
     """Rebuild the two-branch model from a checkpoint alone. Returns (model, config, checkpoint)."""
     ckpt = load_checkpoint(path)
+    bad = nonfinite_weights(ckpt["model"])
+    if bad:
+        raise PrvrError(f"{path}: {len(bad)} weight tensor(s) hold NaN or Inf ({bad[0]}, ...): a diverged run")
     cfg = Config.from_dict(ckpt["config"])
     model = DualBranch(cfg.model)
     model.load_state_dict(ckpt["model"])

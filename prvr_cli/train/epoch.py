@@ -13,10 +13,15 @@ from prvr_cli.config import Config
 from prvr_cli.data.loaders import TrainVideos, collate_train, train_loader
 from prvr_cli.data.splits import SplitData
 from prvr_cli.device import autocast
+from prvr_cli.errors import PrvrError
 from prvr_cli.nets.dual import BRANCHES
 from prvr_cli.train.diagnostics import AmbiguityMeter
 
 BATCH_KEYS = ("video", "video_mask", "text", "text_mask", "text_labels")
+
+
+class NonFiniteTraining(PrvrError):
+    """The loss or the gradient norm became NaN or Inf: training stops before the update."""
 
 
 def _to(batch: dict, device) -> dict:
@@ -71,10 +76,18 @@ def train_epoch(
         for b in emb.values():
             b.q, b.V = b.q.float(), b.V.float()
         loss, terms, used = arl_loss(emb, batch["video_mask"], batch["text_labels"], stats, cfg.loss)
+        if not torch.isfinite(loss):
+            bad = ", ".join(k for k, v in terms.items() if not torch.isfinite(v)) or "loss"
+            raise NonFiniteTraining(
+                f"epoch {epoch + 1}, step {steps + 1}: the loss became {float(loss.detach())} ({bad})"
+            )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        # with AMP an overflowing step is the scaler's to skip; in full precision it is a divergence
+        if not scaler.is_enabled() and not torch.isfinite(norm):
+            raise NonFiniteTraining(f"epoch {epoch + 1}, step {steps + 1}: the gradient norm became {float(norm)}")
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()

@@ -14,17 +14,18 @@ import numpy as np
 import torch
 
 from prvr_cli.arl.uncertainty import EpochStats, StatsAccumulator
-from prvr_cli.atomic import write_json, write_text
-from prvr_cli.config import Config
+from prvr_cli.atomic import dumps, write_json, write_text
+from prvr_cli.config import Config, apply_overrides, changes
+from prvr_cli.data.check import validate_split
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.splits import SplitData, load_split
 from prvr_cli.data.synth import GroundTruth
 from prvr_cli.errors import PrvrError
 from prvr_cli.evaluation.scoring import evaluate_split, split_relevance
 from prvr_cli.nets.dual import BRANCHES, DualBranch, count_parameters
-from prvr_cli.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from prvr_cli.train.checkpoint import load_checkpoint, model_from_checkpoint, nonfinite_weights, save_checkpoint
 from prvr_cli.train.diagnostics import AmbiguityMeter, AmbiguityTruth
-from prvr_cli.train.epoch import train_epoch, uncertainty_pass
+from prvr_cli.train.epoch import NonFiniteTraining, train_epoch, uncertainty_pass
 from prvr_cli.train.optim import build_optimizer, build_scheduler
 
 
@@ -54,6 +55,8 @@ def load_training_data(cfg: Config, data_root: str | Path) -> dict[str, SplitDat
                 layout, split, **kw, visual_dim=cfg.model.visual_dim, text_dim=cfg.model.text_dim
             )
     cfg.model.max_ctx_l, cfg.model.max_desc_l = cfg.data.max_ctx_l, cfg.data.max_desc_l
+    for data in splits.values():  # the checks of `prvr data check`: bad values fail now, not mid-epoch
+        validate_split(data)
     return splits
 
 
@@ -86,6 +89,65 @@ def _progress(enabled: bool):
     )
 
 
+RUN_FILES = ("last.pt", "best.pt", "test.json", "metrics.jsonl")  # finished work; config.json alone is not
+
+
+def resumed_config(
+    out_dir: str | Path, preset: str | None = None, overrides: list[str] | None = None, epochs: int | None = None
+) -> Config:
+    """The settings to continue the run in ``out_dir`` with: the run's own, plus what was asked
+    for again (``--set``, ``--epochs``). ``fit`` then refuses any change but the epoch count."""
+    cfg = Config.from_dict(load_checkpoint(Path(out_dir) / "last.pt")["config"])
+    if preset and preset != cfg.name:
+        raise PrvrError(f"{out_dir}: the run was trained with preset {cfg.name!r}, not {preset!r}; drop the preset")
+    apply_overrides(cfg, overrides)
+    if epochs:
+        cfg.train.epochs = epochs
+    return cfg
+
+
+def _out_dir(out_dir: Path, resume: bool) -> None:
+    """Refuse to overwrite a run (any of its files, not only last.pt) and to resume what cannot be."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PrvrError(f"{out_dir}: is a file, not a run folder")
+    present = [f for f in RUN_FILES if (out_dir / f).is_file() and (out_dir / f).stat().st_size]
+    if present and not resume:
+        raise PrvrError(
+            f"{out_dir}: a training run is already here ({', '.join(present)}); pass --resume to continue it "
+            "or choose another --out"
+        )
+    if present and resume and "last.pt" not in present:
+        raise PrvrError(f"{out_dir}: holds {', '.join(present)} but no last.pt to resume from; choose another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PrvrError(f"{out_dir}: cannot create the run folder ({err.strerror})") from None
+
+
+def _history(ckpt: dict, metrics_path: Path, start: int, log) -> list[dict]:
+    """Per-epoch records of the first ``start`` epochs: from the checkpoint (runs since 0.x keep
+    them there), else from metrics.jsonl, skipping a line an interrupted write cut short."""
+    if "history" in ckpt:
+        return list(ckpt["history"])[:start]
+    history = []
+    lines = metrics_path.read_text().splitlines() if metrics_path.is_file() else []
+    for n, line in enumerate(lines, 1):
+        try:
+            history.append(json.loads(line))
+        except json.JSONDecodeError:
+            log(f"{metrics_path}:{n}: unreadable line skipped")
+    return history[:start]
+
+
+def _diverged(out_dir: Path, err: str, last_epoch: int | None) -> PrvrError:
+    kept = (
+        f"the last good checkpoint (epoch {last_epoch}) is kept in {out_dir / 'last.pt'}"
+        if last_epoch
+        else "no checkpoint had been written"
+    )
+    return PrvrError(f"{out_dir}: training stopped, {err}; {kept}. Lower train.lr or check the data")
+
+
 def fit(
     cfg: Config,
     data_root: str | Path,
@@ -95,15 +157,38 @@ def fit(
     show_progress: bool = True,
     log=None,
 ) -> dict:
-    """Train ``cfg`` on ``data_root``; returns a summary (best epoch, val and test metrics)."""
+    """Train ``cfg`` on ``data_root``; returns a summary (best epoch, val and test metrics).
+
+    ``resume`` continues the run in ``out_dir`` from its last epoch with the run's settings
+    (``resumed_config``); a larger ``cfg.train.epochs`` extends it: the learning rate then follows
+    the schedule of a run of that many epochs from the current step on, and the early-stopping
+    patience count restarts. Any other changed setting is refused, by name.
+    """
     log = log or (lambda msg: None)
     out_dir = Path(out_dir)
+    last_path, best_path, metrics_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "metrics.jsonl"
+    _out_dir(out_dir, resume)
     splits = load_training_data(cfg, data_root)
     train, val = splits["train"], splits.get("val")
     relevance = {name: split_relevance(data) for name, data in splits.items() if name != "train"}
-    last_path, best_path, metrics_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "metrics.jsonl"
-    if not resume and last_path.exists():
-        raise PrvrError(f"{out_dir}: a run is already here; pass --resume to continue it or choose another --out")
+
+    ckpt = None
+    if resume and last_path.exists():
+        ckpt = load_checkpoint(last_path)
+        if ckpt["dataset"]["train_video_ids_sha1"] != dataset_identity(train)["train_video_ids_sha1"]:
+            raise PrvrError(f"{last_path}: was trained on other data than {train.layout.base}")
+        run_cfg = Config.from_dict(ckpt["config"])
+        changed = {k: v for k, v in changes(run_cfg, cfg).items() if k != "train.epochs"}
+        if changed:
+            what = ", ".join(f"{k} ({a!r} -> {b!r})" for k, (a, b) in changed.items())
+            raise PrvrError(
+                f"{out_dir}: --resume continues a run with its own settings, and these differ: {what}. "
+                "Only --epochs may change (to extend the run); train into a new --out to change the others"
+            )
+        if cfg.train.epochs < ckpt["epoch"] + 1:
+            raise PrvrError(
+                f"{out_dir}: --epochs {cfg.train.epochs}, but the run has already trained {ckpt['epoch'] + 1} epochs"
+            )
 
     seed_everything(cfg.train.seed)
     model = DualBranch(cfg.model).to(device)
@@ -114,14 +199,10 @@ def fit(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start, best, best_epoch, bad, online_prev, history = 0, -1.0, -1, 0, None, []
 
-    if resume and last_path.exists():
-        ckpt = load_checkpoint(last_path)
-        if ckpt["dataset"]["train_video_ids_sha1"] != dataset_identity(train)["train_video_ids_sha1"]:
-            raise PrvrError(f"{last_path}: was trained on other data than {train.layout.base}")
-        cfg = Config.from_dict(ckpt["config"])
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+        scheduler.load_state_dict(ckpt["scheduler"])  # its step count; the factor follows cfg's schedule
         scaler.load_state_dict(ckpt["scaler"])
         torch.set_rng_state(ckpt["rng"])
         if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
@@ -130,11 +211,15 @@ def fit(
         online_prev = (
             {b: EpochStats.from_dict(s) for b, s in ckpt["online_stats"].items()} if ckpt["online_stats"] else None
         )
-        history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()][:start]
-        log(f"resuming {out_dir} after epoch {start}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+        history = _history(ckpt, metrics_path, start, log)
+        run_epochs = ckpt["config"]["train"]["epochs"]
+        if cfg.train.epochs > run_epochs:
+            bad = 0
+            log(f"extending {out_dir} from {run_epochs} to {cfg.train.epochs} epochs after epoch {start}")
+        else:
+            log(f"resuming {out_dir} after epoch {start}")
     write_json(out_dir / "config.json", cfg.to_dict())
-    write_text(metrics_path, "".join(json.dumps(h) + "\n" for h in history))
+    write_text(metrics_path, "".join(dumps(h) + "\n" for h in history))
 
     params = count_parameters(model)
     identity = dataset_identity(train)
@@ -163,20 +248,26 @@ def fit(
             )
             meter = AmbiguityMeter(truth)
             task = progress.add_task(f"epoch {epoch + 1}/{cfg.train.epochs}", total=steps_per_epoch, info="")
-            terms = train_epoch(
-                model,
-                train,
-                cfg,
-                optimizer,
-                scheduler,
-                scaler,
-                device,
-                epoch,
-                stats,
-                online,
-                meter,
-                on_step=lambda loss, t=task: progress.update(t, advance=1, info=f"loss {loss:.4f}"),
-            )
+            try:
+                terms = train_epoch(
+                    model,
+                    train,
+                    cfg,
+                    optimizer,
+                    scheduler,
+                    scaler,
+                    device,
+                    epoch,
+                    stats,
+                    online,
+                    meter,
+                    on_step=lambda loss, t=task: progress.update(t, advance=1, info=f"loss {loss:.4f}"),
+                )
+            except NonFiniteTraining as err:
+                raise _diverged(out_dir, str(err), epoch) from None
+            bad_weights = nonfinite_weights(model.state_dict())
+            if bad_weights:  # never save a NaN model as best.pt or last.pt
+                raise _diverged(out_dir, f"epoch {epoch + 1} left NaN or Inf in {bad_weights[0]}", epoch)
             progress.remove_task(task)
             if online is not None:
                 online_prev = {b: online[b].stats(cfg.loss.tau_u_over) for b in BRANCHES}
@@ -224,11 +315,11 @@ def fit(
                     "best_epoch": best_epoch,
                     "bad_epochs": bad,
                     "online_stats": {b: s.to_dict() for b, s in online_prev.items()} if online_prev else None,
+                    "history": [*history, record],
                 },
             )
             history.append(record)
-            with open(metrics_path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
+            write_text(metrics_path, "".join(dumps(h) + "\n" for h in history))
             log(_epoch_line(record))
             if bad >= cfg.train.patience:
                 log(f"early stop: no better val SumR for {bad} epochs")
