@@ -305,3 +305,199 @@ def test_bad_captions_file_is_a_clear_error(tmp_path):
         str(tmp_path / "c.jsonl"),
     )
     assert res.returncode == 1 and "c.jsonl:2: expected an object with string fields" in res.stderr
+
+
+def lines_of(res) -> list[str]:
+    return [line for line in res.stderr.splitlines() if line.strip()]
+
+
+def frame_rows(out: Path) -> dict:
+    return json.loads((out / "samples" / "FeatureData" / "clip_prvr_tiny_clip" / "frame_times.json").read_text())
+
+
+def test_cache_follows_settings_and_files(tmp_path):
+    from prvr_cli.features.extract import ExtractSpec, finalize, run_extract
+
+    videos = tmp_path / "videos"
+    shutil.copytree(SAMPLES, videos)
+    out, logs = tmp_path / "out", []
+
+    def spec(**kw):
+        return ExtractSpec(videos, out, "samples", captions=videos / "captions.jsonl", text="roberta", tiny=True, **kw)
+
+    run_extract(spec(), CPU)
+    assert len(frame_rows(out)["street_boxes"]) == 8
+    # another --fps: every video is extracted again, not reused with the new step recorded
+    summary = run_extract(spec(fps=2.0), CPU, log=logs.append)
+    assert len(frame_rows(out)["street_boxes"]) == 16
+    assert summary["re_extracted"] == {"settings changed": sorted(list_videos(videos)), "file changed": []}
+    assert any(m.startswith("re-extracting 5 video(s), settings changed") for m in logs)
+    assert json.loads((out / "samples" / "extract.json").read_text())["step_seconds"] == 0.5
+    # a replaced video and a deleted one: what --merge assembles is what the folder holds now
+    shutil.copyfile(videos / "garden_light.mp4", videos / "street_boxes.mp4")  # 6 s instead of 8 s
+    (videos / "garden_light.mp4").unlink()
+    summary = finalize(spec(fps=2.0), CPU, log=logs.append)
+    assert summary["removed"] == ["garden_light"] and summary["not_extracted"] == ["street_boxes"]
+    assert sorted(frame_rows(out)) == ["kitchen_shapes", "night_signals", "park_balls"]
+    summary = run_extract(spec(fps=2.0), CPU)
+    assert summary["re_extracted"] == {"settings changed": [], "file changed": ["street_boxes"]}
+    assert summary["skipped_already_done"] == 0 and summary["videos_in_dataset"] == 4  # one group of four
+    assert len(frame_rows(out)["street_boxes"]) == 12 and "garden_light" not in frame_rows(out)
+    fresh = tmp_path / "fresh"
+    run_extract(
+        ExtractSpec(videos, fresh, "samples", captions=videos / "captions.jsonl", text="roberta", tiny=True, fps=2.0),
+        CPU,
+    )
+    assert digest(out / "samples") == digest(fresh / "samples")
+
+
+def test_settings_fingerprint_follows_checkpoint_bytes(tmp_path):
+    from prvr_cli.features.extract import ExtractSpec, fingerprint, settings_of
+
+    class Stub:
+        frames_per_step = 16
+
+        def describe(self):
+            return {"backbone": "i3d", "checkpoint": str(tmp_path / "rgb.pt")}
+
+    (tmp_path / "rgb.pt").write_bytes(b"weights one")
+    spec = ExtractSpec(SAMPLES, tmp_path, "x", visual="i3d", i3d_checkpoint=str(tmp_path / "rgb.pt"))
+    first = fingerprint(settings_of(spec, Stub()))
+    assert fingerprint(settings_of(spec, Stub())) == first
+    spec.clip_seconds = 2.0
+    assert fingerprint(settings_of(spec, Stub())) != first
+    spec.clip_seconds = None
+    (tmp_path / "rgb.pt").write_bytes(b"weights two")  # replaced at the same path
+    assert fingerprint(settings_of(spec, Stub())) != first
+
+
+def test_decoder_noise_stays_off_stderr_and_in_the_error(tmp_path, capfd):
+    data = (SAMPLES / "park_balls.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 8])
+    with pytest.raises(DecodeError, match="moov atom not found"):
+        decode_video(tmp_path / "cut.mp4", Sampling(1.0, 1, 32))
+    assert "moov atom" not in capfd.readouterr().err
+
+
+def test_broken_symlink_is_listed_and_fails_clearly(tmp_path):
+    shutil.copyfile(SAMPLES / "park_balls.mp4", tmp_path / "park_balls.mp4")
+    (tmp_path / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    assert sorted(list_videos(tmp_path)) == ["gone", "park_balls"]
+    with pytest.raises(DecodeError, match="broken symlink"):
+        decode_video(tmp_path / "gone.mp4", Sampling(1.0, 1, 32))
+
+
+def test_failures_are_not_redone_until_their_file_changes(tmp_path, monkeypatch, capfd):
+    from prvr_cli.features import extract as extract_module
+    from prvr_cli.features.extract import ExtractSpec, run_extract
+
+    videos = tmp_path / "videos"
+    shutil.copytree(SAMPLES, videos)
+    data = (SAMPLES / "park_balls.mp4").read_bytes()
+    (videos / "cut.mp4").write_bytes(data[: len(data) // 8])  # no moov atom
+    spec = ExtractSpec(videos, tmp_path / "out", "samples", tiny=True)
+    summary = run_extract(spec, CPU)
+    assert summary["failures"] == ["cut"] and summary["done"] == 5
+    decoded = []
+    real = extract_module.decode_video
+    monkeypatch.setattr(
+        extract_module, "decode_video", lambda path, *a: decoded.append(Path(path).stem) or real(path, *a)
+    )
+    summary = run_extract(spec, CPU)  # nothing changed: the group of the failed video is not redone
+    assert decoded == [] and summary["skipped_already_done"] == 6 and summary["failures"] == ["cut"]
+    failures = json.loads((tmp_path / "out" / "samples" / "extract.json").read_text())["failures"]
+    assert "moov atom not found" in failures[0]["error"] and "moov atom" not in capfd.readouterr().err
+    shutil.copyfile(SAMPLES / "park_balls.mp4", videos / "cut.mp4")  # the failed file is fixed
+    (videos / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    summary = run_extract(spec, CPU)
+    assert summary["re_extracted"]["file changed"] == ["cut"] and summary["failures"] == ["gone"]
+    assert decoded == ["cut", "garden_light", "gone", "kitchen_shapes"] and summary["videos_in_dataset"] == 6
+    failures = json.loads((tmp_path / "out" / "samples" / "extract.json").read_text())["failures"]
+    assert failures[0]["video"] == "gone" and failures[0]["error"].startswith("broken symlink")
+    decoded.clear()
+    assert run_extract(spec, CPU)["failures"] == ["gone"] and decoded == []
+
+
+def test_every_model_loads_before_any_video_is_decoded(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from prvr_cli.features import extract as extract_module
+    from prvr_cli.features.backbones import build_visual
+    from prvr_cli.features.extract import ExtractSpec, run_extract
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(
+        extract_module, "_build_visual", lambda spec, device: build_visual("clip", tiny=True, device=device)
+    )
+    decoded = []
+    real = extract_module.decode_video
+    monkeypatch.setattr(extract_module, "decode_video", lambda *a: decoded.append(a) or real(*a))
+    spec = ExtractSpec(
+        SAMPLES,
+        tmp_path,
+        "x",
+        captions=SAMPLES / "captions.jsonl",
+        text="roberta",
+        text_model="definitely-not-a-local-model",
+    )
+    with pytest.raises(PrvrError, match="could not load the text model 'definitely-not-a-local-model'.*--text-model"):
+        run_extract(spec, CPU)
+    assert decoded == [] and not list(tmp_path.rglob("*.npz"))
+
+
+def test_search_offline_advice_fits_search(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from prvr_cli.features.text import text_from_record
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PrvrError) as err:
+        text_from_record({"backbone": "roberta", "model": "definitely-not-a-local-model"})
+    msg = str(err.value)
+    assert "--text-model" not in msg and "huggingface-cli download definitely-not-a-local-model" in msg
+    assert "HF_HOME" in msg and "extract.json" in msg
+    with pytest.raises(PrvrError, match="no/such/ckpt.bin: file is missing"):
+        text_from_record({"backbone": "clip", "model": "ViT-B-32", "pretrained": str(tmp_path / "no/such/ckpt.bin")})
+
+
+LATIN1 = b'{"video": "park_balls", "text": "a ball rolls"}\n{"video": "street_boxes", "text": "caf\xe9 sign"}\n'
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--fps", "-1"], "error: --fps -1: must be a finite number > 0"),
+        (["--fps", "0"], "error: --fps 0: must be a finite number > 0"),
+        (["--clip-seconds", "0"], "error: --clip-seconds 0: must be"),
+        (["--batch-size", "0"], "error: --batch-size 0: must be"),
+        (["--timeout", "-5"], "error: --timeout -5: must be"),
+        (["--workers", "0"], "error: --workers 0: must be >= 1"),
+        (["--captions", "LATIN1"], "bad.jsonl:2: not UTF-8 (byte 0xe9"),
+        (["--name", "../escape"], "error: collection name '../escape': must be a plain folder name"),
+    ],
+)
+def test_bad_extract_input_is_one_line_error(tmp_path, extra, expected):
+    (tmp_path / "bad.jsonl").write_bytes(LATIN1)
+    extra = [str(tmp_path / "bad.jsonl") if x == "LATIN1" else x for x in extra]
+    out = tmp_path / "root" / "out"
+    res = prvr("extract", str(SAMPLES), "--out", str(out), "--name", "x", "--test-tiny-models", *extra)
+    assert res.returncode == 1 and len(lines_of(res)) == 1 and expected in res.stderr, res.stderr
+    assert not (tmp_path / "root" / "escape").exists() and not list(tmp_path.rglob("*.npz"))
+
+
+def test_missing_local_clip_checkpoint_is_named(tmp_path):
+    res = prvr(
+        "extract",
+        str(SAMPLES),
+        "--out",
+        str(tmp_path),
+        "--name",
+        "x",
+        "--clip-model",
+        "ViT-B-32",
+        "--clip-pretrained",
+        str(tmp_path / "ckpt.bin"),
+    )
+    assert res.returncode == 1 and lines_of(res) == [
+        f"error: {tmp_path / 'ckpt.bin'}: file is missing (open_clip ViT-B-32 checkpoint)"
+    ], res.stderr

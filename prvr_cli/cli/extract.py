@@ -84,4 +84,14 @@ def extract(
         print_json(summary)
     else:
         for key, value in summary.items():
-            console.print(f"{key}: {value}")
+            console.print(f"{key}: {_short(value)}", markup=False, highlight=False)
+
+
+def _short(value, limit: int = 10) -> str:
+    """A summary value for people: long lists of video ids cut to their count and first few."""
+    if isinstance(value, dict):
+        return "; ".join(f"{k} {_short(v, limit)}" for k, v in value.items()) or "none"
+    if isinstance(value, list):
+        head = ", ".join(map(str, value[:limit])) + (", ..." if len(value) > limit else "")
+        return f"{len(value)}" + (f" ({head})" if value else "")
+    return str(value)

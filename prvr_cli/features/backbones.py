@@ -8,6 +8,8 @@ exist only behind the explicit ``tiny=True`` (the hidden ``--test-tiny-models`` 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -151,6 +153,8 @@ class ResNetVisual(Backbone):
         if tiny:
             self.weights, self.short_side = "random (test only)", 64
         elif checkpoint:
+            if not Path(checkpoint).is_file():
+                raise PrvrError(f"{checkpoint}: file is missing (--resnet-checkpoint)")
             try:
                 model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
             except Exception as err:

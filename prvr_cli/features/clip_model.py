@@ -8,6 +8,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from prvr_cli.errors import PrvrError
 from prvr_cli.features.backbones import offline_hint
 
 TINY_NAME = "prvr-tiny-clip"
@@ -28,10 +29,19 @@ def register_tiny_clip() -> str:
     return TINY_NAME
 
 
+CHECKPOINT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors")
+
+
+def looks_like_path(value: str | None) -> bool:
+    """A ``--clip-pretrained`` value meant as a local file rather than an open_clip tag."""
+    return bool(value) and ("/" in value or "\\" in value or value.lower().endswith(CHECKPOINT_SUFFIXES))
+
+
 @functools.lru_cache(maxsize=2)
-def load_clip(model: str, pretrained: str | None, device, tiny: bool = False):
+def load_clip(model: str, pretrained: str | None, device, tiny: bool = False, advice: str | None = None):
     """-> (model in eval mode on ``device``, model name, pretrained description). Cached, so the
-    image and text towers of one CLIP (``--visual clip --text clip``) share one load."""
+    image and text towers of one CLIP (``--visual clip --text clip``) share one load. ``advice``
+    replaces the how-to-fix sentence of the error when the weights cannot be loaded."""
     import open_clip
     import torch
 
@@ -40,9 +50,9 @@ def load_clip(model: str, pretrained: str | None, device, tiny: bool = False):
         name = register_tiny_clip()
         return open_clip.create_model(name, pretrained=None).to(device).eval(), name, "random (test only)"
     if model not in open_clip.list_models():
-        from prvr_cli.errors import PrvrError
-
         raise PrvrError(f"unknown open_clip model {model!r} (see open_clip.list_models())")
+    if looks_like_path(pretrained) and not Path(pretrained).is_file():
+        raise PrvrError(f"{pretrained}: file is missing (open_clip {model} checkpoint)")
     from prvr_cli.features.hub import offline_unless_reachable
 
     offline_unless_reachable()
@@ -51,7 +61,8 @@ def load_clip(model: str, pretrained: str | None, device, tiny: bool = False):
     except Exception as err:
         raise offline_hint(
             f"open_clip {model} weights {pretrained!r}",
-            f'Pre-download them on a connected machine (python -c "import open_clip; '
+            advice
+            or f'Pre-download them on a connected machine (python -c "import open_clip; '
             f"open_clip.create_model('{model}', pretrained='{pretrained}')\", which fills the Hugging Face cache "
             "~/.cache/huggingface, then copy it here) or pass --clip-pretrained /path/to/checkpoint.bin.",
             err,

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import os
+import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +84,10 @@ def _shrink(frames: np.ndarray, short_side: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR, reducing_gap=None)) for f in frames])
 
 
-def _child(conn, path: str, sampling: Sampling):
+def _child(conn, path: str, sampling: Sampling, log_fd: int):
+    # ffmpeg and decord print straight to fd 2 ("moov atom not found", ...): keep that noise off
+    # the user's terminal; the parent puts its gist into the DecodeError instead.
+    os.dup2(log_fd, 2)
     try:
         conn.send(("ok", _decode(path, sampling)))
     except DecodeError as err:
@@ -90,35 +96,59 @@ def _child(conn, path: str, sampling: Sampling):
         conn.close()
 
 
+def _decoder_said(log) -> str:
+    """The gist of what the decoder printed: its first line without the ``[mov,mp4 @ 0x..]`` and
+    ``file.cc:83:`` prefixes (ffmpeg's root cause, e.g. "moov atom not found", comes first)."""
+    log.seek(0)
+    lines = []
+    for line in log.read().decode("utf-8", "replace").splitlines():
+        line = re.sub(r"^(\s*\[[^\]]*\]\s*)+", "", line)
+        line = re.sub(r"^\S+\.(cc|cpp|c|h):\d+:\s*", "", line).strip()
+        if line and line not in lines:
+            lines.append(line)
+    return lines[0][:200] if lines else ""
+
+
 def decode_video(path: str | Path, sampling: Sampling, timeout: float = 120.0):
     """-> clips uint8 (n_steps, frames_per_step, H, W, 3), times (n_steps, 2), info dict.
 
     Runs decord in a forked child: a hang is killed after ``timeout`` seconds and a crash of the
-    decoder (it can segfault on corrupt files) becomes a ``DecodeError`` instead of killing us."""
+    decoder (it can segfault on corrupt files) becomes a ``DecodeError`` instead of killing us.
+    What the decoder prints goes to a temporary file, and its gist into the error message."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise DecodeError(f"broken symlink (points to {os.readlink(path)})")
     ctx = mp.get_context("fork")
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(send, str(path), sampling), daemon=True)
-    proc.start()
-    send.close()
-    try:
-        if not recv.poll(timeout):
-            raise DecodeError(f"decoder timed out after {timeout:g} s")
+    with tempfile.TemporaryFile() as log:
+        recv, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(send, str(path), sampling, log.fileno()), daemon=True)
+        proc.start()
+        send.close()
+        status, payload = "error", ""
         try:
-            status, payload = recv.recv()
-        except EOFError:
-            raise DecodeError("decoder crashed") from None
-    finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join()
-        recv.close()
-    if status == "error":
-        raise DecodeError(payload)
+            if not recv.poll(timeout):
+                payload = f"decoder timed out after {timeout:g} s"
+            else:
+                try:
+                    status, payload = recv.recv()
+                except EOFError:
+                    payload = "decoder crashed"
+        finally:
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+            recv.close()
+        if status == "error":
+            said = _decoder_said(log)
+            raise DecodeError(f"{payload} (decoder: {said})" if said else payload)
     return payload
 
 
 def list_videos(folder: str | Path) -> dict[str, Path]:
-    """Video files under ``folder`` (recursive), keyed by a video id made from the file stem."""
+    """Video files under ``folder`` (recursive), keyed by a video id made from the file stem.
+
+    Broken symlinks are listed too, so that the job reports them as failures instead of
+    silently leaving them out."""
     from prvr_cli.errors import PrvrError
 
     folder = Path(folder)
@@ -126,7 +156,7 @@ def list_videos(folder: str | Path) -> dict[str, Path]:
         raise PrvrError(f"{folder}: no such folder of videos")
     out: dict[str, Path] = {}
     for p in sorted(folder.rglob("*")):
-        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+        if (p.is_file() or (p.is_symlink() and not p.exists())) and p.suffix.lower() in VIDEO_EXTENSIONS:
             vid = "".join(c if c.isalnum() or c in "-_." else "_" for c in p.stem)
             if vid in out:
                 raise PrvrError(f"{p}: video id {vid!r} is also {out[vid]}; rename one of them")

@@ -16,8 +16,15 @@ from prvr_cli.features.backbones import offline_hint
 
 class RobertaText:
     def __init__(
-        self, model: str = "roberta-large", device="cpu", batch_size: int = 64, tiny: bool = False, max_tokens: int = 64
+        self,
+        model: str = "roberta-large",
+        device="cpu",
+        batch_size: int = 64,
+        tiny: bool = False,
+        max_tokens: int = 64,
+        advice: str | None = None,
     ):
+        """``advice`` replaces the how-to-fix sentence of the error when the model cannot be loaded."""
         from transformers import AutoModel, AutoTokenizer
 
         if tiny:
@@ -35,7 +42,8 @@ class RobertaText:
             except Exception as err:
                 raise offline_hint(
                     f"the text model {model!r}",
-                    f"Pre-download it on a connected machine (huggingface-cli download {model}, or "
+                    advice
+                    or f"Pre-download it on a connected machine (huggingface-cli download {model}, or "
                     f'python -c "from transformers import AutoModel, AutoTokenizer; '
                     f"AutoModel.from_pretrained('{model}'); AutoTokenizer.from_pretrained('{model}')\"), "
                     "copy ~/.cache/huggingface here, "
@@ -88,12 +96,13 @@ class ClipText:
         device="cpu",
         batch_size: int = 64,
         tiny: bool = False,
+        advice: str | None = None,
     ):
         import open_clip
 
         from prvr_cli.features.clip_model import load_clip
 
-        self.model, self.model_name, self.pretrained = load_clip(model, pretrained, device, tiny)
+        self.model, self.model_name, self.pretrained = load_clip(model, pretrained, device, tiny, advice)
         if not hasattr(self.model, "token_embedding"):
             raise PrvrError(f"open_clip {model}: its text tower gives no per-token features this version can read")
         self.tokenizer = open_clip.get_tokenizer(self.model_name)
@@ -127,11 +136,32 @@ class ClipText:
         }
 
 
+def search_advice(rec: dict) -> str:
+    """How to make the text model that ``extract.json`` recorded available to ``prvr search``,
+    which, unlike extract, has no option to point elsewhere."""
+    model = rec["model"]
+    said = "prvr search encodes queries with the text model recorded in the dataset's extract.json"
+    if rec["backbone"] == "roberta" and (model.startswith(("/", ".", "~")) or "\\" in model):
+        return f"{said}, a saved model folder: copy it to {model} on this machine."
+    if rec["backbone"] == "clip":
+        pretrained = rec.get("pretrained")
+        get = f"python -c \"import open_clip; open_clip.create_model('{model}', pretrained='{pretrained}')\""
+    else:
+        get = f"huggingface-cli download {model}"
+    return (
+        f"{said}: pre-download it on a connected machine ({get}) and copy its Hugging Face cache "
+        "(~/.cache/huggingface, or $HF_HOME) to this machine."
+    )
+
+
 def text_from_record(rec: dict, device="cpu"):
     """Rebuild the text backbone that ``extract.json`` recorded, to encode new queries."""
+    tiny = rec.get("tiny", False)
     if rec["backbone"] == "roberta":
-        return RobertaText(rec["model"], device, tiny=rec.get("tiny", False), max_tokens=rec.get("max_tokens", 64))
-    return ClipText(rec["model"], rec.get("pretrained"), device, tiny=rec.get("tiny", False))
+        return RobertaText(
+            rec["model"], device, tiny=tiny, max_tokens=rec.get("max_tokens", 64), advice=search_advice(rec)
+        )
+    return ClipText(rec["model"], rec.get("pretrained"), device, tiny=tiny, advice=search_advice(rec))
 
 
 def build_text(
