@@ -49,13 +49,20 @@ class HDF5Features:
         return tuple(self._file()[key].shape)
 
     def raw(self, key: str) -> np.ndarray:
-        """The stored array as float32, whatever its shape."""
-        return np.asarray(self._file()[key][...], dtype=np.float32)
+        """The stored array as float32, whatever its shape. Read through h5py's low-level API,
+        which converts to float32 inside HDF5 and costs half the per-key time of ``ds[...]``."""
+        import h5py
+
+        ds = h5py.h5d.open(self._file().id, key.encode())
+        arr = np.empty(ds.shape, dtype=np.float32)
+        if arr.size:
+            ds.read(h5py.h5s.ALL, h5py.h5s.ALL, arr)
+        return arr
 
     def get(self, key: str) -> np.ndarray:
         if key not in self.keys:
             raise PrvrError(f"{self.path}: no features for {key!r}")
-        arr = np.asarray(self._file()[key][...], dtype=np.float32)
+        arr = self.raw(key)
         if arr.ndim == 1:
             arr = arr[None, :]
         if arr.ndim != 2 or arr.shape[0] == 0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from prvr_cli.data.bigfile import BigFile, read_video2frames
@@ -12,21 +14,19 @@ from prvr_cli.errors import PrvrError
 CHUNK_BYTES = 64 << 20  # rows read per step of the finiteness scan
 
 
-def _nonfinite_rows(big: BigFile) -> np.ndarray:
-    """Indices of the rows of ``feature.bin`` that hold a NaN or Inf, streamed in chunks of
-    ``CHUNK_BYTES``; cached per file (path, size, mtime), so the splits that share one file cost
-    one scan."""
-    st = (big.folder / "feature.bin").stat()
-    key = (str(big.folder.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SCANNED:
-        step = max(1, CHUNK_BYTES // (4 * big.dim))
-        bad = [s + np.flatnonzero(~np.isfinite(big.data[s : s + step]).all(1)) for s in range(0, big.num, step)]
-        _SCANNED.clear()  # one file at a time is all a run needs
-        _SCANNED[key] = np.concatenate(bad) if bad else np.zeros(0, np.int64)
-    return _SCANNED[key]
-
-
-_SCANNED: dict[tuple, np.ndarray] = {}
+def nonfinite_rows(big: BigFile) -> np.ndarray:
+    """Indices of the rows of ``feature.bin`` that hold a NaN or Inf. Streamed with plain reads
+    into one reused buffer of ``CHUNK_BYTES``, so memory stays flat however large the file (a
+    memmap would map every page it touched into the process)."""
+    step = max(1, CHUNK_BYTES // (4 * big.dim))
+    buf = np.empty((step, big.dim), dtype=np.float32)
+    bad = []
+    with open(big.folder / "feature.bin", "rb") as fh:
+        for start in range(0, big.num, step):
+            n = min(step, big.num - start)
+            fh.readinto(memoryview(buf[:n]).cast("B"))
+            bad.append(start + np.flatnonzero(~np.isfinite(buf[:n]).all(1)))
+    return np.concatenate(bad) if bad else np.zeros(0, np.int64)
 
 
 class BigFileVideos:
@@ -39,6 +39,7 @@ class BigFileVideos:
         self.v2f_path = self.big.folder / "video2frames.txt"
         v2f = read_video2frames(self.v2f_path)
         self._index: dict[str, slice | np.ndarray] = {}
+        self._bad_rows: np.ndarray | None = None
         for vid, frames in v2f.items():
             if not frames:
                 raise PrvrError(f"{self.v2f_path}: video {vid!r} has no frames")
@@ -59,7 +60,9 @@ class BigFileVideos:
 
     def nonfinite(self, video_ids: list[str]) -> list[str]:
         """The videos among ``video_ids`` with a NaN or Inf in any frame (one streamed scan)."""
-        bad_rows = _nonfinite_rows(self.big)
+        if self._bad_rows is None:  # one scan, shared by the splits that read this file
+            self._bad_rows = nonfinite_rows(self.big)
+        bad_rows = self._bad_rows
         if not len(bad_rows):
             return []
         out = []
@@ -103,13 +106,29 @@ class HDF5Videos:
         return self.h5.get(video_id)
 
 
+def _opened(kind, path: Path, *stamped: Path):
+    """One reader per file and version (size, mtime of ``stamped``): the train, val and test
+    splits share a feature file, which is parsed once (20,000 videos: 10 s, not 30)."""
+    stamps = tuple((p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None for p in stamped)
+    key = (kind.__name__, str(path.resolve()), stamps)
+    if key not in _OPEN:
+        if len(_OPEN) >= 4:
+            _OPEN.pop(next(iter(_OPEN)))
+        _OPEN[key] = kind(path)
+    return _OPEN[key]
+
+
+_OPEN: dict[tuple, BigFileVideos | HDF5Videos] = {}
+
+
 def open_videos(layout: Layout, feature: str) -> BigFileVideos | HDF5Videos:
     """The video features named ``feature``: a BigFile folder, else ``<feature>.hdf5``."""
     folder = layout.bigfile_dir(feature)
     if (folder / "feature.bin").is_file() or (folder / "shape.txt").is_file():
-        return BigFileVideos(folder)
+        files = [folder / n for n in ("feature.bin", "id.txt", "shape.txt", "video2frames.txt")]
+        return _opened(BigFileVideos, folder, *files)
     if layout.video_hdf5(feature).is_file():
-        return HDF5Videos(layout.video_hdf5(feature))
+        return _opened(HDF5Videos, layout.video_hdf5(feature), layout.video_hdf5(feature))
     raise PrvrError(
         f"{folder}: no video features named {feature!r} (neither a BigFile folder nor "
         f"{layout.video_hdf5(feature).name})"
