@@ -361,3 +361,38 @@ def test_caption_reader_on_arbitrary_bytes(tmp_path_factory, blob):
         assert str(path) in str(err) and "\n" not in str(err)
     else:
         assert all(c.cap_id.startswith(c.video_id + "#") and c.text for c in caps)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=12), st.lists(st.text(min_size=1, max_size=8), max_size=4)))
+def test_video2frames_fast_path_equals_literal_eval(tmp_path_factory, mapping):
+    # video2frames.txt is a Python dict literal; the JSON fast path must read exactly what
+    # literal_eval reads, whatever the ids hold (quotes, backslashes, unicode)
+    import ast
+
+    from prvr_cli.data.bigfile import read_video2frames
+
+    path = tmp_path_factory.mktemp("v2f") / "video2frames.txt"
+    path.write_text(repr(mapping) + "\n", encoding="utf-8")
+    assert read_video2frames(path) == {str(k): [str(f) for f in v] for k, v in ast.literal_eval(repr(mapping)).items()}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=24), st.builds(lambda n, d: f"{n} {d}".encode(), st.integers(-2, 4), st.integers(-2, 4))
+    ),
+    st.integers(0, 16).map(lambda k: 4 * k),
+    st.one_of(st.binary(max_size=40), st.sampled_from([b"", b"a", b"a b", b"a a", b"a b c d"])),
+)
+def test_bigfile_reader_on_arbitrary_files(tmp_path_factory, shape, n_bytes, ids):
+    folder = tmp_path_factory.mktemp("big")
+    (folder / "shape.txt").write_bytes(shape)
+    (folder / "feature.bin").write_bytes(b"\0" * n_bytes)
+    (folder / "id.txt").write_bytes(ids)
+    try:
+        big = BigFile(folder)
+    except PrvrError as err:
+        assert str(folder) in str(err) and "\n" not in str(err)
+    else:
+        assert big.data.shape == (big.num, big.dim) and len(big.ids) == big.num

@@ -24,13 +24,22 @@ def _need(path: Path) -> Path:
     return path
 
 
+def _text(path: Path) -> str:
+    try:
+        return _need(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise PrvrError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
+
+
 def read_shape(folder: Path) -> tuple[int, int]:
     path = _need(Path(folder) / "shape.txt")
-    parts = path.read_text().split()
+    parts = _text(path).split()
     try:
         n, d = (int(x) for x in parts)
     except ValueError:
         raise PrvrError(f"{path}: expected two integers 'N D', got {' '.join(parts)!r}") from None
+    if n < 1 or d < 1:
+        raise PrvrError(f"{path}: says {n} rows of {d} values; a feature file needs at least one of each")
     return n, d
 
 
@@ -47,7 +56,7 @@ class BigFile:
             raise PrvrError(
                 f"{bin_path}: {size} bytes, but shape.txt says {self.num} x {self.dim} float32 = {expected} bytes"
             )
-        self.ids = _need(self.folder / "id.txt").read_text().split()
+        self.ids = _text(self.folder / "id.txt").split()
         if len(self.ids) != self.num:
             raise PrvrError(f"{self.folder / 'id.txt'}: {len(self.ids)} ids, but shape.txt says {self.num} rows")
         self.row = {name: i for i, name in enumerate(self.ids)}
@@ -65,8 +74,8 @@ class BigFile:
 
 def read_video2frames(path: str | os.PathLike) -> dict[str, list[str]]:
     """Parse ``video2frames.txt`` safely (``ast.literal_eval``, never ``eval``)."""
-    path = _need(Path(path))
-    text = path.read_text()
+    path = Path(path)
+    text = _text(path)
     try:
         mapping = _as_json(text)
         if mapping is None:
