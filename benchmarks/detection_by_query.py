@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from prvr_cli.arl.objective import detect
-from prvr_cli.arl.similarity import frame_similarity
 from prvr_cli.arl.uncertainty import EpochStats, query_uncertainty
+from prvr_cli.core.score import frame_similarity
 from prvr_cli.data.loaders import train_loader
 from prvr_cli.data.synth import GroundTruth
 from prvr_cli.train.checkpoint import model_from_checkpoint

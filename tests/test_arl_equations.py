@@ -8,14 +8,17 @@ import torch.nn.functional as F
 
 from prvr_cli.arl.detection import detect_text_frame, detect_text_video, positives
 from prvr_cli.arl.losses import dual_triplet, multi_positive_nce
-from prvr_cli.arl.similarity import frame_similarity, video_similarity
-from prvr_cli.arl.uncertainty import (
-    StatsAccumulator,
-    brute_force_uncertainty,
-    frame_uncertainty,
-    pair_uncertainty,
-    query_uncertainty,
-)
+from prvr_cli.arl.uncertainty import StatsAccumulator, frame_uncertainty, pair_uncertainty, query_uncertainty
+from prvr_cli.core.score import frame_similarity, video_similarity
+
+
+def brute_force_uncertainty(q: torch.Tensor, V: torch.Tensor, mask: torch.Tensor):
+    """Reference: materialise M (Nq, Nv, L) and average it (Eq. 4 as printed)."""
+    M = frame_similarity(q, V)  # (Nq, Nv, L)
+    valid = mask[None].expand_as(M)
+    U_q = (M * valid).sum((1, 2)) / valid.sum((1, 2))
+    U_v = M.mean(0) * mask
+    return U_q, U_v
 
 
 def test_frame_and_video_similarity_ignore_padding():

@@ -105,30 +105,6 @@ def test_all_switches_off_means_no_detection(batch):
     assert all(terms[f"{b}/video_trip_a"] == 0 for b in BRANCHES)
 
 
-def test_dual_branch_score_is_mean_of_branch_maxima(batch):
-    """DualBranch.score (Eq. 13) agrees with the evaluation's chunked scorer."""
-    import torch.nn.functional as F
-
-    from prvr_cli.evaluation.scoring import EncodedSplit, score_matrix
-
-    model = create_model("tiny", max_ctx_l=16).eval()
-    with torch.no_grad():
-        emb = _forward(model, batch)
-        q = {b: emb[b].q for b in BRANCHES}
-        V = {b: emb[b].V for b in BRANCHES}
-        got = model.score(q, V, batch["video_mask"])
-        mask = batch["video_mask"]
-        enc = EncodedSplit(
-            {b: F.normalize(q[b], dim=-1) for b in BRANCHES},
-            {b: F.normalize(V[b], dim=-1) * mask[..., None] for b in BRANCHES},
-            mask,
-        )
-    np_scores = score_matrix(enc, q_chunk=5, v_chunk=2)
-    assert torch.allclose(got, torch.from_numpy(np_scores), atol=1e-5)
-    theta_only = score_matrix(enc, ("theta",))
-    assert not torch.allclose(got, torch.from_numpy(theta_only), atol=1e-3)
-
-
 @pytest.mark.parametrize("source", ["frame", "video"])
 def test_text_frame_detection_reads_the_chosen_thresholds(batch, source):
     from prvr_cli.arl.objective import detect

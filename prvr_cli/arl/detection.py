@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from prvr_cli.core.score import valid_frames
+
 
 @dataclass
 class Detection:
@@ -45,7 +47,7 @@ def detect_text_frame(sf: torch.Tensor, uf: torch.Tensor, mask: torch.Tensor, ta
     uncertainties to the frames of the paired video, mask (Nq, L) its valid frames.
     The positive frame is k_hat (the argmax); ambiguous frames are other valid frames with
     sf > tau_s and uf > tau_u."""
-    valid = mask > 0.5
+    valid = valid_frames(mask)
     k_hat = sf.masked_fill(~valid, float("-inf")).argmax(-1)
     pos = torch.zeros_like(valid)
     pos[torch.arange(sf.shape[0], device=sf.device), k_hat] = True

@@ -8,7 +8,6 @@ import torch
 
 from prvr_cli.arl.detection import Detection, detect_text_frame, detect_text_video, positives
 from prvr_cli.arl.losses import dual_triplet, multi_positive_nce
-from prvr_cli.arl.similarity import frame_similarity, video_similarity
 from prvr_cli.arl.uncertainty import (
     EpochStats,
     Thresholds,
@@ -19,6 +18,7 @@ from prvr_cli.arl.uncertainty import (
     query_uncertainty,
 )
 from prvr_cli.config import LossConfig
+from prvr_cli.core.score import frame_similarity, valid_frames, video_similarity
 
 
 @dataclass
@@ -100,7 +100,7 @@ def branch_loss(
 
     if given is not None and given.tf is not None:
         sf_p = sf[rows, labels]  # (Nq, L) frames of each query's own video
-        valid = mask[labels] > 0.5
+        valid = valid_frames(mask)[labels]
         k_own = k_hat[rows, labels]
         own_pos = torch.zeros_like(valid)
         own_pos[rows, k_own] = True

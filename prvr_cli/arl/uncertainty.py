@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from prvr_cli.arl.similarity import frame_similarity
+from prvr_cli.core.score import valid_frames
 
 
 @dataclass
@@ -113,15 +113,6 @@ def frame_pair_uncertainty(U_q: torch.Tensor, U_v_paired: torch.Tensor) -> torch
     return (U_q[:, None] + U_v_paired) / 2
 
 
-def brute_force_uncertainty(q: torch.Tensor, V: torch.Tensor, mask: torch.Tensor):
-    """Reference for tests: materialise M (Nq, Nv, L) and average it (Eq. 4 as printed)."""
-    M = frame_similarity(q, V)  # (Nq, Nv, L)
-    valid = mask[None].expand_as(M)
-    U_q = (M * valid).sum((1, 2)) / valid.sum((1, 2))
-    U_v = M.mean(0) * mask
-    return U_q, U_v
-
-
 class StatsAccumulator:
     """Streams unit embeddings chunk by chunk into the sums that ``EpochStats`` needs."""
 
@@ -143,7 +134,7 @@ class StatsAccumulator:
         self.n_queries += q.shape[0]
         # positive pairs only: (Nq, L) similarities to each query's own video
         sf_pos = torch.einsum("nd,nld->nl", q_hat, V_hat[labels])
-        s_pos, k_pos = sf_pos.masked_fill(mask[labels] < 0.5, float("-inf")).max(-1)  # (Nq,)
+        s_pos, k_pos = sf_pos.masked_fill(~valid_frames(mask)[labels], float("-inf")).max(-1)  # (Nq,)
         self.sum_pos_s += float(s_pos.sum())
         self.sum_pos_frame += V_hat[labels, k_pos].sum(0).double()
         # frame level: every valid frame of the paired video counts once per query

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from prvr_cli.core.branches import BRANCHES
+from prvr_cli.core.score import cosines, valid_frames, video_similarity
 from prvr_cli.data.loaders import eval_loaders
 from prvr_cli.data.splits import SplitData
 from prvr_cli.data.synth import GroundTruth
 from prvr_cli.evaluation.metrics import paired_ranks, recall_metrics, relevance_metrics
-from prvr_cli.nets.dual import BRANCHES
 
 
 @dataclass
@@ -41,12 +41,11 @@ def encode_split(
         n = m.shape[1]
         mask[idx, :n] = m.cpu()
         for b in branches:
-            emb = F.normalize(model.encode_video(x, m, b).float(), dim=-1) * m[..., None]
-            V[b][idx, :n] = emb.cpu()
+            V[b][idx, :n] = model.encode_video(x, m, b, normalize=True).cpu()
     for batch in queries:
         x, m, idx = batch["feats"].to(device), batch["mask"].to(device), batch["index"]
         for b in branches:
-            q[b][idx] = F.normalize(model.encode_text(x, m, b).float(), dim=-1).cpu()
+            q[b][idx] = model.encode_text(x, m, b, normalize=True).cpu()
     return EncodedSplit(q, V, mask)
 
 
@@ -58,15 +57,13 @@ def score_matrix(
     is one (q_chunk, v_chunk, L) block."""
     nq, nv = enc.q[branches[0]].shape[0], enc.mask.shape[0]
     out = np.zeros((nq, nv), dtype=np.float32)
-    invalid = (enc.mask < 0.5).to(device)
+    valid = valid_frames(enc.mask).to(device)
     for b in branches:
         Q, V = enc.q[b], enc.V[b]
         for v0 in range(0, nv, v_chunk):
-            Vc = V[v0 : v0 + v_chunk].to(device)
-            inv = invalid[v0 : v0 + v_chunk]
+            Vc, vc = V[v0 : v0 + v_chunk].to(device), valid[v0 : v0 + v_chunk]
             for q0 in range(0, nq, q_chunk):
-                sf = torch.einsum("nd,bld->nbl", Q[q0 : q0 + q_chunk].to(device), Vc)
-                s = sf.masked_fill(inv[None], float("-inf")).max(-1).values
+                s = video_similarity(cosines(Q[q0 : q0 + q_chunk].to(device), Vc), vc)[0]
                 out[q0 : q0 + q_chunk, v0 : v0 + v_chunk] += s.cpu().numpy() / len(branches)
     return out
 

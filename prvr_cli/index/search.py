@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from prvr_cli.core.branches import BRANCHES
+from prvr_cli.core.score import branch_mean, ragged_max, ragged_scores
 from prvr_cli.index.store import FrameStore, cap_bound
-from prvr_cli.nets.dual import BRANCHES
 
 
 @dataclass
@@ -45,23 +46,9 @@ class Hit:
         }
 
 
-def _rows(offsets: np.ndarray, videos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Frame rows of ``videos`` concatenated, and each video's segment start within them."""
-    starts, ends = offsets[videos], offsets[videos + 1]
-    lens = ends - starts
-    seg = np.concatenate([[0], np.cumsum(lens)[:-1]])
-    rows = np.arange(lens.sum()) - np.repeat(seg, lens) + np.repeat(starts, lens)
-    return rows, seg
-
-
 def exact_scores(store: FrameStore, q: dict[str, np.ndarray], videos: np.ndarray) -> dict[str, np.ndarray]:
     """Per-branch max over frames, exactly, for ``videos`` (n,). q[b] (d,) unit -> {b: (n,)}."""
-    rows, seg = _rows(store.offsets, videos)
-    out = {}
-    for b in BRANCHES:
-        sims = store.frames[b][rows] @ q[b]  # (n_rows,)
-        out[b] = np.maximum.reduceat(sims, seg) if len(seg) else np.zeros(0, np.float32)
-    return out
+    return ragged_scores(store.frames, store.offsets, q, videos)
 
 
 def _top(videos: list[np.ndarray], scores: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +66,7 @@ def video_upper_bounds(store: FrameStore, q: dict[str, np.ndarray]) -> np.ndarra
         cos = store.direction[b] @ q[b].T  # (Nb,) or (Nb, B)
         m = store.min_cos[b] if cos.ndim == 1 else store.min_cos[b][:, None]
         block_ub = cap_bound(cos, m)
-        ub = ub + np.maximum.reduceat(block_ub, store.block_offsets[b][:-1], axis=0) / len(BRANCHES)
+        ub = ub + ragged_max(block_ub, store.block_offsets[b][:-1]) / len(BRANCHES)
     return ub
 
 
@@ -98,7 +85,7 @@ def search_bounds(
             break
         batch = order[i : i + step]
         s = exact_scores(store, q, batch)
-        top_v, top_s = _top([top_v, batch], [top_s, sum(s.values()) / len(BRANCHES)], k)
+        top_v, top_s = _top([top_v, batch], [top_s, branch_mean(s)], k)
         i += len(batch)
         step = min(step * 2, 4096)
     return top_v, top_s, i
@@ -113,8 +100,7 @@ def score_pairs(store: FrameStore, Q: dict[str, np.ndarray], pq: np.ndarray, pv:
     for group in np.split(order, cuts) if len(order) else []:
         v = int(pv[group[0]])
         s0, s1 = int(store.offsets[v]), int(store.offsets[v + 1])
-        for b in BRANCHES:
-            out[group] += (store.frames[b][s0:s1] @ Q[b][pq[group]].T).max(0) / len(BRANCHES)
+        out[group] = branch_mean({b: (store.frames[b][s0:s1] @ Q[b][pq[group]].T).max(0) for b in BRANCHES})
     return out
 
 
@@ -163,7 +149,7 @@ def search_faiss(
             tau += (D[0][valid][-1] if valid.any() else -1.0) / len(BRANCHES)
         videos = np.unique(np.concatenate(cands))
         s = exact_scores(store, q, videos)
-        top_v, top_s = _top([videos], [sum(s.values()) / len(BRANCHES)], k)
+        top_v, top_s = _top([videos], [branch_mean(s)], k)
         if not exact or f >= n_frames or (len(top_s) >= k and top_s[-1] > tau):
             return top_v, top_s, len(videos)
         f = min(f * 4, n_frames)
@@ -174,7 +160,7 @@ def moments(store: FrameStore, q: dict[str, np.ndarray], video: int, margin: flo
     span of neighbours within ``margin`` of it. Returns (best, (first, last), {branch: (L,)})."""
     s0, s1 = int(store.offsets[video]), int(store.offsets[video + 1])
     per_branch = {b: np.asarray(store.frames[b][s0:s1]) @ q[b] for b in BRANCHES}
-    per_frame = sum(per_branch.values()) / len(BRANCHES)
+    per_frame = branch_mean(per_branch)
     best = int(np.argmax(per_frame))
     lo = hi = best
     while lo > 0 and per_frame[lo - 1] >= per_frame[best] - margin:

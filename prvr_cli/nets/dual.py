@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from prvr_cli.config import Config, ModelConfig, load_preset
+from prvr_cli.core.branches import BRANCHES
+from prvr_cli.core.score import unit
 from prvr_cli.nets.encoders import Branch
-
-BRANCHES = ("theta", "phi")
 
 
 @dataclass
@@ -33,13 +33,16 @@ class DualBranch(nn.Module):
                 branches[name] = Branch(cfg)
         self.branches = nn.ModuleDict(branches)
 
-    def encode_text(self, tokens, mask, branch: str) -> torch.Tensor:
-        """(Nq, T, D_q) -> (Nq, d) for one branch."""
-        return self.branches[branch].text(tokens, mask)
+    def encode_text(self, tokens, mask, branch: str, normalize: bool = False) -> torch.Tensor:
+        """(Nq, T, D_q) -> (Nq, d) for one branch; unit float32 rows with ``normalize``."""
+        q = self.branches[branch].text(tokens, mask)
+        return unit(q) if normalize else q
 
-    def encode_video(self, frames, mask, branch: str) -> torch.Tensor:
-        """(B, L, D_v) -> (B, L, d) for one branch."""
-        return self.branches[branch].video(frames, mask)
+    def encode_video(self, frames, mask, branch: str, normalize: bool = False) -> torch.Tensor:
+        """(B, L, D_v) -> (B, L, d) for one branch; with ``normalize`` unit float32 frames, and
+        padded frames (mask 0) exactly zero."""
+        V = self.branches[branch].video(frames, mask)
+        return unit(V) * mask[..., None] if normalize else V
 
     def forward(self, text=None, text_mask=None, video=None, video_mask=None) -> dict[str, Embeddings]:
         """Embeddings of both branches: {"theta": Embeddings, "phi": Embeddings}."""
@@ -49,17 +52,6 @@ class DualBranch(nn.Module):
             V = self.encode_video(video, video_mask, name) if video is not None else None
             out[name] = Embeddings(q, V)
         return out
-
-    @staticmethod
-    def score(q: dict[str, torch.Tensor], V: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        """Retrieval score (Eq. 13): mean over branches of the max over valid frames of the cosine.
-
-        q[branch] (Nq, d), V[branch] (B, L, d), mask (B, L) -> (Nq, B).
-        """
-        from prvr_cli.arl.similarity import frame_similarity, video_similarity
-
-        per_branch = [video_similarity(frame_similarity(q[b], V[b]), mask)[0] for b in BRANCHES]
-        return sum(per_branch) / len(per_branch)
 
 
 def create_model(preset: str | Config = "tiny", **overrides) -> DualBranch:

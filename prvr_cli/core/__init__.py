@@ -1,0 +1,1 @@
+"""The few definitions every layer shares: branch names and the retrieval score."""

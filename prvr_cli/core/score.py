@@ -1,0 +1,82 @@
+"""The retrieval score of the method, defined once (ARL, Eq. 2, 3 and 13):
+
+    s_f(q, v_k) = q_hat . v_k_hat               cosine of the query with each frame   (Eq. 2)
+    s(q, V)     = max over valid frames k of s_f                                    (Eq. 3)
+    S(q, V)     = mean over the branches (theta, phi) of s                          (Eq. 13)
+
+in two forms: padded torch tensors with a frame mask (training, detection, evaluation), and
+ragged numpy arrays, the unit frames of all videos concatenated in rows with each video's
+segment start (the index). Everything that ranks videos calls these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from prvr_cli.core.branches import BRANCHES
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit length (float32); all-zero rows stay zero. (..., d) -> (..., d)."""
+    return F.normalize(x.float(), dim=-1)
+
+
+def valid_frames(mask: torch.Tensor) -> torch.Tensor:
+    """Boolean (B, L) from a frame mask given as bool or as 0/1 floats."""
+    return mask if mask.dtype == torch.bool else mask > 0.5
+
+
+def cosines(q_hat: torch.Tensor, V_hat: torch.Tensor) -> torch.Tensor:
+    """Eq. 2 on unit inputs: (Nq, d), (B, L, d) -> (Nq, B, L)."""
+    return torch.einsum("nd,bld->nbl", q_hat, V_hat)
+
+
+def frame_similarity(q: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    """s_f (Eq. 2) of raw embeddings: (Nq, d), (B, L, d) -> (Nq, B, L)."""
+    return cosines(F.normalize(q, dim=-1), F.normalize(V, dim=-1))
+
+
+def video_similarity(sf: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """s (Eq. 3): max over valid frames. sf (Nq, B, L), mask (B, L) -> s (Nq, B), k_hat (Nq, B)."""
+    return sf.masked_fill(~valid_frames(mask)[None], float("-inf")).max(dim=-1)
+
+
+def branch_mean(per_branch: Mapping):
+    """Eq. 13's mean over the branches, of tensors or arrays of one shape."""
+    return sum(per_branch[b] for b in BRANCHES) / len(BRANCHES)
+
+
+def retrieval_score(q: Mapping[str, torch.Tensor], V: Mapping[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    """S (Eq. 13) of raw embeddings, padded form. q[b] (Nq, d), V[b] (B, L, d), mask (B, L) -> (Nq, B)."""
+    return branch_mean({b: video_similarity(frame_similarity(q[b], V[b]), mask)[0] for b in BRANCHES})
+
+
+def ragged_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Eq. 3 on ragged rows: the max of ``values`` (n_rows, ...) over each segment that starts at
+    ``starts`` (n,) and runs to the next start (the last to the end) -> (n, ...)."""
+    if not len(starts):
+        return np.zeros((0, *values.shape[1:]), np.float32)
+    return np.maximum.reduceat(values, starts, axis=0)
+
+
+def ragged_rows(offsets: np.ndarray, videos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frame rows of ``videos`` concatenated, and each video's segment start within them.
+    offsets (Nv+1,): frames of video j are rows offsets[j]:offsets[j+1]."""
+    starts, ends = offsets[videos], offsets[videos + 1]
+    lens = ends - starts
+    seg = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+    rows = np.arange(lens.sum()) - np.repeat(seg, lens) + np.repeat(starts, lens)
+    return rows, seg
+
+
+def ragged_scores(
+    frames: Mapping[str, np.ndarray], offsets: np.ndarray, q: Mapping[str, np.ndarray], videos: np.ndarray
+) -> dict[str, np.ndarray]:
+    """s (Eq. 3) per branch for ``videos`` (n,), ragged form: frames[b] (N, d) unit rows, q[b] (d,)
+    unit -> {b: (n,)}. ``branch_mean`` of the result is S (Eq. 13)."""
+    rows, seg = ragged_rows(offsets, videos)
+    return {b: ragged_max(np.asarray(frames[b][rows]) @ q[b], seg) for b in BRANCHES}
