@@ -11,7 +11,7 @@ import torch
 
 from prvr_cli.config import load_preset
 from prvr_cli.errors import PrvrError
-from prvr_cli.index.build import _faiss_sync, build_index, resampled_times
+from prvr_cli.index.build import build_index, faiss_sync, resampled_times
 from prvr_cli.index.search import search_bounds, search_faiss
 from prvr_cli.index.searcher import Searcher
 from prvr_cli.index.store import FrameStore, save_store
@@ -30,7 +30,7 @@ def make_store(tmp_path, frames, offsets, factory="Flat"):
     import faiss
 
     for b, f in frames.items():
-        _faiss_sync(tmp_path, f, factory, b, 0)
+        faiss_sync(tmp_path, f, factory, b, 0)
         indexes[b] = faiss.read_index(str(tmp_path / f"faiss_{b}.index"))
     return FrameStore.load(tmp_path), indexes
 

@@ -9,9 +9,8 @@ import torch
 from torch import nn
 
 from prvr_cli.config import Config, ModelConfig, load_preset
+from prvr_cli.core.branches import BRANCHES
 from prvr_cli.nets.encoders import Branch
-
-BRANCHES = ("theta", "phi")
 
 
 @dataclass
