@@ -307,3 +307,34 @@ def test_a_registered_engine_is_searchable_by_name(trained, tmp_path, monkeypatc
             np.testing.assert_allclose([h.score for h in got], [h.score for h in ref], atol=1e-5)
     with pytest.raises(PrvrError, match="unknown engine 'nope': use auto, bounds, faiss, brute"):
         searcher.search(q, 5, "nope")
+
+
+def test_an_interrupted_build_resumes_to_the_same_bytes(trained, tmp_path):
+    root, _, _ = trained
+
+    class StopAfter:  # a progress bar that interrupts the build on its third batch
+        def __init__(self, n):
+            self.n = n
+
+        def add_task(self, *a, **kw):
+            return 0
+
+        def update(self, task, advance):
+            self.n -= 1
+            if self.n == 0:
+                raise KeyboardInterrupt
+
+    settings = dict(batch_size=5, chunk_videos=10)
+    build_index(root / "run", tmp_path / "full", **settings)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(root / "run", tmp_path / "cut", progress=StopAfter(3), **settings)
+    meta = FrameStore.load(tmp_path / "cut").meta
+    assert meta["videos"] == 10 and not meta["complete"]  # the first chunk was saved, the third batch was not
+    with pytest.raises(PrvrError, match="interrupted"):
+        Searcher(tmp_path / "cut")
+    summary = build_index(root / "run", tmp_path / "cut", **settings)
+    assert summary["added"] == 30
+    files = sorted(p.name for p in (tmp_path / "full").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "cut").iterdir())
+    for name in files:
+        assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "cut" / name).read_bytes(), name
