@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prvr_cli.index.build import _faiss_sync
+from prvr_cli.index.build import faiss_sync
 from prvr_cli.index.search import search_bounds, search_bounds_batch, search_faiss
 from prvr_cli.index.store import FrameStore, save_store
 
@@ -162,7 +162,7 @@ def part2(nv, n_q, factories, noise):
         for factory in factories:
             t = time.perf_counter()
             for b in BR:
-                _faiss_sync(root, store.frames[b], factory, b, 0)
+                faiss_sync(root, store.frames[b], factory, b, 0)
             build = time.perf_counter() - t
             indexes = {b: faiss.read_index(str(root / f"faiss_{b}.index")) for b in BR}
             size = sum(os.path.getsize(root / f"faiss_{b}.index") for b in BR)

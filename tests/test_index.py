@@ -11,11 +11,15 @@ import torch
 
 from prvr_cli.config import load_preset
 from prvr_cli.errors import PrvrError
-from prvr_cli.index.build import _faiss_sync, build_index, resampled_times
+from prvr_cli.index.build import build_index, faiss_sync, resampled_times
+from prvr_cli.index.engines import ENGINES
 from prvr_cli.index.search import search_bounds, search_faiss
 from prvr_cli.index.searcher import Searcher
 from prvr_cli.index.store import FrameStore, save_store
 from prvr_cli.train.fit import fit
+
+TINY_ROBERTA_DIM = 32  # token width of the test-only text model, so free text can reach the tiny run
+TINY_TEXT = {"backbone": "roberta", "model": "tiny-roberta (test only)", "dim": TINY_ROBERTA_DIM, "tiny": True}
 
 
 def _unit(x):
@@ -30,7 +34,7 @@ def make_store(tmp_path, frames, offsets, factory="Flat"):
     import faiss
 
     for b, f in frames.items():
-        _faiss_sync(tmp_path, f, factory, b, 0)
+        faiss_sync(tmp_path, f, factory, b, 0)
         indexes[b] = faiss.read_index(str(tmp_path / f"faiss_{b}.index"))
     return FrameStore.load(tmp_path), indexes
 
@@ -133,7 +137,7 @@ def trained(tmp_path_factory):
     from prvr_cli.data.synth import generate, spec_for
 
     root = tmp_path_factory.mktemp("idx")
-    layout = generate(root, "synth", spec_for("tiny", videos=40, seed=2))
+    layout = generate(root, "synth", spec_for("tiny", videos=40, seed=2, text_dim=TINY_ROBERTA_DIM))
     # give every frame a time so the id map carries seconds
     from prvr_cli.data.sources import open_videos
 
@@ -243,3 +247,94 @@ def test_batched_exact_search_equals_brute_force(tmp_path, k):
         truth = brute_force(frames, offsets, q)
         assert v.tolist() == np.lexsort((np.arange(250), -truth))[:k].tolist()
         np.testing.assert_allclose(s, np.sort(truth)[::-1][:k], atol=1e-5)
+
+
+def test_index_travels_without_its_dataset(trained, tmp_path):
+    """Free text needs only the index (it carries the text-encoder record); stored queries say
+    clearly that they need the dataset; an index from before the record still reads extract.json."""
+    root, _, _ = trained
+    shutil.copytree(root / "synth", tmp_path / "ds" / "synth")
+    (tmp_path / "ds" / "synth" / "extract.json").write_text(json.dumps({"text": TINY_TEXT}))
+    build_index(root / "run", tmp_path / "ix", data_root=tmp_path / "ds")
+    assert FrameStore.load(tmp_path / "ix").meta["text_encoder"] == TINY_TEXT
+    shutil.copytree(tmp_path / "ix", tmp_path / "old")
+    old_meta = json.loads((tmp_path / "old" / "index.json").read_text())
+    del old_meta["text_encoder"]
+    (tmp_path / "old" / "index.json").write_text(json.dumps(old_meta))
+    before = Searcher(tmp_path / "ix")
+    expect = before.search(before.encode_texts(["a red ball"]), 3)[0]
+    old = Searcher(tmp_path / "old")
+    assert [h.video for h in old.search(old.encode_texts(["a red ball"]), 3)[0]] == [h.video for h in expect]
+
+    shutil.move(tmp_path / "ix", tmp_path / "elsewhere")
+    (tmp_path / "ds").rename(tmp_path / "gone")
+    moved = Searcher(tmp_path / "elsewhere")
+    hits = moved.search(moved.encode_texts(["a red ball"]), 3)[0]
+    assert [(h.video, h.score) for h in hits] == [(h.video, h.score) for h in expect]
+    with pytest.raises(PrvrError, match="free text needs that encoder"):
+        Searcher(tmp_path / "old").encode_texts(["a red ball"])
+    gone = "the dataset this index was built from is not there any more; stored-query search needs it"
+    with pytest.raises(PrvrError, match=gone):
+        moved.encode_query_ids(["v000001#enc#0"])
+    run = lambda *a: subprocess.run([sys.executable, "-m", "prvr_cli", *a], capture_output=True, text=True)  # noqa: E731
+    res = run("search", "a red ball", "--index", str(tmp_path / "elsewhere"), "-k", "3", "--json")
+    assert res.returncode == 0, res.stderr
+    assert [r["video"] for r in json.loads(res.stdout)["results"]] == [h.video for h in expect]
+    res = run("search", "v000001#enc#0", "--query-id", "--index", str(tmp_path / "elsewhere"))
+    assert res.returncode == 1 and res.stderr.startswith("error: ") and gone in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_registered_engine_is_searchable_by_name(trained, tmp_path, monkeypatch):
+    """One function and one registry line make an engine; a name not registered lists the names."""
+    root, _, _ = trained
+    build_index(root / "run", tmp_path / "ix")
+
+    def brute(searcher, q, k):
+        store, found = searcher.store, []
+        for i in range(len(q["theta"])):
+            s = sum(np.maximum.reduceat(store.frames[b] @ q[b][i], store.offsets[:-1]) for b in q) / len(q)
+            top = np.argsort(-s, kind="stable")[:k]
+            found.append((top, s[top]))
+        return found
+
+    monkeypatch.setitem(ENGINES, "brute", brute)
+    searcher = Searcher(tmp_path / "ix")
+    q = searcher.encode_query_ids(["v000001#enc#0", "v000030#enc#1"])
+    for engine in ("auto", "faiss"):
+        for ref, got in zip(searcher.search(q, 5, "brute"), searcher.search(q, 5, engine)):
+            assert [h.video for h in got] == [h.video for h in ref]
+            np.testing.assert_allclose([h.score for h in got], [h.score for h in ref], atol=1e-5)
+    with pytest.raises(PrvrError, match="unknown engine 'nope': use auto, bounds, faiss, brute"):
+        searcher.search(q, 5, "nope")
+
+
+def test_an_interrupted_build_resumes_to_the_same_bytes(trained, tmp_path):
+    root, _, _ = trained
+
+    class StopAfter:  # a progress bar that interrupts the build on its third batch
+        def __init__(self, n):
+            self.n = n
+
+        def add_task(self, *a, **kw):
+            return 0
+
+        def update(self, task, advance):
+            self.n -= 1
+            if self.n == 0:
+                raise KeyboardInterrupt
+
+    settings = dict(batch_size=5, chunk_videos=10)
+    build_index(root / "run", tmp_path / "full", **settings)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(root / "run", tmp_path / "cut", progress=StopAfter(3), **settings)
+    meta = FrameStore.load(tmp_path / "cut").meta
+    assert meta["videos"] == 10 and not meta["complete"]  # the first chunk was saved, the third batch was not
+    with pytest.raises(PrvrError, match="interrupted"):
+        Searcher(tmp_path / "cut")
+    summary = build_index(root / "run", tmp_path / "cut", **settings)
+    assert summary["added"] == 30
+    files = sorted(p.name for p in (tmp_path / "full").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "cut").iterdir())
+    for name in files:
+        assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "cut" / name).read_bytes(), name

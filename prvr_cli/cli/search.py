@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from prvr_cli.index.engines import engine_names
+
 
 def _moment(hit: dict) -> str:
     if hit["time"]:
@@ -22,7 +24,9 @@ def search(
     queries: Path = typer.Option(
         None, "--queries", help="batch: one query (or caption id with --query-id) per line; JSONL out"
     ),
-    engine: str = typer.Option("auto", help="auto | bounds (exact, pruned) | faiss (threshold algorithm)"),
+    engine: str = typer.Option(
+        "auto", help=f"{engine_names()}: auto is bounds (exact, pruned) on a Flat index, else faiss"
+    ),
     margin: float = typer.Option(0.05, help="a moment spans neighbouring frames within this score of the best"),
     checkpoint: Path = typer.Option(None, help="the run checkpoint, if it moved since indexing"),
     device: str = typer.Option("cpu", help="auto | cpu | cuda"),

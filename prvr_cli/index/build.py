@@ -7,9 +7,9 @@ appends videos to a finished index without rebuilding (same checkpoint and featu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,32 +17,20 @@ import torch
 import torch.nn.functional as F
 
 from prvr_cli.atomic import atomic_path, write_json
+from prvr_cli.core.branches import BRANCHES
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.loaders import pad_sequences
 from prvr_cli.data.preprocess import prepare_video, resample_edges
-from prvr_cli.data.sources import open_videos
+from prvr_cli.data.sources import BigFileVideos, HDF5Videos, open_videos
 from prvr_cli.errors import PrvrError
+from prvr_cli.index.meta import checkpoint_file, file_sha256, text_record
 from prvr_cli.index.store import BLOCK, FrameStore, save_store
-from prvr_cli.nets.dual import BRANCHES
 from prvr_cli.train.checkpoint import model_from_checkpoint, versions
 
 FORMAT = "prvr-index/1"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def checkpoint_file(run: str | Path) -> Path:
-    run = Path(run)
-    path = run / "best.pt" if run.is_dir() else run
-    if not path.is_file():
-        raise PrvrError(f"{path}: no checkpoint here (train one with `prvr train`)")
-    return path
+FAISS_TRAIN_SAMPLE = 100_000  # frames a FAISS index that needs training is trained on
+FAISS_ADD_BATCH = 200_000  # frames handed to FAISS per add() call
+VideoSource = BigFileVideos | HDF5Videos
 
 
 def resampled_times(times: np.ndarray | None, n: int, max_len: int) -> np.ndarray:
@@ -56,7 +44,9 @@ def resampled_times(times: np.ndarray | None, n: int, max_len: int) -> np.ndarra
     return np.stack([times[edges[:-1], 0], times[edges[1:] - 1, 1]], axis=1)
 
 
-def _faiss_sync(root: Path, frames: np.ndarray, factory: str, branch: str, have: int) -> None:
+def faiss_sync(root: Path, frames: np.ndarray, factory: str, branch: str, have: int) -> None:
+    """Bring ``root/faiss_<branch>.index`` up to ``frames`` (N, d): add the rows after the ``have``
+    it already holds, or build (and train) it afresh when ``have`` is 0 or the file is missing."""
     import faiss
 
     path = root / f"faiss_{branch}.index"
@@ -67,7 +57,8 @@ def _faiss_sync(root: Path, frames: np.ndarray, factory: str, branch: str, have:
         have = 0
         if not index.is_trained:
             rng = np.random.default_rng(0)
-            sample = frames[np.sort(rng.choice(len(frames), size=min(len(frames), 100_000), replace=False))]
+            size = min(len(frames), FAISS_TRAIN_SAMPLE)
+            sample = frames[np.sort(rng.choice(len(frames), size=size, replace=False))]
             try:
                 index.train(np.ascontiguousarray(sample, dtype=np.float32))
             except RuntimeError as err:
@@ -75,8 +66,8 @@ def _faiss_sync(root: Path, frames: np.ndarray, factory: str, branch: str, have:
                     f"--factory {factory!r}: FAISS could not train it on {len(sample)} frames ({_faiss_message(err)}); "
                     f"the frames are saved in {root}: run `prvr index` again with another --factory"
                 ) from None
-    for s in range(have, len(frames), 200_000):
-        index.add(np.ascontiguousarray(frames[s : s + 200_000], dtype=np.float32))
+    for s in range(have, len(frames), FAISS_ADD_BATCH):
+        index.add(np.ascontiguousarray(frames[s : s + FAISS_ADD_BATCH], dtype=np.float32))
     with atomic_path(path) as tmp:
         faiss.write_index(index, str(tmp))
 
@@ -95,6 +86,172 @@ def check_factory(factory: str, dim: int) -> None:
 def _faiss_message(err: Exception) -> str:
     """FAISS's C++ error without its source location: 'Error in ... at index_factory.cpp:1228: X' -> X."""
     return re.sub(r"^.*\.cpp:\d+: ", "", str(err).strip().splitlines()[-1]) if str(err).strip() else "no detail"
+
+
+@dataclass
+class _Rows:
+    """What the index folder will hold: video ids in row order, frame offsets, (N, 2) frame times
+    and per-branch (N, d) unit frames, each kept as a list of pieces until the next save."""
+
+    ids: list[str]
+    offsets: list[np.ndarray]
+    times: list[np.ndarray]
+    frames: dict[str, list[np.ndarray]]
+    n_rows: int = 0
+
+    @classmethod
+    def start(cls, store: FrameStore | None) -> _Rows:
+        if store is None:
+            return cls([], [np.zeros(1, np.int64)], [], {b: [] for b in BRANCHES})
+        offsets = np.asarray(store.offsets)
+        frames = {b: [np.asarray(store.frames[b])] for b in BRANCHES}
+        return cls(list(store.video_ids), [offsets], [np.asarray(store.times)], frames, int(offsets[-1]))
+
+    def add(self, names: list[str], frames: dict[str, np.ndarray], lengths: list[int], times: list[np.ndarray]):
+        for b in BRANCHES:
+            self.frames[b].append(frames[b])
+        for n, t in zip(lengths, times):
+            self.times.append(t)
+            self.n_rows += n
+            self.offsets.append(np.array([self.n_rows], np.int64))
+        self.ids.extend(names)
+
+    def merged_frames(self, dim: int) -> dict[str, np.ndarray]:
+        """Concatenate each branch's pieces into one (N, d) array (and keep it as the only piece)."""
+        merged = {
+            b: np.concatenate(self.frames[b]) if self.frames[b] else np.zeros((0, dim), np.float32) for b in BRANCHES
+        }
+        self.frames = {b: [merged[b]] for b in BRANCHES}
+        return merged
+
+
+def _open_corpus(
+    ckpt: dict, ckpt_path: Path, data_root: str | Path | None, collection: str | None, feature: str | None
+) -> tuple[Layout, str, VideoSource]:
+    """The corpus to index (default: the checkpoint's training dataset), checked against the
+    frame width the checkpoint expects."""
+    ds = ckpt["dataset"]
+    layout = Layout(Path(data_root or ds["root"]), collection or ds["collection"])
+    feature = feature or ds["visual_feature"]
+    source = open_videos(layout, feature)
+    if source.dim != ds["visual_dim"]:
+        raise PrvrError(
+            f"{source.path}: frames are {source.dim}-d, the checkpoint {ckpt_path} expects {ds['visual_dim']}-d"
+        )
+    return layout, feature, source
+
+
+def _open_existing(out: Path, sha: str, ckpt_path: Path, feature: str, factory: str, add: bool) -> FrameStore | None:
+    """The index already in ``out`` (an interrupted build to resume, or one to ``add`` to), or None.
+    Refuses one built with another checkpoint, feature or (once complete) factory."""
+    if not (out / "index.json").is_file():
+        if add:
+            raise PrvrError(f"{out}: no index to add to")
+        return None
+    store = FrameStore.load(out)
+    meta = store.meta
+    if meta["checkpoint_sha256"] != sha:
+        raise PrvrError(f"{out}: was built with another checkpoint; choose a new --out to index {ckpt_path}")
+    if meta["dataset"]["visual_feature"] != feature:
+        raise PrvrError(f"{out}: holds {meta['dataset']['visual_feature']!r} features, not {feature!r}")
+    if meta["factory"] != factory and not meta.get("complete"):
+        meta["faiss_frames"] = 0  # the frames do not depend on the factory; FAISS is rebuilt
+    elif meta["factory"] != factory:
+        raise PrvrError(f"{out}: was built with factory {meta['factory']!r}, not {factory!r}")
+    if not add and meta.get("complete"):
+        raise PrvrError(f"{out}: an index is already here; pass --add to append new videos")
+    return store
+
+
+def _videos_to_add(
+    source: VideoSource, layout: Layout, videos: list[str] | None, store: FrameStore | None
+) -> list[str]:
+    """The wanted videos (default: all of the corpus) that the index does not hold yet."""
+    wanted = videos if videos is not None else source.video_ids
+    missing = [v for v in wanted if v not in source]
+    if missing:
+        raise PrvrError(f"{source.path}: no frames for video {missing[0]!r}")
+    have = set(store.video_ids) if store else set()
+    todo = [v for v in wanted if v not in have]
+    if not todo and store is None:
+        raise PrvrError(f"{layout.base}: no videos to index")
+    return todo
+
+
+def _index_meta(
+    ckpt_path: Path,
+    sha: str,
+    ckpt: dict,
+    cfg,
+    layout: Layout,
+    feature: str,
+    factory: str,
+    *,
+    has_times: bool,
+    faiss_frames: int,
+) -> dict:
+    """What ``index.json`` records about how the index was built (counts are added as it grows),
+    with the text-encoder record free-text search needs, so the index answers without the dataset."""
+    ds = ckpt["dataset"]
+    return {
+        "format": FORMAT,
+        "checkpoint": str(ckpt_path.resolve()),
+        "checkpoint_sha256": sha,
+        "preset": ckpt["preset"],
+        "dataset": {
+            "root": str(layout.root.resolve()),
+            "collection": layout.collection,
+            "visual_feature": feature,
+            "text_feature": ds["text_feature"],
+            "visual_dim": ds["visual_dim"],
+            "text_dim": ds["text_dim"],
+        },
+        "dim": cfg.model.hidden,
+        "factory": factory,
+        "block": BLOCK,
+        "max_ctx_l": cfg.data.max_ctx_l,
+        "max_desc_l": cfg.data.max_desc_l,
+        "has_times": has_times,
+        "text_encoder": text_record(layout),
+        "versions": versions(),
+        "faiss_frames": faiss_frames,
+    }
+
+
+def _encode_batch(
+    model, source: VideoSource, names: list[str], all_times: dict, max_len: int, device
+) -> tuple[dict[str, np.ndarray], list[int], list[np.ndarray]]:
+    """Videos -> per branch their (sum of L_i, d) unit frame embeddings, each L_i, and each (L_i, 2) times."""
+    raw = [source.frames(v) for v in names]
+    for v, r in zip(names, raw):  # the chunks saved so far stay; fix the data and re-run
+        if not np.isfinite(r).all():
+            raise PrvrError(f"{source.path}: video {v!r} holds NaN or Inf frame features")
+    feats = [prepare_video(r, max_len) for r in raw]
+    x, mask = pad_sequences(feats)  # (B, L, D), (B, L)
+    x, mask = x.to(device), mask.to(device)
+    lengths = [len(f) for f in feats]
+    frames = {}
+    for b in BRANCHES:
+        emb = F.normalize(model.encode_video(x, mask, b).float(), dim=-1).cpu().numpy()  # (B, L, d)
+        frames[b] = np.concatenate([emb[i, :n] for i, n in enumerate(lengths)])
+    times = [resampled_times(all_times.get(v), source.num_frames(v), max_len) for v in names]
+    return frames, lengths, times
+
+
+def _save_chunk(out: Path, meta: dict, rows: _Rows, dim: int) -> None:
+    """Write everything encoded so far, marked incomplete: an interrupted build resumes from here."""
+    merged = rows.merged_frames(dim)
+    meta |= {"videos": len(rows.ids), "frames": rows.n_rows, "complete": False}
+    save_store(out, meta, rows.ids, np.concatenate(rows.offsets), np.concatenate(rows.times), merged)
+
+
+def _finish(out: Path, meta: dict, rows: _Rows, factory: str, dim: int) -> None:
+    """Catch the FAISS indexes up with the frames, then mark the index complete."""
+    final = rows.merged_frames(dim)
+    for b in BRANCHES:
+        faiss_sync(out, final[b], factory, b, meta["faiss_frames"])
+    meta |= {"videos": len(rows.ids), "frames": rows.n_rows, "faiss_frames": rows.n_rows, "complete": True}
+    write_json(out / "index.json", meta)
 
 
 @torch.no_grad()
@@ -121,105 +278,26 @@ def build_index(
     ckpt_path = checkpoint_file(run)
     sha = file_sha256(ckpt_path)
     model, cfg, ckpt = model_from_checkpoint(ckpt_path, device)
-    check_factory(factory, cfg.model.hidden)
-    ds = ckpt["dataset"]
-    layout = Layout(Path(data_root or ds["root"]), collection or ds["collection"])
-    feature = feature or ds["visual_feature"]
-    source = open_videos(layout, feature)
-    if source.dim != ds["visual_dim"]:
-        raise PrvrError(
-            f"{source.path}: frames are {source.dim}-d, the checkpoint {ckpt_path} expects {ds['visual_dim']}-d"
-        )
+    dim, max_len = cfg.model.hidden, cfg.data.max_ctx_l
+    check_factory(factory, dim)
+    layout, feature, source = _open_corpus(ckpt, ckpt_path, data_root, collection, feature)
     times_path = layout.frame_times(feature)
     all_times = json.loads(times_path.read_text()) if times_path.is_file() else {}
-
-    store = None
-    if (out / "index.json").is_file():
-        store = FrameStore.load(out)
-        if store.meta["checkpoint_sha256"] != sha:
-            raise PrvrError(f"{out}: was built with another checkpoint; choose a new --out to index {ckpt_path}")
-        if store.meta["dataset"]["visual_feature"] != feature:
-            raise PrvrError(f"{out}: holds {store.meta['dataset']['visual_feature']!r} features, not {feature!r}")
-        if store.meta["factory"] != factory and not store.meta.get("complete"):
-            store.meta["faiss_frames"] = 0  # the frames do not depend on the factory; FAISS is rebuilt
-        elif store.meta["factory"] != factory:
-            raise PrvrError(f"{out}: was built with factory {store.meta['factory']!r}, not {factory!r}")
-        if not add and store.meta.get("complete"):
-            raise PrvrError(f"{out}: an index is already here; pass --add to append new videos")
-    elif add:
-        raise PrvrError(f"{out}: no index to add to")
-
-    wanted = videos if videos is not None else source.video_ids
-    missing = [v for v in wanted if v not in source]
-    if missing:
-        raise PrvrError(f"{source.path}: no frames for video {missing[0]!r}")
-    have = set(store.video_ids) if store else set()
-    todo = [v for v in wanted if v not in have]
-    if not todo and store is None:
-        raise PrvrError(f"{layout.base}: no videos to index")
-
-    ids = list(store.video_ids) if store else []
-    offsets = [np.asarray(store.offsets)] if store else [np.zeros(1, np.int64)]
-    times = [np.asarray(store.times)] if store else []
-    frames = {b: [np.asarray(store.frames[b])] if store else [] for b in BRANCHES}
-    faiss_have = store.meta.get("faiss_frames", 0) if store else 0
-    meta = {
-        "format": FORMAT,
-        "checkpoint": str(ckpt_path.resolve()),
-        "checkpoint_sha256": sha,
-        "preset": ckpt["preset"],
-        "dataset": {
-            "root": str(layout.root.resolve()),
-            "collection": layout.collection,
-            "visual_feature": feature,
-            "text_feature": ds["text_feature"],
-            "visual_dim": ds["visual_dim"],
-            "text_dim": ds["text_dim"],
-        },
-        "dim": cfg.model.hidden,
-        "factory": factory,
-        "block": BLOCK,
-        "max_ctx_l": cfg.data.max_ctx_l,
-        "max_desc_l": cfg.data.max_desc_l,
-        "has_times": bool(all_times),
-        "versions": versions(),
-        "faiss_frames": faiss_have,
-    }
+    store = _open_existing(out, sha, ckpt_path, feature, factory, add)
+    todo = _videos_to_add(source, layout, videos, store)
+    rows = _Rows.start(store)
+    faiss_frames = store.meta.get("faiss_frames", 0) if store else 0
+    meta = _index_meta(
+        ckpt_path, sha, ckpt, cfg, layout, feature, factory, has_times=bool(all_times), faiss_frames=faiss_frames
+    )
     task = progress.add_task("indexing", total=len(todo)) if progress else None
-    n_rows = int(offsets[-1][-1])
     for c0 in range(0, len(todo), chunk_videos):
         chunk = todo[c0 : c0 + chunk_videos]
         for b0 in range(0, len(chunk), batch_size):
             names = chunk[b0 : b0 + batch_size]
-            raw = [source.frames(v) for v in names]
-            for v, r in zip(names, raw):  # the chunks saved so far stay; fix the data and re-run
-                if not np.isfinite(r).all():
-                    raise PrvrError(f"{source.path}: video {v!r} holds NaN or Inf frame features")
-            feats = [prepare_video(r, cfg.data.max_ctx_l) for r in raw]
-            x, mask = pad_sequences(feats)
-            x, mask = x.to(device), mask.to(device)
-            lengths = [len(f) for f in feats]
-            for b in BRANCHES:
-                emb = F.normalize(model.encode_video(x, mask, b).float(), dim=-1).cpu().numpy()
-                frames[b].append(np.concatenate([emb[i, :n] for i, n in enumerate(lengths)]))
-            for v, n in zip(names, lengths):
-                raw_n = source.num_frames(v)
-                times.append(resampled_times(all_times.get(v), raw_n, cfg.data.max_ctx_l))
-                n_rows += n
-                offsets.append(np.array([n_rows], np.int64))
-            ids.extend(names)
+            rows.add(names, *_encode_batch(model, source, names, all_times, max_len, device))
             if progress:
                 progress.update(task, advance=len(names))
-        # save each chunk: an interrupted build resumes from here
-        merged = {b: np.concatenate(frames[b]) for b in BRANCHES}
-        frames = {b: [merged[b]] for b in BRANCHES}
-        meta |= {"videos": len(ids), "frames": n_rows, "complete": False}
-        save_store(out, meta, ids, np.concatenate(offsets), np.concatenate(times), merged)
-    final = {
-        b: np.concatenate(frames[b]) if frames[b] else np.zeros((0, cfg.model.hidden), np.float32) for b in BRANCHES
-    }
-    for b in BRANCHES:
-        _faiss_sync(out, final[b], factory, b, faiss_have)
-    meta |= {"videos": len(ids), "frames": n_rows, "faiss_frames": n_rows, "complete": True}
-    write_json(out / "index.json", meta)
-    return {"out": str(out), "videos": len(ids), "frames": n_rows, "added": len(todo), "factory": factory}
+        _save_chunk(out, meta, rows, dim)
+    _finish(out, meta, rows, factory, dim)
+    return {"out": str(out), "videos": len(rows.ids), "frames": rows.n_rows, "added": len(todo), "factory": factory}

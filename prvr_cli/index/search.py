@@ -26,7 +26,6 @@ from prvr_cli.index.store import FrameStore, cap_bound
 @dataclass
 class Hit:
     video: str
-    video_index: int
     score: float
     branch_scores: dict[str, float]
     best_frame: int = -1
@@ -186,7 +185,6 @@ def describe(
         hits.append(
             Hit(
                 store.video_ids[int(v)],
-                int(v),
                 float(s),
                 {b: float(f.max()) for b, f in per_branch.items()},
                 best,

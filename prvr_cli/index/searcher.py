@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from prvr_cli.core.branches import BRANCHES
 from prvr_cli.data.hdf5 import HDF5Features
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.loaders import pad_sequences
 from prvr_cli.data.preprocess import prepare_query
 from prvr_cli.errors import PrvrError
-from prvr_cli.index.build import file_sha256
-from prvr_cli.index.search import Hit, describe, search_bounds, search_bounds_batch, search_faiss
+from prvr_cli.index.engines import ENGINES, auto_engine, engine_names
+from prvr_cli.index.meta import file_sha256, text_record
+from prvr_cli.index.search import Hit, describe
 from prvr_cli.index.store import FrameStore
-from prvr_cli.nets.dual import BRANCHES
 from prvr_cli.train.checkpoint import model_from_checkpoint
 
 
@@ -62,10 +62,16 @@ class Searcher:
         return q
 
     def query_id_problem(self, cap_id: str) -> str | None:
-        """Why a stored caption id cannot be searched (unknown, or non-finite features), or None."""
-        ds = self.store.meta["dataset"]
+        """Why a stored caption id cannot be searched (unknown, or non-finite features), or None.
+        Stored queries live in the dataset, so this needs it where the index was built from."""
         if self._queries is None:
-            self._queries = HDF5Features(Layout(Path(ds["root"]), ds["collection"]).query_hdf5(ds["text_feature"]))
+            layout = self._dataset()
+            if not layout.base.is_dir():
+                raise PrvrError(
+                    f"{layout.base}: the dataset this index was built from is not there any more; "
+                    "stored-query search needs it, free text does not"
+                )
+            self._queries = HDF5Features(layout.query_hdf5(self.store.meta["dataset"]["text_feature"]))
         if cap_id not in self._queries:
             return f"{self._queries.path}: no stored query {cap_id!r}"
         if not np.isfinite(self._queries.raw(cap_id)).all():
@@ -80,18 +86,22 @@ class Searcher:
                 raise PrvrError(problem)
         return self.encode_tokens([self._queries.get(c) for c in cap_ids])
 
+    def _dataset(self) -> Layout:
+        ds = self.store.meta["dataset"]
+        return Layout(Path(ds["root"]), ds["collection"])
+
     def encode_texts(self, texts: list[str]) -> dict[str, np.ndarray]:
-        """Free text, through the text backbone that ``prvr extract`` recorded for the dataset."""
+        """Free text, through the text backbone that ``prvr extract`` recorded for the dataset and
+        the index copied (indexes built before it did so read the dataset's ``extract.json``)."""
         for t in texts:
             if not t or not t.strip():
                 raise PrvrError("empty query: give some words to search for")
-        ds = self.store.meta["dataset"]
-        extract_json = Layout(Path(ds["root"]), ds["collection"]).extract_record()
-        record = json.loads(extract_json.read_text()).get("text") if extract_json.is_file() else None
+        meta = self.store.meta
+        record = meta["text_encoder"] if "text_encoder" in meta else text_record(self._dataset())
         if record is None:
             raise PrvrError(
-                f"{self.store.root}: queries are encoded with the {ds['text_feature']!r} token features made "
-                "outside prvr, so free text needs that encoder (for MS-SL releases, RoBERTa as in their feature "
+                f"{self.store.root}: queries are encoded with the {meta['dataset']['text_feature']!r} token features "
+                "made outside prvr, so free text needs that encoder (for MS-SL releases, RoBERTa as in their feature "
                 "scripts); search with a stored query instead: --query-id <caption id>"
             )
         if self._text is None:
@@ -103,24 +113,13 @@ class Searcher:
     def search(
         self, q: dict[str, np.ndarray], k: int = 10, engine: str = "auto", margin: float = 0.05
     ) -> list[list[Hit]]:
-        """q[b] (B, d) unit -> per query the top-k hits with moments."""
+        """q[b] (B, d) unit -> per query the top-k hits with moments, found by the named engine
+        (see ``prvr_cli.index.engines``; ``auto`` picks one from the index's factory)."""
         if k < 1:
             raise PrvrError(f"-k {k}: must be at least 1")
         if engine == "auto":
-            engine = "bounds" if self.store.meta["factory"] == "Flat" else "faiss"
-        if engine not in ("bounds", "faiss"):
-            raise PrvrError(f"unknown engine {engine!r}: use auto, bounds or faiss")
-        exact = self.store.meta["factory"] == "Flat"
-        n = len(q[BRANCHES[0]])
-        if engine == "bounds":
-            found = (
-                search_bounds_batch(self.store, q, k)
-                if n > 1
-                else [search_bounds(self.store, {b: q[b][0] for b in BRANCHES}, k)[:2]]
-            )
-        else:
-            found = [
-                search_faiss(self.store, self.indexes, {b: q[b][i] for b in BRANCHES}, k, exact=exact)[:2]
-                for i in range(n)
-            ]
+            engine = auto_engine(self.store.meta["factory"])
+        if engine not in ENGINES:
+            raise PrvrError(f"unknown engine {engine!r}: use {engine_names()}")
+        found = ENGINES[engine](self, q, k)
         return [describe(self.store, {b: q[b][i] for b in BRANCHES}, v, s, margin) for i, (v, s) in enumerate(found)]

@@ -1,7 +1,8 @@
 """On-disk index layout and the frame store behind exact search.
 
     INDEX_DIR/
-      index.json            checkpoint hash, preset, features, dims, factory, counts, versions
+      index.json            checkpoint hash, preset, features, dims, factory, counts, versions,
+                            and the text-encoder record free-text search needs (None if unknown)
       videos.json           video ids, in row order
       offsets.npy           (Nv + 1,) int64: frames of video j are rows offsets[j]:offsets[j+1]
       times.npy             (N, 2) float32 start/end seconds per frame row (NaN when unknown)
@@ -25,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from prvr_cli.atomic import atomic_path, write_json
+from prvr_cli.core.branches import BRANCHES
 from prvr_cli.errors import PrvrError
-from prvr_cli.nets.dual import BRANCHES
 
 BLOCK = 16
 SPLIT_COS = 0.8

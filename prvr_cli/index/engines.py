@@ -1,0 +1,71 @@
+"""Search engines by name: each takes a ``Searcher`` (its ``store`` and, loaded on first use, its
+FAISS ``indexes``), the unit queries q[b] (B, d) and k, and returns per query the top-k
+(video rows, scores), best first. ``auto`` is a rule, not an engine: see ``auto_engine``.
+
+Adding one is a function and a decorator line::
+
+    @register_engine("brute")
+    def brute(searcher, q, k):
+        # every video scored: mean over branches of the max over its frames (a slow reference)
+        store, found = searcher.store, []
+        for i in range(len(q["theta"])):
+            s = sum(np.maximum.reduceat(store.frames[b] @ q[b][i], store.offsets[:-1]) for b in q) / len(q)
+            top = np.argsort(-s, kind="stable")[:k]
+            found.append((top, s[top]))
+        return found
+
+Nothing heavy is imported here, so the command line can list the names cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from prvr_cli.core.branches import BRANCHES
+
+Found = list[tuple[np.ndarray, np.ndarray]]
+ENGINES: dict[str, Callable[..., Found]] = {}
+
+
+def register_engine(name: str):
+    """Decorator: make ``fn(searcher, q, k) -> [(videos, scores), ...]`` the engine ``name``."""
+
+    def register(fn):
+        ENGINES[name] = fn
+        return fn
+
+    return register
+
+
+def auto_engine(factory: str) -> str:
+    """Exact pruned search for a flat (exact) index; the FAISS threshold algorithm otherwise."""
+    return "bounds" if factory == "Flat" else "faiss"
+
+
+def engine_names() -> str:
+    """'auto, bounds, faiss': what ``--engine`` accepts."""
+    return ", ".join(["auto", *ENGINES])
+
+
+@register_engine("bounds")
+def bounds(searcher, q: dict[str, np.ndarray], k: int) -> Found:
+    """Exact: score videos in order of their block upper bounds, stop when no bound can beat the k-th."""
+    from prvr_cli.index.search import search_bounds, search_bounds_batch
+
+    if len(q[BRANCHES[0]]) > 1:
+        return search_bounds_batch(searcher.store, q, k)
+    return [search_bounds(searcher.store, {b: q[b][0] for b in BRANCHES}, k)[:2]]
+
+
+@register_engine("faiss")
+def faiss_ta(searcher, q: dict[str, np.ndarray], k: int) -> Found:
+    """Threshold algorithm over the per-branch FAISS indexes; candidates re-scored exactly."""
+    from prvr_cli.index.search import search_faiss
+
+    exact = searcher.store.meta["factory"] == "Flat"
+    return [
+        search_faiss(searcher.store, searcher.indexes, {b: q[b][i] for b in BRANCHES}, k, exact=exact)[:2]
+        for i in range(len(q[BRANCHES[0]]))
+    ]
