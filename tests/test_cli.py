@@ -6,10 +6,9 @@ import sys
 
 from typer.testing import CliRunner
 
-from prvr_cli.cli.app import _register, app
+from prvr_cli.cli.app import app
 
 runner = CliRunner()
-_register()
 
 
 def prvr(*args):
@@ -30,6 +29,12 @@ def test_help_does_not_import_heavy_libraries():
         "import sys; from prvr_cli.cli.app import app; print(any(m in sys.modules for m in ('torch', 'h5py', 'faiss')))"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_app_is_complete_on_import():
+    code = "from typer.main import get_command; from prvr_cli.cli.app import app; print(*get_command(app).commands)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split()
+    assert sorted(out) == ["data", "demo", "eval", "extract", "index", "search", "train"]
 
 
 def test_synth_then_check_json(tmp_path):

@@ -211,7 +211,9 @@ def test_resume_after_interrupt_gives_same_bytes(one_run, tmp_path, monkeypatch)
     from prvr_cli.features import extract as extract_module
     from prvr_cli.features.extract import ExtractSpec, run_extract
 
-    spec = ExtractSpec(SAMPLES, tmp_path, "samples", captions=SAMPLES / "captions.jsonl", text="roberta", tiny=True)
+    spec = ExtractSpec(
+        videos_dir=SAMPLES, out=tmp_path, name="samples", captions=SAMPLES / "captions.jsonl", text="roberta", tiny=True
+    )
     monkeypatch.setattr(extract_module, "GROUP_VIDEOS", 2)  # 5 videos -> groups of 2, 2, 1
     calls = {"n": 0}
     real = backbones.ClipVisual.encode
@@ -323,7 +325,15 @@ def test_cache_follows_settings_and_files(tmp_path):
     out, logs = tmp_path / "out", []
 
     def spec(**kw):
-        return ExtractSpec(videos, out, "samples", captions=videos / "captions.jsonl", text="roberta", tiny=True, **kw)
+        return ExtractSpec(
+            videos_dir=videos,
+            out=out,
+            name="samples",
+            captions=videos / "captions.jsonl",
+            text="roberta",
+            tiny=True,
+            **kw,
+        )
 
     run_extract(spec(), CPU)
     assert len(frame_rows(out)["street_boxes"]) == 8
@@ -345,7 +355,15 @@ def test_cache_follows_settings_and_files(tmp_path):
     assert len(frame_rows(out)["street_boxes"]) == 12 and "garden_light" not in frame_rows(out)
     fresh = tmp_path / "fresh"
     run_extract(
-        ExtractSpec(videos, fresh, "samples", captions=videos / "captions.jsonl", text="roberta", tiny=True, fps=2.0),
+        ExtractSpec(
+            videos_dir=videos,
+            out=fresh,
+            name="samples",
+            captions=videos / "captions.jsonl",
+            text="roberta",
+            tiny=True,
+            fps=2.0,
+        ),
         CPU,
     )
     assert digest(out / "samples") == digest(fresh / "samples")
@@ -361,7 +379,9 @@ def test_settings_fingerprint_follows_checkpoint_bytes(tmp_path):
             return {"backbone": "i3d", "checkpoint": str(tmp_path / "rgb.pt")}
 
     (tmp_path / "rgb.pt").write_bytes(b"weights one")
-    spec = ExtractSpec(SAMPLES, tmp_path, "x", visual="i3d", i3d_checkpoint=str(tmp_path / "rgb.pt"))
+    spec = ExtractSpec(
+        videos_dir=SAMPLES, out=tmp_path, name="x", visual="i3d", i3d_checkpoint=str(tmp_path / "rgb.pt")
+    )
     first = fingerprint(settings_of(spec, Stub()))
     assert fingerprint(settings_of(spec, Stub())) == first
     spec.clip_seconds = 2.0
@@ -395,7 +415,7 @@ def test_failures_are_not_redone_until_their_file_changes(tmp_path, monkeypatch,
     shutil.copytree(SAMPLES, videos)
     data = (SAMPLES / "park_balls.mp4").read_bytes()
     (videos / "cut.mp4").write_bytes(data[: len(data) // 8])  # no moov atom
-    spec = ExtractSpec(videos, tmp_path / "out", "samples", tiny=True)
+    spec = ExtractSpec(videos_dir=videos, out=tmp_path / "out", name="samples", tiny=True)
     summary = run_extract(spec, CPU)
     assert summary["failures"] == ["cut"] and summary["done"] == 5
     decoded = []
@@ -433,9 +453,9 @@ def test_every_model_loads_before_any_video_is_decoded(tmp_path, monkeypatch):
     real = extract_module.decode_video
     monkeypatch.setattr(extract_module, "decode_video", lambda *a: decoded.append(a) or real(*a))
     spec = ExtractSpec(
-        SAMPLES,
-        tmp_path,
-        "x",
+        videos_dir=SAMPLES,
+        out=tmp_path,
+        name="x",
         captions=SAMPLES / "captions.jsonl",
         text="roberta",
         text_model="definitely-not-a-local-model",

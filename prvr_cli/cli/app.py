@@ -7,7 +7,8 @@ import sys
 import typer
 
 from prvr_cli import __version__
-from prvr_cli.cli import data
+from prvr_cli.cli import data, demo, extract, index, search, train
+from prvr_cli.cli import eval as eval_cmd
 
 app = typer.Typer(
     help="Partially Relevant Video Retrieval: train ARL, evaluate, index and search untrimmed videos.",
@@ -16,22 +17,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data.app, name="data")
-
-
-def _register():
-    from prvr_cli.cli import demo as demo_cmd
-    from prvr_cli.cli import eval as eval_cmd
-    from prvr_cli.cli import extract as extract_cmd
-    from prvr_cli.cli import index as index_cmd
-    from prvr_cli.cli import search as search_cmd
-    from prvr_cli.cli import train as train_cmd
-
-    app.command(name="extract")(extract_cmd.extract)
-    app.command(name="train")(train_cmd.train)
-    app.command(name="eval")(eval_cmd.evaluate)
-    app.command(name="index")(index_cmd.index)
-    app.command(name="search")(search_cmd.search)
-    app.command(name="demo")(demo_cmd.demo)
+app.command(name="extract")(extract.extract)
+app.command(name="train")(train.train)
+app.command(name="eval")(eval_cmd.evaluate)
+app.command(name="index")(index.index)
+app.command(name="search")(search.search)
+app.command(name="demo")(demo.demo)
 
 
 def _version(value: bool):
@@ -48,7 +39,6 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 def main() -> None:
     from prvr_cli.errors import PrvrError
 
-    _register()
     try:
         app(standalone_mode=True)
     except PrvrError as err:

@@ -7,13 +7,15 @@ from pathlib import Path
 import typer
 
 from prvr_cli.cli.common import console, print_json
+from prvr_cli.features.backbones import list_visual
+from prvr_cli.features.text import list_text
 
 
 def extract(
     videos_dir: Path = typer.Argument(..., help="folder of raw videos (searched recursively)"),
     out: Path = typer.Option(..., "--out", help="dataset root to write (the data goes to OUT/NAME)"),
     name: str = typer.Option(..., "--name", help="collection name"),
-    visual: str = typer.Option("clip", help="clip | i3d | resnet152 | resnet152+i3d"),
+    visual: str = typer.Option("clip", help=" | ".join(list_visual())),
     clip_model: str = typer.Option("ViT-L-14", help="open_clip model name"),
     clip_pretrained: str = typer.Option("openai", help="open_clip pretrained tag, or a local checkpoint file"),
     i3d_checkpoint: str = typer.Option(None, help="rgb_imagenet.pt / rgb_charades.pt (public PyTorch I3D port)"),
@@ -23,7 +25,7 @@ def extract(
     fps: float = typer.Option(None, help="features per second for image backbones (default 1)"),
     clip_seconds: float = typer.Option(None, help="seconds per feature row (default 1.5 for I3D, as TVR)"),
     captions: Path = typer.Option(None, help="captions JSONL: video, text, optional split, start, end"),
-    text: str = typer.Option("roberta", help="roberta | clip (token features for the captions)"),
+    text: str = typer.Option("roberta", help=f"{' | '.join(list_text())} (token features for the captions)"),
     text_model: str = typer.Option(None, help="transformers model name or local path (default roberta-large)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     batch_size: int = typer.Option(32, help="frames (or windows) per forward pass"),
@@ -48,24 +50,24 @@ def extract(
     except ValueError:
         raise PrvrError(f"--shard {shard!r}: expected I/N, e.g. 0/4") from None
     spec = ExtractSpec(
-        videos_dir,
-        out,
-        name,
-        visual,
-        clip_model,
-        clip_pretrained,
-        i3d_checkpoint,
-        resnet_checkpoint,
-        fps,
-        clip_seconds,
-        captions,
-        text,
-        text_model,
-        batch_size,
-        workers,
-        (i, n),
-        timeout,
-        test_tiny_models,
+        videos_dir=videos_dir,
+        out=out,
+        name=name,
+        visual=visual,
+        clip_model=clip_model,
+        clip_pretrained=clip_pretrained,
+        i3d_checkpoint=i3d_checkpoint,
+        resnet_checkpoint=resnet_checkpoint,
+        fps=fps,
+        clip_seconds=clip_seconds,
+        captions=captions,
+        text=text,
+        text_model=text_model,
+        batch_size=batch_size,
+        workers=workers,
+        shard=(i, n),
+        timeout=timeout,
+        tiny=test_tiny_models,
     )
     dev = resolve_device(device)
     if merge:

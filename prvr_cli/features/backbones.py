@@ -1,21 +1,34 @@
-"""Visual backbones behind one contract, and the offline-friendly loaders.
+"""Visual backbones behind one contract, in a registry of names.
 
 Every backbone maps decoded clips (n, m, H, W, 3) uint8 -> (n, dim) float32 features and
 describes itself for ``extract.json``. Real weights only: a loader that cannot find its weights
 raises a ``PrvrError`` saying which files are needed and how to provide them. Tiny random models
 exist only behind the explicit ``tiny=True`` (the hidden ``--test-tiny-models`` option).
+
+A backbone is a ``Backbone`` subclass registered under the name ``--visual`` takes::
+
+    @register_visual("dino")
+    class DinoVisual(Backbone): ...
+
+torch and numpy are imported inside the functions, so the names are known to ``prvr --help``
+without loading them.
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from prvr_cli.errors import PrvrError
-from prvr_cli.features.decode import Sampling
+from prvr_cli.features.hub import offline_hint
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from prvr_cli.features.decode import Sampling
 
 OPENAI_MEAN, OPENAI_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -24,6 +37,10 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 def to_tensor(frames: np.ndarray, size: int, device) -> torch.Tensor:
     """(n, H, W, 3) uint8 -> (n, 3, size, size) float in [0, 1]: short side to ``size``
     (bicubic), centre crop."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
     x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float() / 255.0
     h, w = x.shape[2:]
     scale = size / min(h, w)
@@ -39,18 +56,79 @@ def _normalise(x: torch.Tensor, mean, std) -> torch.Tensor:
     return (x - x.new_tensor(mean)[None, :, None, None]) / x.new_tensor(std)[None, :, None, None]
 
 
-def offline_hint(what: str, how: str, err: Exception) -> PrvrError:
-    msg = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
-    return PrvrError(f"could not load {what} ({msg}). {how}")
+def _no_grad(fn):
+    """``torch.no_grad()`` as a decorator that imports torch when called, not when defined."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return run
+
+
+@dataclass(frozen=True, kw_only=True)
+class VisualOptions:
+    """What ``prvr extract`` knows about the visual side; each backbone takes what it needs."""
+
+    device: object = "cpu"
+    batch_size: int = 32
+    tiny: bool = False  # test-only random weights
+    clip_model: str = "ViT-L-14"
+    clip_pretrained: str = "openai"
+    i3d_checkpoint: str | None = None
+    resnet_checkpoint: str | None = None
+
+
+VISUAL_BACKBONES: dict[str, type[Backbone]] = {}
+
+
+def register_visual(name: str):
+    """Class decorator: ``--visual name`` builds this backbone (with ``cls.from_options``)."""
+
+    def add(cls: type[Backbone]) -> type[Backbone]:
+        if name in VISUAL_BACKBONES:
+            raise ValueError(f"visual backbone {name!r} is already registered ({VISUAL_BACKBONES[name].__name__})")
+        VISUAL_BACKBONES[name] = cls
+        return cls
+
+    return add
+
+
+def list_visual() -> list[str]:
+    """The registered ``--visual`` names, in registration order."""
+    return list(VISUAL_BACKBONES)
+
+
+def visual_class(name: str) -> type[Backbone]:
+    """The backbone class registered as ``name``; a ``PrvrError`` listing the names otherwise."""
+    try:
+        return VISUAL_BACKBONES[name]
+    except KeyError:
+        raise PrvrError(f"unknown --visual {name!r}: use {', '.join(list_visual())}") from None
 
 
 class Backbone:
+    """The contract: ``encode`` (n, m, H, W, 3) uint8 clips -> (n, dim) float32, ``describe`` for
+    ``extract.json``. ``from_options`` builds one from ``VisualOptions``; the default passes
+    ``device``, ``batch_size`` and ``tiny`` to the constructor."""
+
     name: str = ""
     dim: int = 0
     frames_per_step: int = 1
     short_side: int = 224
+    default_step: float = 1.0  # seconds per feature row unless --fps / --clip-seconds say otherwise
+    checkpoint_options: tuple[str, ...] = ()  # VisualOptions fields naming local weight files
+
+    @classmethod
+    def from_options(cls, options: VisualOptions) -> Backbone:
+        return cls(device=options.device, batch_size=options.batch_size, tiny=options.tiny)
 
     def sampling(self, step: float) -> Sampling:
+        from prvr_cli.features.decode import Sampling
+
         return Sampling(step, self.frames_per_step, self.short_side)
 
     def encode(self, clips: np.ndarray) -> np.ndarray:
@@ -60,9 +138,17 @@ class Backbone:
         raise NotImplementedError
 
 
+@register_visual("clip")
 class ClipVisual(Backbone):
     """One CLIP image embedding per sampled frame (open_clip, any model name and pretrained tag
     or local checkpoint file)."""
+
+    checkpoint_options = ("clip_pretrained",)
+
+    @classmethod
+    def from_options(cls, options: VisualOptions) -> ClipVisual:
+        o = options
+        return cls(o.clip_model, o.clip_pretrained, o.device, o.batch_size, o.tiny)
 
     def __init__(
         self,
@@ -85,8 +171,10 @@ class ClipVisual(Backbone):
         tag = self.model_name.lower().replace("-", "_").replace("/", "_")
         self.name = f"clip_{tag}"
 
-    @torch.no_grad()
+    @_no_grad
     def encode(self, clips: np.ndarray) -> np.ndarray:
+        import torch
+
         frames = clips[:, clips.shape[1] // 2]  # (n, H, W, 3)
         out = []
         for s in range(0, len(frames), self.batch_size):
@@ -106,10 +194,18 @@ class ClipVisual(Backbone):
         }
 
 
+@register_visual("i3d")
 class I3DVisual(Backbone):
     """Inception-v1 I3D on 16-frame windows: short side 224, centre crop 224, pixels in [-1, 1]."""
 
     frames_per_step = 16
+    default_step = 1.5  # TVR's I3D grid
+    checkpoint_options = ("i3d_checkpoint",)
+
+    @classmethod
+    def from_options(cls, options: VisualOptions) -> I3DVisual:
+        o = options
+        return cls(o.i3d_checkpoint, o.device, max(1, o.batch_size // 4), o.tiny)
 
     def __init__(self, checkpoint: str | None, device="cpu", batch_size: int = 8, tiny: bool = False):
         from prvr_cli.features.i3d import InceptionI3d, load_i3d
@@ -121,8 +217,10 @@ class I3DVisual(Backbone):
             self.model, self.checkpoint = load_i3d(checkpoint, device), str(checkpoint)
         self.device, self.batch_size, self.dim, self.name = device, batch_size, 1024, "i3d"
 
-    @torch.no_grad()
+    @_no_grad
     def encode(self, clips: np.ndarray) -> np.ndarray:
+        import torch
+
         n, m = clips.shape[:2]
         out = []
         for s in range(0, n, self.batch_size):
@@ -143,10 +241,19 @@ class I3DVisual(Backbone):
         }
 
 
+@register_visual("resnet152")
 class ResNetVisual(Backbone):
     """torchvision ResNet-152, global-average-pooled 2048-d feature of the middle frame of each step."""
 
+    checkpoint_options = ("resnet_checkpoint",)
+
+    @classmethod
+    def from_options(cls, options: VisualOptions) -> ResNetVisual:
+        o = options
+        return cls(o.resnet_checkpoint, o.device, o.batch_size, o.tiny)
+
     def __init__(self, checkpoint: str | None = None, device="cpu", batch_size: int = 32, tiny: bool = False):
+        import torch
         import torchvision
 
         model = torchvision.models.resnet152(weights=None)
@@ -179,8 +286,10 @@ class ResNetVisual(Backbone):
         self.model = model.to(device).eval()
         self.device, self.batch_size, self.dim, self.name = device, batch_size, 2048, "resnet152"
 
-    @torch.no_grad()
+    @_no_grad
     def encode(self, clips: np.ndarray) -> np.ndarray:
+        import torch
+
         frames = clips[:, clips.shape[1] // 2]
         out = []
         for s in range(0, len(frames), self.batch_size):
@@ -201,11 +310,18 @@ class ResNetVisual(Backbone):
         }
 
 
+@register_visual("resnet152+i3d")
 class ResNetI3D(Backbone):
     """ResNet-152 (middle frame) and I3D (the window) on one time grid, concatenated: 3072-d,
     the feature type of TVR's MS-SL release (``i3d_resnet``)."""
 
     frames_per_step = 16
+    default_step = I3DVisual.default_step
+    checkpoint_options = ResNetVisual.checkpoint_options + I3DVisual.checkpoint_options
+
+    @classmethod
+    def from_options(cls, options: VisualOptions) -> ResNetI3D:
+        return cls(ResNetVisual.from_options(options), I3DVisual.from_options(options))
 
     def __init__(self, resnet: ResNetVisual, i3d: I3DVisual):
         self.resnet, self.i3d = resnet, i3d
@@ -213,6 +329,8 @@ class ResNetI3D(Backbone):
         self.dim, self.name = resnet.dim + i3d.dim, "i3d_resnet"
 
     def encode(self, clips: np.ndarray) -> np.ndarray:
+        import numpy as np
+
         return np.concatenate([self.resnet.encode(clips), self.i3d.encode(clips)], axis=1)
 
     def describe(self) -> dict:
@@ -224,26 +342,6 @@ class ResNetI3D(Backbone):
         }
 
 
-def build_visual(
-    kind: str,
-    *,
-    clip_model="ViT-L-14",
-    clip_pretrained="openai",
-    i3d_checkpoint=None,
-    resnet_checkpoint=None,
-    device="cpu",
-    batch_size=32,
-    tiny=False,
-) -> Backbone:
-    if kind == "clip":
-        return ClipVisual(clip_model, clip_pretrained, device, batch_size, tiny)
-    if kind == "i3d":
-        return I3DVisual(i3d_checkpoint, device, max(1, batch_size // 4), tiny)
-    if kind == "resnet152":
-        return ResNetVisual(resnet_checkpoint, device, batch_size, tiny)
-    if kind == "resnet152+i3d":
-        return ResNetI3D(
-            ResNetVisual(resnet_checkpoint, device, batch_size, tiny),
-            I3DVisual(i3d_checkpoint, device, max(1, batch_size // 4), tiny),
-        )
-    raise PrvrError(f"unknown --visual {kind!r}: use clip, i3d, resnet152 or resnet152+i3d")
+def build_visual(kind: str, **options) -> Backbone:
+    """The backbone registered as ``kind``, built from ``VisualOptions(**options)``."""
+    return visual_class(kind).from_options(VisualOptions(**options))

@@ -34,8 +34,10 @@ from prvr_cli.features.captions import assign_split, read_caption_jsonl
 from prvr_cli.features.decode import DecodeError, decode_video, list_videos
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ExtractSpec:
+    """One extract job, as ``prvr extract`` takes it; built with keywords."""
+
     videos_dir: Path
     out: Path
     name: str
@@ -77,7 +79,9 @@ class ExtractSpec:
             return float(self.clip_seconds)
         if self.fps:
             return 1.0 / float(self.fps)
-        return 1.5 if "i3d" in self.visual else 1.0
+        from prvr_cli.features.backbones import visual_class
+
+        return visual_class(self.visual).default_step
 
 
 GROUP_VIDEOS = 4  # videos encoded together (batches span them); a fixed grid, see run_extract
@@ -134,14 +138,13 @@ def settings_of(spec: ExtractSpec, backbone) -> dict:
     """Everything a video's features depend on besides the video itself: the backbone as it
     describes itself (model, tag or checkpoint path, input size), the time grid, and the content
     hash of each local checkpoint file (a file replaced at the same path changes the features)."""
+    from prvr_cli.features.backbones import visual_class
+
     checkpoints = {}
     if not spec.tiny:
-        for option, value, used in (
-            ("clip_pretrained", spec.clip_pretrained, spec.visual == "clip"),
-            ("i3d_checkpoint", spec.i3d_checkpoint, "i3d" in spec.visual),
-            ("resnet_checkpoint", spec.resnet_checkpoint, "resnet" in spec.visual),
-        ):
-            if used and value and Path(value).is_file():
+        for option in visual_class(spec.visual).checkpoint_options:
+            value = getattr(spec, option)
+            if value and Path(value).is_file():
                 checkpoints[option] = _file_sha256(value)
     return {
         "visual": backbone.describe(),

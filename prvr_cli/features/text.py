@@ -3,17 +3,67 @@
 Both return, per caption, a (n_tokens, D) float32 array: RoBERTa's last hidden state without
 the special tokens; CLIP's per-token outputs after ``ln_final`` and the text projection, from the
 first word to the last (start and end tokens dropped).
+
+Each encoder is registered under the name ``--text`` takes (``@register_text("name")``) and
+builds itself from ``TextOptions`` (``from_options``) or from its ``extract.json`` record
+(``from_record``). torch and numpy are imported inside the functions, so the names are known to
+``prvr --help`` without loading them.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prvr_cli.errors import PrvrError
-from prvr_cli.features.backbones import offline_hint
+from prvr_cli.features.hub import offline_hint, offline_unless_reachable
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
+@dataclass(frozen=True, kw_only=True)
+class TextOptions:
+    """What ``prvr extract`` knows about the text side; each encoder takes what it needs."""
+
+    model: str | None = None  # --text-model: a transformers name or local path
+    clip_model: str = "ViT-L-14"
+    clip_pretrained: str = "openai"
+    device: object = "cpu"
+    batch_size: int = 64
+    tiny: bool = False  # test-only random weights
+
+
+TEXT_ENCODERS: dict[str, type] = {}
+
+
+def register_text(name: str):
+    """Class decorator: ``--text name`` builds this encoder (with ``cls.from_options``), and an
+    ``extract.json`` record with ``"backbone": name`` rebuilds it (with ``cls.from_record``)."""
+
+    def add(cls: type) -> type:
+        if name in TEXT_ENCODERS:
+            raise ValueError(f"text encoder {name!r} is already registered ({TEXT_ENCODERS[name].__name__})")
+        TEXT_ENCODERS[name] = cls
+        return cls
+
+    return add
+
+
+def list_text() -> list[str]:
+    """The registered ``--text`` names, in registration order."""
+    return list(TEXT_ENCODERS)
+
+
+def text_class(name: str) -> type:
+    """The encoder class registered as ``name``; a ``PrvrError`` listing the names otherwise."""
+    try:
+        return TEXT_ENCODERS[name]
+    except KeyError:
+        raise PrvrError(f"unknown --text {name!r}: use {', '.join(list_text())}") from None
+
+
+@register_text("roberta")
 class RobertaText:
     def __init__(
         self,
@@ -33,12 +83,10 @@ class RobertaText:
             self.model, self.tokenizer = tiny_roberta()
             self.model_name = "tiny-roberta (test only)"
         else:
-            from prvr_cli.features.hub import offline_unless_reachable
-
-            offline_unless_reachable()
             try:
-                self.tokenizer = AutoTokenizer.from_pretrained(model)
-                self.model = AutoModel.from_pretrained(model)
+                with offline_unless_reachable():
+                    self.tokenizer = AutoTokenizer.from_pretrained(model)
+                    self.model = AutoModel.from_pretrained(model)
             except Exception as err:
                 raise offline_hint(
                     f"the text model {model!r}",
@@ -56,8 +104,24 @@ class RobertaText:
         self.dim = int(self.model.config.hidden_size)
         self.name = "roberta"
 
-    @torch.no_grad()
+    @classmethod
+    def from_options(cls, options: TextOptions) -> RobertaText:
+        o = options
+        return cls(o.model or "roberta-large", o.device, o.batch_size, o.tiny)
+
+    @classmethod
+    def from_record(cls, rec: dict, device="cpu", advice: str | None = None) -> RobertaText:
+        return cls(
+            rec["model"], device, tiny=rec.get("tiny", False), max_tokens=rec.get("max_tokens", 64), advice=advice
+        )
+
     def encode(self, texts: list[str]) -> list[np.ndarray]:
+        import torch
+
+        with torch.no_grad():
+            return self._encode(texts)
+
+    def _encode(self, texts: list[str]) -> list[np.ndarray]:
         out = []
         for s in range(0, len(texts), self.batch_size):
             enc = self.tokenizer(
@@ -88,6 +152,7 @@ class RobertaText:
         }
 
 
+@register_text("clip")
 class ClipText:
     def __init__(
         self,
@@ -98,21 +163,37 @@ class ClipText:
         tiny: bool = False,
         advice: str | None = None,
     ):
-        import open_clip
+        import torch
 
-        from prvr_cli.features.clip_model import load_clip
+        from prvr_cli.features.clip_model import clip_tokenizer, load_clip
 
         self.model, self.model_name, self.pretrained = load_clip(model, pretrained, device, tiny, advice)
         if not hasattr(self.model, "token_embedding"):
             raise PrvrError(f"open_clip {model}: its text tower gives no per-token features this version can read")
-        self.tokenizer = open_clip.get_tokenizer(self.model_name)
+        self.tokenizer = clip_tokenizer(self.model_name)
         self.device, self.batch_size, self.tiny = device, batch_size, tiny
         proj = self.model.text_projection
         self.dim = int(proj.out_features if isinstance(proj, torch.nn.Linear) else proj.shape[1])
         self.name = "clip_" + self.model_name.lower().replace("-", "_").replace("/", "_")
 
-    @torch.no_grad()
+    @classmethod
+    def from_options(cls, options: TextOptions) -> ClipText:
+        o = options
+        return cls(o.model or o.clip_model, o.clip_pretrained, o.device, o.batch_size, o.tiny)
+
+    @classmethod
+    def from_record(cls, rec: dict, device="cpu", advice: str | None = None) -> ClipText:
+        return cls(rec["model"], rec.get("pretrained"), device, tiny=rec.get("tiny", False), advice=advice)
+
     def encode(self, texts: list[str]) -> list[np.ndarray]:
+        import torch
+
+        with torch.no_grad():
+            return self._encode(texts)
+
+    def _encode(self, texts: list[str]) -> list[np.ndarray]:
+        import torch
+
         m, out = self.model, []
         for s in range(0, len(texts), self.batch_size):
             ids = self.tokenizer(texts[s : s + self.batch_size]).to(self.device)  # (b, 77)
@@ -156,26 +237,9 @@ def search_advice(rec: dict) -> str:
 
 def text_from_record(rec: dict, device="cpu"):
     """Rebuild the text backbone that ``extract.json`` recorded, to encode new queries."""
-    tiny = rec.get("tiny", False)
-    if rec["backbone"] == "roberta":
-        return RobertaText(
-            rec["model"], device, tiny=tiny, max_tokens=rec.get("max_tokens", 64), advice=search_advice(rec)
-        )
-    return ClipText(rec["model"], rec.get("pretrained"), device, tiny=tiny, advice=search_advice(rec))
+    return text_class(rec["backbone"]).from_record(rec, device, advice=search_advice(rec))
 
 
-def build_text(
-    kind: str,
-    *,
-    model: str | None = None,
-    clip_model="ViT-L-14",
-    clip_pretrained="openai",
-    device="cpu",
-    batch_size=64,
-    tiny=False,
-):
-    if kind == "roberta":
-        return RobertaText(model or "roberta-large", device, batch_size, tiny)
-    if kind == "clip":
-        return ClipText(model or clip_model, clip_pretrained, device, batch_size, tiny)
-    raise PrvrError(f"unknown --text {kind!r}: use roberta or clip")
+def build_text(kind: str, **options):
+    """The text encoder registered as ``kind``, built from ``TextOptions(**options)``."""
+    return text_class(kind).from_options(TextOptions(**options))

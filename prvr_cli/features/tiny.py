@@ -3,6 +3,7 @@ tokenizer trained in memory on a fixed word list. Never used unless asked for ex
 
 from __future__ import annotations
 
+TINY_SEED = 0
 WORDS = (
     "the a red blue green yellow white black square circle ball box moves left right up down "
     "spins falls appears grows shrinks slowly quickly then and on in of to from screen corner"
@@ -38,7 +39,6 @@ def tiny_roberta():
         sep_token="</s>",
         cls_token="<s>",
     )
-    torch.manual_seed(0)
     config = RobertaConfig(
         vocab_size=tok.get_vocab_size(),
         hidden_size=32,
@@ -50,4 +50,7 @@ def tiny_roberta():
         bos_token_id=tok.token_to_id("<s>"),
         eos_token_id=tok.token_to_id("</s>"),
     )
-    return RobertaModel(config, add_pooling_layer=False), tokenizer
+    with torch.random.fork_rng(devices=[]):  # the caller's global RNG state is left as it was
+        torch.manual_seed(TINY_SEED)
+        model = RobertaModel(config, add_pooling_layer=False)
+    return model, tokenizer
