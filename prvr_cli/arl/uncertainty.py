@@ -24,9 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from prvr_cli.core.score import valid_frames
+from prvr_cli.core.score import unit, valid_frames
 
 
 @dataclass
@@ -92,12 +91,12 @@ class EpochStats:
 
 def query_uncertainty(q: torch.Tensor, mean_v: torch.Tensor) -> torch.Tensor:
     """U_q (Eq. 4, left): (Nq, d), (d,) -> (Nq,)."""
-    return F.normalize(q, dim=-1) @ mean_v
+    return unit(q) @ mean_v
 
 
 def frame_uncertainty(V: torch.Tensor, mean_q: torch.Tensor) -> torch.Tensor:
     """U_v (Eq. 4, right): (B, L, d), (d,) -> (B, L)."""
-    return F.normalize(V, dim=-1) @ mean_q
+    return unit(V) @ mean_q
 
 
 def pair_uncertainty(U_q: torch.Tensor, U_v: torch.Tensor, k_hat: torch.Tensor) -> torch.Tensor:
@@ -127,7 +126,7 @@ class StatsAccumulator:
         self, q: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, sf: torch.Tensor | None = None
     ) -> None:
         """q (Nq, d), V (B, L, d), mask (B, L), labels (Nq,) batch position of each query's video."""
-        q_hat, V_hat = F.normalize(q.float(), dim=-1), F.normalize(V.float(), dim=-1)
+        q_hat, V_hat = unit(q), unit(V)
         self.sum_v += (V_hat * mask[..., None]).sum((0, 1)).double()
         self.n_frames += int(mask.sum())
         self.sum_q += q_hat.sum(0).double()

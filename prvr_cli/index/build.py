@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from prvr_cli.atomic import atomic_path, write_json
 from prvr_cli.core.branches import BRANCHES
@@ -232,7 +231,7 @@ def _encode_batch(
     lengths = [len(f) for f in feats]
     frames = {}
     for b in BRANCHES:
-        emb = F.normalize(model.encode_video(x, mask, b).float(), dim=-1).cpu().numpy()  # (B, L, d)
+        emb = model.encode_video(x, mask, b, normalize=True).cpu().numpy()  # (B, L, d)
         frames[b] = np.concatenate([emb[i, :n] for i, n in enumerate(lengths)])
     times = [resampled_times(all_times.get(v), source.num_frames(v), max_len) for v in names]
     return frames, lengths, times

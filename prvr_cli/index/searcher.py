@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from prvr_cli.core.branches import BRANCHES
 from prvr_cli.data.hdf5 import HDF5Features
@@ -56,7 +55,7 @@ class Searcher:
         """Token features (T_i, D_q) -> unit query embeddings {branch: (B, d)}."""
         x, mask = pad_sequences([prepare_query(t, self.cfg.data.max_desc_l) for t in tokens])
         x, mask = x.to(self.device), mask.to(self.device)
-        q = {b: F.normalize(self.model.encode_text(x, mask, b).float(), dim=-1).cpu().numpy() for b in BRANCHES}
+        q = {b: self.model.encode_text(x, mask, b, normalize=True).cpu().numpy() for b in BRANCHES}
         if not all(np.isfinite(v).all() for v in q.values()):
             raise PrvrError("a query embedding holds NaN or Inf; its token features are not finite")
         return q
