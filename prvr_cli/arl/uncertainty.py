@@ -122,9 +122,7 @@ class StatsAccumulator:
         self.sum_pos_s = self.sum_pos_mean_sf = 0.0
 
     @torch.no_grad()
-    def add(
-        self, q: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, sf: torch.Tensor | None = None
-    ) -> None:
+    def add(self, q: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> None:
         """q (Nq, d), V (B, L, d), mask (B, L), labels (Nq,) batch position of each query's video."""
         q_hat, V_hat = unit(q), unit(V)
         self.sum_v += (V_hat * mask[..., None]).sum((0, 1)).double()

@@ -94,6 +94,12 @@ class Layout:
         return _pick(feature, self.text_features(), "text feature", self.text_root)
 
 
+def video_id(stem: str) -> str:
+    """A video id from a file name's stem: characters other than letters, digits, '-', '_' and
+    '.' become '_' (ids go into frame ids, caption ids and file names)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
+
+
 def check_name(name: str, what: str) -> str:
     """A name that becomes one folder or file name: no separators, not '.' or '..', so that
     ``--name ../escape`` cannot write outside the root it is given."""

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from prvr_cli.data.layout import SPLITS
+from prvr_cli.data.layout import SPLITS, video_id
 from prvr_cli.errors import PrvrError
 
 
@@ -48,7 +48,7 @@ def read_caption_jsonl(path: str | Path) -> list[RawCaption]:
         if split is not None and split not in SPLITS:
             raise PrvrError(f"{path}:{lineno}: split must be one of {', '.join(SPLITS)}, not {split!r}")
         video = Path(row["video"]).stem if "." in row["video"] else row["video"]
-        video = "".join(c if c.isalnum() or c in "-_." else "_" for c in video)
+        video = video_id(video)
         out.append(RawCaption(video, " ".join(row["text"].split()), split, row.get("start"), row.get("end")))
     return out
 

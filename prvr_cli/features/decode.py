@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from prvr_cli.data.layout import video_id
+
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"}
 
 
@@ -157,7 +159,7 @@ def list_videos(folder: str | Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for p in sorted(folder.rglob("*")):
         if (p.is_file() or (p.is_symlink() and not p.exists())) and p.suffix.lower() in VIDEO_EXTENSIONS:
-            vid = "".join(c if c.isalnum() or c in "-_." else "_" for c in p.stem)
+            vid = video_id(p.stem)
             if vid in out:
                 raise PrvrError(f"{p}: video id {vid!r} is also {out[vid]}; rename one of them")
             out[vid] = p

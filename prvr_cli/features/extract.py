@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from prvr_cli.atomic import atomic_path, write_json, write_text
+from prvr_cli.core.provenance import file_sha256, versions
 from prvr_cli.data.bigfile import BigFileWriter
 from prvr_cli.data.captions import write_captions
 from prvr_cli.data.hdf5 import write_hdf5
@@ -126,14 +127,6 @@ def _work_state(path: Path) -> tuple[str | None, list[int] | None]:
         return None, None
 
 
-def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def settings_of(spec: ExtractSpec, backbone) -> dict:
     """Everything a video's features depend on besides the video itself: the backbone as it
     describes itself (model, tag or checkpoint path, input size), the time grid, and the content
@@ -145,7 +138,7 @@ def settings_of(spec: ExtractSpec, backbone) -> dict:
         for option in visual_class(spec.visual).checkpoint_options:
             value = getattr(spec, option)
             if value and Path(value).is_file():
-                checkpoints[option] = _file_sha256(value)
+                checkpoints[option] = file_sha256(value)
     return {
         "visual": backbone.describe(),
         "step_seconds": spec.step(),
@@ -394,7 +387,7 @@ def finalize(spec: ExtractSpec, device, backbone_name: str | None = None, log=No
         "frames_per_step": meta["frames_per_step"],
         "videos": len(have),
         "failures": sorted(failures.values(), key=lambda f: f["video"]),
-        "versions": _versions(),
+        "versions": versions("open_clip", "transformers", "decord", "torchvision"),
     }
     summary = {
         "dataset": str(layout.base),
@@ -449,19 +442,3 @@ def _captions(spec: ExtractSpec, layout: Layout, have: set[str], text, log) -> d
         "captions": len(ids),
         "splits": {s: len({cid.split("#")[0] for cid, _ in per_split[s]}) for s in SPLITS},
     }
-
-
-def _versions() -> dict:
-    import platform
-
-    import torch
-
-    from prvr_cli import __version__
-
-    out = {"prvr": __version__, "torch": str(torch.__version__), "python": platform.python_version()}
-    for mod in ("open_clip", "transformers", "decord", "torchvision"):
-        try:
-            out[mod] = str(__import__(mod).__version__)
-        except Exception:  # optional backbones may be absent
-            pass
-    return out

@@ -17,12 +17,13 @@ import torch
 
 from prvr_cli.atomic import atomic_path, write_json
 from prvr_cli.core.branches import BRANCHES
+from prvr_cli.core.provenance import file_sha256
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.loaders import pad_sequences
 from prvr_cli.data.preprocess import prepare_video, resample_edges
 from prvr_cli.data.sources import BigFileVideos, HDF5Videos, open_videos
 from prvr_cli.errors import PrvrError
-from prvr_cli.index.meta import checkpoint_file, file_sha256, text_record
+from prvr_cli.index.meta import checkpoint_file, text_record
 from prvr_cli.index.store import BLOCK, FrameStore, save_store
 from prvr_cli.train.checkpoint import model_from_checkpoint, versions
 

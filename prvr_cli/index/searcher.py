@@ -8,13 +8,14 @@ import numpy as np
 import torch
 
 from prvr_cli.core.branches import BRANCHES
+from prvr_cli.core.provenance import file_sha256
 from prvr_cli.data.hdf5 import HDF5Features
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.loaders import pad_sequences
 from prvr_cli.data.preprocess import prepare_query
 from prvr_cli.errors import PrvrError
 from prvr_cli.index.engines import ENGINES, auto_engine, engine_names
-from prvr_cli.index.meta import file_sha256, text_record
+from prvr_cli.index.meta import text_record
 from prvr_cli.index.search import Hit, describe
 from prvr_cli.index.store import FrameStore
 from prvr_cli.train.checkpoint import model_from_checkpoint

@@ -31,6 +31,7 @@ from prvr_cli.errors import PrvrError
 
 BLOCK = 16
 SPLIT_COS = 0.8
+BOUND_SLACK = 1e-5  # float32 rounding margin, on the cap and on the bound, so bounds never undershoot
 
 
 def split_blocks(frames: np.ndarray, start: int, end: int, block: int = BLOCK, min_cos: float = SPLIT_COS) -> list[int]:
@@ -65,7 +66,7 @@ def block_bounds(frames: np.ndarray, offsets: np.ndarray, block: int = BLOCK):
     cos = np.einsum("nd,nd->n", frames, direction[owner])
     min_cos = np.minimum.reduceat(cos, starts) if len(starts) else np.zeros(0)
     # float32 rounding: loosen the cap slightly so the bound stays an upper bound
-    min_cos = np.clip(min_cos - 1e-5, -1.0, 1.0).astype(np.float32)
+    min_cos = np.clip(min_cos - BOUND_SLACK, -1.0, 1.0).astype(np.float32)
     block_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     return direction, min_cos, block_offsets
 
@@ -76,7 +77,7 @@ def cap_bound(cos_qu: np.ndarray, min_cos: np.ndarray) -> np.ndarray:
     a = np.clip(cos_qu, -1.0, 1.0)
     inside = a >= min_cos
     bound = a * min_cos + np.sqrt(1.0 - a * a) * np.sqrt(1.0 - min_cos * min_cos)
-    return np.where(inside, 1.0, bound + 1e-5)
+    return np.where(inside, 1.0, bound + BOUND_SLACK)
 
 
 @dataclass
