@@ -18,8 +18,9 @@ from prvr_cli.errors import PrvrError
 @dataclass
 class DataConfig:
     collection: str = "synth"
-    visual_feature: str = "synth"  # FeatureData/<name>/ (BigFile) or FeatureData/<name>.hdf5
-    text_feature: str = "roberta"  # TextData/<name>_<collection>_query_feat.hdf5
+    # None: the only one in the collection (training records the name it picks)
+    visual_feature: str | None = "synth"  # FeatureData/<name>/ (BigFile) or FeatureData/<name>.hdf5
+    text_feature: str | None = "roberta"  # TextData/<name>_<collection>_query_feat.hdf5
     max_ctx_l: int = 128  # videos longer than this are resampled by averaging bins
     max_desc_l: int = 30  # queries are truncated to this many tokens
     batch_size: int = 128  # videos per training batch (with all their queries)

@@ -121,7 +121,7 @@ def test_not_a_checkpoint(tmp_path):
 
 def test_data_dims_follow_the_data(small_data):
     cfg = load_preset("tvr")
-    cfg.data.collection, cfg.data.visual_feature, cfg.data.text_feature = "synth", "", ""
+    cfg.data.collection, cfg.data.visual_feature, cfg.data.text_feature = "synth", None, None  # the only ones
     splits = load_training_data(cfg, small_data)
     assert (cfg.model.visual_dim, cfg.model.text_dim) == (64, 48)
     assert set(splits) == {"train", "val", "test"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import typer
@@ -42,7 +41,7 @@ def train(
 ):
     """Train ARL (two branches, ambiguity detection, cross-model exchange) and test the best epoch."""
     from prvr_cli.config import list_presets as zoo
-    from prvr_cli.config import load_preset, preset_card
+    from prvr_cli.config import preset_card
 
     if list_presets:
         for name in zoo():
@@ -50,45 +49,25 @@ def train(
         raise typer.Exit()
 
     from prvr_cli.device import resolve_device
-    from prvr_cli.nets.dual import DualBranch, count_parameters
-    from prvr_cli.train.fit import fit, load_training_data, resumed_config
+    from prvr_cli.train.run import TrainRequest, train_run
 
     at_least("--epochs", epochs, 1)
-    dev = resolve_device(device)
-    tmp = None
-    if dry_run:
-        cfg = load_preset(preset or "tiny", set_)
-        cfg.train.epochs, cfg.loss.warmup_epochs = epochs or 1, 0
-        if data_root is None:
-            from prvr_cli.data.synth import generate, spec_for
-
-            tmp = tempfile.TemporaryDirectory(prefix="prvr-dry-run-")
-            data_root = Path(tmp.name)
-            generate(data_root, "synth", spec_for("tiny"))
-            collection = "synth"
-        out = out or Path(tmp.name if tmp else tempfile.mkdtemp(prefix="prvr-dry-run-")) / "run"
-    else:
-        if data_root is None:
-            raise typer.BadParameter("--data-root is required (or use --dry-run)", param_hint="--data-root")
-        out = out or Path("runs") / (preset or dataset or "tvr")
-        if resume and (out / "last.pt").is_file():  # the run's own settings; fit refuses changes but --epochs
-            cfg = resumed_config(out, preset or dataset, set_, epochs)
-        else:
-            cfg = load_preset(preset or dataset or "tvr", set_)
-            if epochs:
-                cfg.train.epochs = epochs
-    if collection:
-        cfg.data.collection = collection
-    if feature or collection:
-        cfg.data.visual_feature = feature or ""
-    if text_feature or collection:
-        cfg.data.text_feature = text_feature or ""
-
-    if dry_run:
-        load_training_data(cfg, data_root)
-        console.print(f"parameters: {count_parameters(DualBranch(cfg.model))}")
-    console.print(f"training [bold]{cfg.name}[/bold] on {data_root}/{cfg.data.collection} ({dev.type}) -> {out}")
-    summary = fit(cfg, data_root, out, dev, resume=resume, show_progress=not json_out, log=console.print)
+    if data_root is None and not dry_run:
+        raise typer.BadParameter("--data-root is required (or use --dry-run)", param_hint="--data-root")
+    request = TrainRequest(
+        data_root=data_root,
+        dataset=dataset,
+        preset=preset,
+        collection=collection,
+        visual_feature=feature,
+        text_feature=text_feature,
+        overrides=set_ or [],
+        epochs=epochs,
+        out=out,
+        resume=resume,
+        dry_run=dry_run,
+    )
+    summary = train_run(request, resolve_device(device), show_progress=not json_out, log=console.print)
     if json_out:
         print_json(summary)
     else:
@@ -96,5 +75,3 @@ def train(
         if "test" in summary:
             console.print(f"test: {summary['test']}")
         console.print(f"run saved in {summary['out']}")
-    if tmp is not None:
-        tmp.cleanup()

@@ -1,0 +1,97 @@
+"""``train_run``: what ``prvr train`` asks for, as one library call: pick the settings (a preset,
+the run's own on resume, the tiny preset for a dry run), the data (synthetic for a dry run) and
+the run folder, then ``fit``. A dry run's temporary folder is removed however training ends."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prvr_cli.config import Config, load_preset
+from prvr_cli.errors import PrvrError
+from prvr_cli.train.fit import fit
+from prvr_cli.train.resume import resumed_config
+
+DRY_RUN_PREFIX = "prvr-dry-run-"
+
+
+@dataclass
+class TrainRequest:
+    """The choices of one training run; None means the default named beside each."""
+
+    data_root: Path | None = None  # folder with <collection>/ in the MS-SL layout; required unless dry_run
+    dataset: str | None = None  # dataset preset (tvr, activitynet, ...): collection, features, settings
+    preset: str | None = None  # model zoo preset; default: dataset, else tvr (tiny for a dry run)
+    collection: str | None = None  # default: the preset's
+    visual_feature: str | None = None  # default: the preset's, or the only one when collection is given
+    text_feature: str | None = None  # likewise
+    overrides: list[str] = field(default_factory=list)  # section.key=value
+    epochs: int | None = None  # default: the preset's (1 for a dry run); on resume, more extends the run
+    out: Path | None = None  # default: runs/<preset> (a temporary folder for a dry run)
+    resume: bool = False
+    dry_run: bool = False  # tiny preset, one epoch, no warmup, tiny synthetic data unless data_root
+
+
+def train_run(request: TrainRequest, device, show_progress: bool = True, log=None) -> dict:
+    """Train what ``request`` asks for on ``device``; returns ``fit``'s summary."""
+    log = log or (lambda msg: None)
+    with _dry_run_folder(request.dry_run) as tmp:
+        data_root, collection = request.data_root, request.collection
+        if request.dry_run and data_root is None:
+            data_root, collection = _synthetic_data(tmp), "synth"
+        if data_root is None:
+            raise PrvrError("--data-root is required (or use --dry-run)")
+        out = request.out or (tmp / "run" if request.dry_run else Path("runs") / _preset_name(request))
+        cfg = _settings(request, out)
+        _select_data(cfg, collection, request.visual_feature, request.text_feature)
+        log(f"training [bold]{cfg.name}[/bold] on {data_root}/{cfg.data.collection} ({device.type}) -> {out}")
+        return fit(cfg, data_root, out, device, resume=request.resume, show_progress=show_progress, log=log)
+
+
+@contextlib.contextmanager
+def _dry_run_folder(dry_run: bool) -> Iterator[Path | None]:
+    """A temporary folder for a dry run's data and run, removed on the way out, error or not."""
+    if not dry_run:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix=DRY_RUN_PREFIX) as tmp:
+        yield Path(tmp)
+
+
+def _synthetic_data(root: Path) -> Path:
+    from prvr_cli.data.synth import generate, spec_for
+
+    generate(root, "synth", spec_for("tiny"))
+    return root
+
+
+def _preset_name(request: TrainRequest) -> str:
+    return request.preset or request.dataset or "tvr"
+
+
+def _settings(request: TrainRequest, out: Path) -> Config:
+    """The dry run's tiny settings, the run's own when resuming one, else the preset's."""
+    if request.dry_run:
+        cfg = load_preset(request.preset or "tiny", request.overrides)
+        cfg.train.epochs, cfg.loss.warmup_epochs = request.epochs or 1, 0
+        return cfg
+    if request.resume and (out / "last.pt").is_file():  # fit refuses any change but --epochs
+        return resumed_config(out, request.preset or request.dataset, request.overrides, request.epochs)
+    cfg = load_preset(_preset_name(request), request.overrides)
+    if request.epochs:
+        cfg.train.epochs = request.epochs
+    return cfg
+
+
+def _select_data(cfg: Config, collection: str | None, visual: str | None, text: str | None) -> None:
+    """Point ``cfg`` at the collection and features asked for. Another collection than the preset's
+    drops the preset's feature names: a feature not named is then the only one of its kind (None)."""
+    if collection:
+        cfg.data.collection = collection
+    if visual or collection:
+        cfg.data.visual_feature = visual
+    if text or collection:
+        cfg.data.text_feature = text
