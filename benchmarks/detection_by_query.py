@@ -23,8 +23,8 @@ from prvr_cli.arl.objective import detect
 from prvr_cli.arl.uncertainty import EpochStats, query_uncertainty
 from prvr_cli.core.score import frame_similarity
 from prvr_cli.data.loaders import train_loader
-from prvr_cli.data.synth import GroundTruth
-from prvr_cli.train.checkpoint import model_from_checkpoint
+from prvr_cli.data.truth import GroundTruth
+from prvr_cli.nets.checkpoint import model_from_checkpoint
 from prvr_cli.train.fit import load_training_data
 
 

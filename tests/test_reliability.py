@@ -22,7 +22,7 @@ from prvr_cli.data.layout import Layout
 from prvr_cli.data.synth import generate, spec_for
 from prvr_cli.errors import PrvrError
 from prvr_cli.evaluation.metrics import paired_ranks, recall_metrics, relevance_metrics
-from prvr_cli.train.checkpoint import load_checkpoint
+from prvr_cli.nets.checkpoint import load_checkpoint
 from prvr_cli.train.fit import fit
 
 CPU = torch.device("cpu")

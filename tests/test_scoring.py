@@ -12,7 +12,7 @@ from prvr_cli.data.splits import load_split
 from prvr_cli.evaluation.scoring import encode_split, score_matrix
 from prvr_cli.index.build import build_index
 from prvr_cli.index.searcher import Searcher
-from prvr_cli.train.checkpoint import model_from_checkpoint
+from prvr_cli.nets.checkpoint import model_from_checkpoint
 from prvr_cli.train.fit import fit
 
 CPU = torch.device("cpu")

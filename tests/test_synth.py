@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from prvr_cli.data.splits import load_split
-from prvr_cli.data.synth import GroundTruth, generate, spec_for
+from prvr_cli.data.synth import generate, spec_for
+from prvr_cli.data.truth import GroundTruth
 from prvr_cli.errors import PrvrError
 
 

@@ -14,8 +14,8 @@ from prvr_cli.data.splits import load_split
 from prvr_cli.data.synth import generate, spec_for
 from prvr_cli.errors import PrvrError
 from prvr_cli.evaluation.scoring import evaluate_split, split_relevance
+from prvr_cli.nets.checkpoint import load_checkpoint, model_from_checkpoint
 from prvr_cli.nets.dual import DualBranch
-from prvr_cli.train.checkpoint import load_checkpoint, model_from_checkpoint
 from prvr_cli.train.fit import fit, load_training_data
 
 CPU = torch.device("cpu")

@@ -9,8 +9,8 @@ from prvr_cli.data.layout import Layout
 from prvr_cli.data.splits import load_split
 from prvr_cli.errors import PrvrError
 from prvr_cli.evaluation.scoring import evaluate_split, split_relevance
+from prvr_cli.nets.checkpoint import model_from_checkpoint
 from prvr_cli.nets.dual import BRANCHES
-from prvr_cli.train.checkpoint import model_from_checkpoint
 
 
 def evaluate_run(

@@ -12,7 +12,7 @@ from prvr_cli.core.branches import BRANCHES
 from prvr_cli.core.score import cosines, valid_frames, video_similarity
 from prvr_cli.data.loaders import eval_loaders
 from prvr_cli.data.splits import SplitData
-from prvr_cli.data.synth import GroundTruth
+from prvr_cli.data.truth import GroundTruth
 from prvr_cli.evaluation.metrics import paired_ranks, recall_metrics, relevance_metrics
 
 

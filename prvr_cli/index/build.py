@@ -17,7 +17,7 @@ import torch
 
 from prvr_cli.atomic import atomic_path, write_json
 from prvr_cli.core.branches import BRANCHES
-from prvr_cli.core.provenance import file_sha256
+from prvr_cli.core.provenance import file_sha256, versions
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.loaders import pad_sequences
 from prvr_cli.data.preprocess import prepare_video, resample_edges
@@ -25,7 +25,7 @@ from prvr_cli.data.sources import BigFileVideos, HDF5Videos, open_videos
 from prvr_cli.errors import PrvrError
 from prvr_cli.index.meta import checkpoint_file, text_record
 from prvr_cli.index.store import BLOCK, FrameStore, save_store
-from prvr_cli.train.checkpoint import model_from_checkpoint, versions
+from prvr_cli.nets.checkpoint import model_from_checkpoint
 
 FORMAT = "prvr-index/1"
 FAISS_TRAIN_SAMPLE = 100_000  # frames a FAISS index that needs training is trained on

@@ -18,7 +18,7 @@ from prvr_cli.index.engines import ENGINES, auto_engine, engine_names
 from prvr_cli.index.meta import text_record
 from prvr_cli.index.search import Hit, describe
 from prvr_cli.index.store import FrameStore
-from prvr_cli.train.checkpoint import model_from_checkpoint
+from prvr_cli.nets.checkpoint import model_from_checkpoint
 
 
 class Searcher:

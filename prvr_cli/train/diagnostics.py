@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from prvr_cli.data.splits import SplitData
-from prvr_cli.data.synth import GroundTruth
+from prvr_cli.data.truth import GroundTruth
 
 
 class AmbiguityTruth:

@@ -13,11 +13,11 @@ from prvr_cli.arl.uncertainty import EpochStats, StatsAccumulator
 from prvr_cli.atomic import dumps, write_json, write_text
 from prvr_cli.config import Config
 from prvr_cli.data.splits import SplitData
-from prvr_cli.data.synth import GroundTruth
+from prvr_cli.data.truth import GroundTruth
 from prvr_cli.errors import PrvrError
 from prvr_cli.evaluation.scoring import evaluate_split, split_relevance
+from prvr_cli.nets.checkpoint import model_from_checkpoint, nonfinite_weights, save_checkpoint
 from prvr_cli.nets.dual import BRANCHES, count_parameters
-from prvr_cli.train.checkpoint import model_from_checkpoint, nonfinite_weights, save_checkpoint
 from prvr_cli.train.dataset import dataset_identity, load_training_data
 from prvr_cli.train.diagnostics import AmbiguityMeter, AmbiguityTruth
 from prvr_cli.train.epoch import NonFiniteTraining, train_epoch, uncertainty_pass

@@ -8,7 +8,7 @@ from pathlib import Path
 from prvr_cli.config import Config, apply_overrides, changes
 from prvr_cli.data.splits import SplitData
 from prvr_cli.errors import PrvrError
-from prvr_cli.train.checkpoint import load_checkpoint
+from prvr_cli.nets.checkpoint import load_checkpoint
 from prvr_cli.train.dataset import dataset_identity
 
 RUN_FILES = ("last.pt", "best.pt", "test.json", "metrics.jsonl")  # finished work; config.json alone is not

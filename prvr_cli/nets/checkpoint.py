@@ -5,22 +5,17 @@ They load on CPU with ``torch.load(weights_only=True)`` and rebuild the model al
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 import torch
 
-from prvr_cli import __version__
 from prvr_cli.atomic import atomic_path
 from prvr_cli.config import Config
+from prvr_cli.core.provenance import versions
 from prvr_cli.errors import PrvrError
 from prvr_cli.nets.dual import DualBranch
 
 FORMAT = "prvr-run/1"
-
-
-def versions() -> dict[str, str]:
-    return {"prvr": __version__, "torch": str(torch.__version__), "python": platform.python_version()}
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:
