@@ -72,6 +72,7 @@ class LossConfig:
     tau_u_over: str = "positive"  # positive | all
     tf_thresholds: str = "frame"  # frame (from frame-level distributions) | video (reuse tau_s, tau_u)
     thresholds: str = "epoch"  # epoch (from the uncertainty statistics) | batch (this batch's positive pairs)
+    extra_terms: str = ""  # "name:weight,...": terms registered in arl/terms.py, added to each branch's loss
 
     def __post_init__(self):
         if self.ambiguous_as not in ("ours", "positive", "ignore"):

@@ -126,3 +126,27 @@ def test_text_frame_detection_reads_the_chosen_thresholds(batch, source):
         assert torch.equal(tf.amb, candidates) and candidates.any()
     else:
         assert not tf.amb.any()
+
+
+def test_a_registered_loss_term_is_added_by_name(batch, monkeypatch):
+    from prvr_cli.arl import terms as terms_module
+    from prvr_cli.arl.terms import TermInputs, register_loss_term
+    from prvr_cli.errors import PrvrError
+
+    monkeypatch.setattr(terms_module, "LOSS_TERMS", {})
+
+    @register_loss_term("positive_gap")
+    def positive_gap(x: TermInputs) -> torch.Tensor:
+        return (1 - x.s[torch.arange(len(x.labels)), x.labels]).mean()
+
+    model = create_model("tiny", max_ctx_l=16)
+    emb = _forward(model, batch)
+    args = (emb, batch["video_mask"], batch["text_labels"], None)
+    plain, plain_terms, _ = arl_loss(*args, load_preset("tiny").loss)
+    loss, terms, _ = arl_loss(*args, load_preset("tiny", ["loss.extra_terms=positive_gap:0.5"]).loss)
+    gap = {b: terms[f"{b}/positive_gap"] for b in BRANCHES}
+    assert all(0 < float(g.detach()) < 2 for g in gap.values())
+    torch.testing.assert_close(loss, plain + 0.5 * (gap["theta"] + gap["phi"]))
+    assert "theta/positive_gap" not in plain_terms
+    with pytest.raises(PrvrError, match=r"unknown term 'nope' \(known: positive_gap\)"):
+        arl_loss(*args, load_preset("tiny", ["loss.extra_terms=nope:1"]).loss)

@@ -8,6 +8,7 @@ import torch
 
 from prvr_cli.arl.detection import Detection, detect_text_frame, detect_text_video, positives
 from prvr_cli.arl.losses import dual_triplet, multi_positive_nce
+from prvr_cli.arl.terms import TermInputs, extra_terms
 from prvr_cli.arl.uncertainty import (
     EpochStats,
     Thresholds,
@@ -114,6 +115,9 @@ def branch_loss(
             "frame_trip_a": fa.mean() if use_a else s.new_zeros(()),
         }
         loss = loss + cfg.frame_weight * (cfg.lambda_nce * f_nce + terms["frame_trip_n"] + terms["frame_trip_a"])
+    for name, term, weight in extra_terms(cfg.extra_terms):
+        terms[name] = term(TermInputs(sf, s, mask, labels, given))
+        loss = loss + weight * terms[name]
     terms["loss"] = loss
     return terms
 

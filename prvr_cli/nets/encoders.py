@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from prvr_cli.config import ModelConfig
+from prvr_cli.core.score import valid_frames
 
 
 class InputProjection(nn.Module):
@@ -73,7 +74,7 @@ class SequenceEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = self.pos(self.proj(x))  # (N, L, d)
-        pad = mask < 0.5  # True = padding
+        pad = ~valid_frames(mask)  # True = padding
         bias = None
         if self.attention_widths:
             # (N * heads, L, L), batch-major as nn.MultiheadAttention expects; padding keys get
@@ -95,7 +96,7 @@ class AttentionPooling(nn.Module):
         self.score = nn.Linear(d, 1, bias=False)  # a bias cancels in the softmax
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        logits = self.score(h).squeeze(-1).masked_fill(mask < 0.5, float("-inf"))  # (N, T)
+        logits = self.score(h).squeeze(-1).masked_fill(~valid_frames(mask), float("-inf"))  # (N, T)
         weights = torch.softmax(logits, dim=-1)
         return torch.einsum("nt,ntd->nd", weights, h)
 
