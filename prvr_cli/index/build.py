@@ -23,9 +23,9 @@ from prvr_cli.data.loaders import pad_sequences
 from prvr_cli.data.preprocess import prepare_video, resample_edges
 from prvr_cli.data.sources import BigFileVideos, HDF5Videos, open_videos
 from prvr_cli.errors import PrvrError
-from prvr_cli.index.meta import checkpoint_file, text_record
+from prvr_cli.index.meta import text_record
 from prvr_cli.index.store import BLOCK, FrameStore, save_store
-from prvr_cli.nets.checkpoint import model_from_checkpoint
+from prvr_cli.nets.checkpoint import checkpoint_file, model_from_checkpoint
 
 FORMAT = "prvr-index/1"
 FAISS_TRAIN_SAMPLE = 100_000  # frames a FAISS index that needs training is trained on

@@ -1,21 +1,10 @@
-"""Small helpers that index building and search both need, kept free of torch and FAISS."""
+"""What search needs from the dataset an index was built from, kept free of torch and FAISS."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from prvr_cli.data.layout import Layout
-from prvr_cli.errors import PrvrError
-
-
-def checkpoint_file(run: str | Path) -> Path:
-    """The checkpoint of a training run folder (its ``best.pt``), or ``run`` itself if it is a file."""
-    run = Path(run)
-    path = run / "best.pt" if run.is_dir() else run
-    if not path.is_file():
-        raise PrvrError(f"{path}: no checkpoint here (train one with `prvr train`)")
-    return path
 
 
 def text_record(layout: Layout) -> dict | None:

@@ -25,12 +25,17 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
         torch.save(payload, tmp)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.pt"
+def checkpoint_file(run: str | Path) -> Path:
+    """The checkpoint of a training run folder (its ``best.pt``), or ``run`` itself if it is a file."""
+    run = Path(run)
+    path = run / "best.pt" if run.is_dir() else run
     if not path.is_file():
-        raise PrvrError(f"{path}: no checkpoint here")
+        raise PrvrError(f"{path}: no checkpoint here (train one with `prvr train`)")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = checkpoint_file(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a corrupt or foreign file
