@@ -25,7 +25,7 @@ from prvr_cli.core.score import frame_similarity
 from prvr_cli.data.loaders import train_loader
 from prvr_cli.data.truth import GroundTruth
 from prvr_cli.nets.checkpoint import model_from_checkpoint
-from prvr_cli.train.fit import load_training_data
+from prvr_cli.train.dataset import load_training_data
 
 
 @torch.no_grad()

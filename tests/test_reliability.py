@@ -257,7 +257,7 @@ def test_resume_extends_with_more_epochs_and_refuses_other_changes(clean, tmp_pa
     assert last["epoch"] == 2 and last["config"]["train"]["epochs"] == 3
     # the third epoch trained (a 3-epoch schedule has a non-zero rate there), weights moved
     assert any(not torch.equal(after_two[k], last["model"][k]) for k in after_two)
-    from prvr_cli.train.fit import resumed_config
+    from prvr_cli.train.resume import resumed_config
 
     assert resumed_config(run).train.epochs == 3
 

@@ -16,7 +16,8 @@ from prvr_cli.errors import PrvrError
 from prvr_cli.evaluation.scoring import evaluate_split, split_relevance
 from prvr_cli.nets.checkpoint import load_checkpoint, model_from_checkpoint
 from prvr_cli.nets.dual import DualBranch
-from prvr_cli.train.fit import fit, load_training_data
+from prvr_cli.train.dataset import load_training_data
+from prvr_cli.train.fit import fit
 
 CPU = torch.device("cpu")
 

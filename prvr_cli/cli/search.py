@@ -52,20 +52,23 @@ def search(
     searcher = Searcher(index, resolve_device(device), checkpoint)
     if queries is not None:
         # a bad line is reported and skipped; the others are answered, and the exit code says so
-        problems = {n: searcher.query_id_problem(item) for n, item in lines} if query_id else {}
-        good = [item for n, item in lines if not problems.get(n)]
-        q = (searcher.encode_query_ids(good) if query_id else searcher.encode_texts(good)) if good else None
-        answers = iter(searcher.search(q, k, engine, margin) if good else [])
+        stored = {n: searcher.stored_query(item) for n, item in lines} if query_id else {}
+        problems = {n: why for n, (_, why) in stored.items() if why}
+        good = [item for n, item in lines if n not in problems]
+        answers = iter([])
+        if good:
+            tokens = [stored[n][0] for n, _ in lines if n not in problems]
+            q = searcher.encode_tokens(tokens) if query_id else searcher.encode_texts(good)
+            answers = iter(searcher.search(q, k, engine, margin))
         for n, item in lines:
-            if problems.get(n):
+            if n in problems:
                 console.print(f"[red]error:[/red] {queries}:{n}: {problems[n]}")
                 sys.stdout.write(dumps({"query": item, "line": n, "error": problems[n]}) + "\n")
             else:
                 hits = next(answers)
                 sys.stdout.write(dumps({"query": item, "results": [h.to_dict() for h in hits]}) + "\n")
-        bad = sum(1 for v in problems.values() if v)
-        if bad:
-            console.print(f"[red]{bad} of {len(lines)} queries failed[/red]; the others were answered")
+        if problems:
+            console.print(f"[red]{len(problems)} of {len(lines)} queries failed[/red]; the others were answered")
             raise typer.Exit(1)
         return
     items = [query]

@@ -61,9 +61,10 @@ class Searcher:
             raise PrvrError("a query embedding holds NaN or Inf; its token features are not finite")
         return q
 
-    def query_id_problem(self, cap_id: str) -> str | None:
-        """Why a stored caption id cannot be searched (unknown, or non-finite features), or None.
-        Stored queries live in the dataset, so this needs it where the index was built from."""
+    def stored_query(self, cap_id: str) -> tuple[np.ndarray | None, str | None]:
+        """(token features (T, D_q), None) of a stored caption id, read once; or (None, why it cannot
+        be searched: unknown, or non-finite features). Stored queries live in the dataset, so this
+        needs it where the index was built from."""
         if self._queries is None:
             layout = self._dataset()
             if not layout.base.is_dir():
@@ -73,18 +74,21 @@ class Searcher:
                 )
             self._queries = HDF5Features(layout.query_hdf5(self.store.meta["dataset"]["text_feature"]))
         if cap_id not in self._queries:
-            return f"{self._queries.path}: no stored query {cap_id!r}"
-        if not np.isfinite(self._queries.raw(cap_id)).all():
-            return f"{self._queries.path}: query {cap_id!r} holds NaN or Inf token features"
-        return None
+            return None, f"{self._queries.path}: no stored query {cap_id!r}"
+        tokens = self._queries.get(cap_id)
+        if not np.isfinite(tokens).all():
+            return None, f"{self._queries.path}: query {cap_id!r} holds NaN or Inf token features"
+        return tokens, None
 
     def encode_query_ids(self, cap_ids: list[str]) -> dict[str, np.ndarray]:
         """Stored queries of the indexed dataset, by caption id."""
+        tokens = []
         for c in cap_ids:
-            problem = self.query_id_problem(c)
+            t, problem = self.stored_query(c)
             if problem:
                 raise PrvrError(problem)
-        return self.encode_tokens([self._queries.get(c) for c in cap_ids])
+            tokens.append(t)
+        return self.encode_tokens(tokens)
 
     def _dataset(self) -> Layout:
         ds = self.store.meta["dataset"]

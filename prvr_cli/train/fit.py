@@ -21,10 +21,8 @@ from prvr_cli.nets.dual import BRANCHES, count_parameters
 from prvr_cli.train.dataset import dataset_identity, load_training_data
 from prvr_cli.train.diagnostics import AmbiguityMeter, AmbiguityTruth
 from prvr_cli.train.epoch import NonFiniteTraining, train_epoch, uncertainty_pass
-from prvr_cli.train.resume import RUN_FILES, prepare_out_dir, resume_checkpoint, resumed_config, run_history
+from prvr_cli.train.resume import prepare_out_dir, resume_checkpoint, run_history
 from prvr_cli.train.state import TrainerState, steps_per_epoch
-
-__all__ = ["RUN_FILES", "dataset_identity", "fit", "load_training_data", "resumed_config"]
 
 
 def fit(
@@ -39,7 +37,7 @@ def fit(
     """Train ``cfg`` on ``data_root``; returns a summary (best epoch, val and test metrics).
 
     ``resume`` continues the run in ``out_dir`` from its last epoch with the run's settings
-    (``resumed_config``); a larger ``cfg.train.epochs`` extends it: the learning rate then follows
+    (``train.resume.resumed_config``); a larger ``cfg.train.epochs`` extends it: the learning rate then follows
     the schedule of a run of that many epochs from the current step on, and the early-stopping
     patience count restarts. Any other changed setting is refused, by name.
     """
