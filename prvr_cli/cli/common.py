@@ -6,7 +6,8 @@ import sys
 
 from rich.console import Console
 
-console = Console(stderr=True)
+# soft_wrap: a log or error line stays one line in a log file or a pipe (rich would wrap it at 80 columns)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def stdout_console():
