@@ -26,6 +26,7 @@ from pathlib import Path
 from prvr_cli.config import load_preset
 from prvr_cli.data.synth import generate, spec_for
 from prvr_cli.device import resolve_device
+from prvr_cli.evaluation.moments import evaluate_moments
 from prvr_cli.train.fit import fit
 
 # Table 5 rows use the paper's loss (ambiguous_as=ours) whatever the preset ships; the other rows
@@ -113,7 +114,24 @@ def run_row(work: Path, row: str, seed: int, args, device) -> dict:
         "uncertainty_seconds": round(statistics.fmean(r["uncertainty_seconds"] for r in arl), 2),
         "detection_last_epoch": {k: last.get(k) for k in DETECTION},
         "tau_last_epoch": {k: last.get(f"det_{k}") for k in ("tau_s", "tau_u", "tau_s_f", "tau_u_f")},
+        "moments_test": moment_summary(out, device),
         "row_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def moment_summary(run: Path, device) -> dict:
+    """Where in the video, on test against the planted events: the run's moment rule beside chance
+    and the best fixed window (``benchmarks/moments.py`` has the full tables)."""
+    t = evaluate_moments(run, "test", device=device)
+    row = {r["method"].split(":")[0].split(" (")[0]: r for r in t["single_video"]}
+    prvr, window = row["prvr"], next(r for r in t["single_video"] if r["method"].startswith("best frame +-"))
+    return {
+        "best frame in moment %": prvr["best frame in moment %"],
+        "chance %": row["chance"]["best frame in moment %"],
+        "mIoU": prvr["mIoU"],
+        "IoU>=0.5 R@1": prvr["IoU>=0.5 R@1"],
+        "best window IoU>=0.5 R@1": window["IoU>=0.5 R@1"],
+        "VCMR IoU>=0.5 R@10": t["corpus"][-1]["IoU>=0.5 R@10"],
     }
 
 
@@ -137,6 +155,9 @@ def summarise(runs: list[dict], rows: list[str], seeds: list[int]) -> dict:
             entry["mAP_minus_a"] = interval([r["test"]["mAP"] - b["test"]["mAP"] for r, b in zip(mine, base)])
         entry["detection_last_epoch"] = {
             k: _mean_or_none([r["detection_last_epoch"][k] for r in mine]) for k in DETECTION
+        }
+        entry["moments_test"] = {
+            k: _mean_or_none([r["moments_test"][k] for r in mine]) for k in mine[0]["moments_test"]
         }
         entry["epoch_seconds"] = round(statistics.fmean(r["epoch_seconds"] for r in mine), 2)
         entry["uncertainty_seconds"] = round(statistics.fmean(r["uncertainty_seconds"] for r in mine), 2)

@@ -104,19 +104,36 @@ class TrainConfig:
 
 
 @dataclass
+class MomentConfig:
+    """How search and ``eval --moments`` place a moment in a video (``core/moments.py``)."""
+
+    normalize: str = "query_bank"  # query_bank (standardise frame scores over the training queries) | none
+    smooth: float = 1.0  # Gaussian sigma over frames of the frame signal; 0 = none
+    alpha: float = 0.4  # span: frames around the peak with signal >= median + alpha * (peak - median)
+    min_peakedness: float = 1.15  # below this the moment is the whole video, flagged not confident (chosen on val)
+
+
+@dataclass
 class Config:
     name: str = "custom"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    moments: MomentConfig = field(default_factory=MomentConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Config:
-        sections = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
+        sections = {
+            "data": DataConfig,
+            "model": ModelConfig,
+            "loss": LossConfig,
+            "train": TrainConfig,
+            "moments": MomentConfig,
+        }
         kwargs = {"name": d.get("name", "custom")}
         for key, klass in sections.items():
             raw = dict(d.get(key, {}))
@@ -182,7 +199,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | None) -> Config:
             sections = [getattr(cfg, section_name, None)]
         else:
             attr = key
-            sections = [cfg.data, cfg.model, cfg.loss, cfg.train]
+            sections = [cfg.data, cfg.model, cfg.loss, cfg.train, cfg.moments]
         matches = [s for s in sections if s is not None and hasattr(s, attr)]
         if len(matches) != 1:
             raise PrvrError(f"--set {item!r}: unknown or ambiguous setting {key!r}")

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from prvr_cli.config import load_preset
+from prvr_cli.data.preprocess import resampled_times
 from prvr_cli.errors import PrvrError
-from prvr_cli.index.build import build_index, faiss_sync, resampled_times
+from prvr_cli.index.build import build_index, faiss_sync
 from prvr_cli.index.engines import ENGINES
 from prvr_cli.index.search import search_bounds, search_faiss
 from prvr_cli.index.searcher import Searcher
@@ -225,6 +226,8 @@ def test_search_cli_schema(trained, tmp_path):
         "span_frames",
         "time",
         "span_time",
+        "peakedness",
+        "confident",
     }
     (tmp_path / "q.txt").write_text("v000002#enc#0\nv000005#enc#1\n")
     res = run("search", "--queries", str(tmp_path / "q.txt"), "--query-id", "--index", str(tmp_path / "ix"), "-k", "2")

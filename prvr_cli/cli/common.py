@@ -42,7 +42,7 @@ def print_json(obj) -> None:
     sys.stdout.write(dumps(obj, indent=2, default=str) + "\n")
 
 
-TEXT_COLUMNS = ("split", "name", "video", "visual_feature", "text_feature", "metric")
+TEXT_COLUMNS = ("split", "name", "video", "visual_feature", "text_feature", "metric", "method")
 
 
 def table(title: str, rows: list[dict], columns: list[str] | None = None):
@@ -53,5 +53,5 @@ def table(title: str, rows: list[dict], columns: list[str] | None = None):
     for c in columns:
         t.add_column(c, justify="left" if c in TEXT_COLUMNS else "right")
     for r in rows:
-        t.add_row(*[str(r.get(c, "")) for c in columns])
+        t.add_row(*["-" if r.get(c) is None else str(r.get(c)) for c in columns])
     return t

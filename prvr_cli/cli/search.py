@@ -11,6 +11,8 @@ from prvr_cli.index.engines import engine_names
 
 
 def _moment(hit: dict) -> str:
+    if not hit["confident"]:  # a precise-looking time that is likely wrong is worse than none
+        return f"whole video (no clear moment, peakedness {hit['peakedness']:.2f})"
     if hit["time"]:
         return f"{hit['time'][0]:.1f}s (span {hit['span_time'][0]:.1f}-{hit['span_time'][1]:.1f}s)"
     return f"frame {hit['best_frame']} (span {hit['span_frames'][0]}-{hit['span_frames'][1]})"
@@ -27,7 +29,6 @@ def search(
     engine: str = typer.Option(
         "auto", help=f"{engine_names()}: auto is bounds (exact, pruned) on a Flat index, else faiss"
     ),
-    margin: float = typer.Option(0.05, help="a moment spans neighbouring frames within this score of the best"),
     checkpoint: Path = typer.Option(None, help="the run checkpoint, if it moved since indexing"),
     device: str = typer.Option("cpu", help="auto | cpu | cuda"),
     json_out: bool = typer.Option(False, "--json", help="print results as JSON"),
@@ -40,7 +41,6 @@ def search(
     from prvr_cli.index.searcher import Searcher
 
     at_least("-k", k, 1)
-    at_least("--margin", margin, 0)
     if queries is not None:
         lines = [(n, line.strip()) for n, line in read_lines(queries) if line.strip()]
         if not lines:
@@ -59,7 +59,7 @@ def search(
         if good:
             tokens = [stored[n][0] for n, _ in lines if n not in problems]
             q = searcher.encode_tokens(tokens) if query_id else searcher.encode_texts(good)
-            answers = iter(searcher.search(q, k, engine, margin))
+            answers = iter(searcher.search(q, k, engine))
         for n, item in lines:
             if n in problems:
                 console.print(f"[red]error:[/red] {queries}:{n}: {problems[n]}")
@@ -73,7 +73,7 @@ def search(
         return
     items = [query]
     q = searcher.encode_query_ids(items) if query_id else searcher.encode_texts(items)
-    results = searcher.search(q, k, engine, margin)
+    results = searcher.search(q, k, engine)
     hits = [h.to_dict() for h in results[0]]
     if json_out:
         sys.stdout.write(dumps({"query": items[0], "results": hits}, indent=2) + "\n")

@@ -18,6 +18,17 @@ def resample_edges(n: int, max_len: int) -> np.ndarray:
     return edges
 
 
+def resampled_times(times: np.ndarray | None, n: int, max_len: int) -> np.ndarray:
+    """(L, 2) start/end seconds of each row after resampling n frames to L = min(n, max_len)."""
+    if times is None:
+        return np.full((min(n, max_len), 2), np.nan, dtype=np.float32)
+    times = np.asarray(times, dtype=np.float32).reshape(n, 2)
+    if n <= max_len:
+        return times
+    edges = resample_edges(n, max_len)
+    return np.stack([times[edges[:-1], 0], times[edges[1:] - 1, 1]], axis=1)
+
+
 def resample_frames(feats: np.ndarray, max_len: int) -> np.ndarray:
     """Uniformly resample (n, D) to at most ``max_len`` rows by averaging contiguous bins.
 

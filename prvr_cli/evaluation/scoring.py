@@ -42,11 +42,25 @@ def encode_split(
         mask[idx, :n] = m.cpu()
         for b in branches:
             V[b][idx, :n] = model.encode_video(x, m, b, normalize=True).cpu()
-    for batch in queries:
+    _encode_queries(model, queries, q, device, branches)
+    return EncodedSplit(q, V, mask)
+
+
+def _encode_queries(model, loader, q: dict[str, torch.Tensor], device, branches) -> None:
+    for batch in loader:
         x, m, idx = batch["feats"].to(device), batch["mask"].to(device), batch["index"]
         for b in branches:
             q[b][idx] = model.encode_text(x, m, b, normalize=True).cpu()
-    return EncodedSplit(q, V, mask)
+
+
+@torch.no_grad()
+def encode_queries(model, data: SplitData, device, batch_size: int = 256, branches=BRANCHES) -> dict[str, torch.Tensor]:
+    """Unit query embeddings of a split, q[b] (Nq, d), without touching its videos."""
+    model.eval()
+    _, queries = eval_loaders(data, batch_size)
+    q = {b: torch.zeros(data.num_queries, model.cfg.hidden) for b in branches}
+    _encode_queries(model, queries, q, device, branches)
+    return q
 
 
 @torch.no_grad()

@@ -20,28 +20,18 @@ from prvr_cli.core.branches import BRANCHES
 from prvr_cli.core.provenance import file_sha256, versions
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.loaders import pad_sequences
-from prvr_cli.data.preprocess import prepare_video, resample_edges
+from prvr_cli.data.preprocess import prepare_video, resampled_times
 from prvr_cli.data.sources import BigFileVideos, HDF5Videos, open_videos
 from prvr_cli.errors import PrvrError
+from prvr_cli.evaluation.moments import query_bank
 from prvr_cli.index.meta import text_record
-from prvr_cli.index.store import BLOCK, FrameStore, save_store
+from prvr_cli.index.store import BANK_FILE, BLOCK, FrameStore, save_bank, save_store
 from prvr_cli.nets.checkpoint import checkpoint_file, model_from_checkpoint
 
 FORMAT = "prvr-index/1"
 FAISS_TRAIN_SAMPLE = 100_000  # frames a FAISS index that needs training is trained on
 FAISS_ADD_BATCH = 200_000  # frames handed to FAISS per add() call
 VideoSource = BigFileVideos | HDF5Videos
-
-
-def resampled_times(times: np.ndarray | None, n: int, max_len: int) -> np.ndarray:
-    """(L, 2) start/end seconds of each row after resampling n frames to L = min(n, max_len)."""
-    if times is None:
-        return np.full((min(n, max_len), 2), np.nan, dtype=np.float32)
-    times = np.asarray(times, dtype=np.float32).reshape(n, 2)
-    if n <= max_len:
-        return times
-    edges = resample_edges(n, max_len)
-    return np.stack([times[edges[:-1], 0], times[edges[1:] - 1, 1]], axis=1)
 
 
 def faiss_sync(root: Path, frames: np.ndarray, factory: str, branch: str, have: int) -> None:
@@ -254,6 +244,18 @@ def _finish(out: Path, meta: dict, rows: _Rows, factory: str, dim: int) -> None:
     write_json(out / "index.json", meta)
 
 
+def _store_bank(out: Path, model, ckpt: dict, cfg, device) -> None:
+    """Copy the run's query bank into the index (computed from its training queries for a
+    checkpoint that has none), so search standardises moments without the training data."""
+    if cfg.moments.normalize != "query_bank" or (out / BANK_FILE).is_file():
+        return
+    ds = ckpt["dataset"]
+    bank = query_bank(model, ckpt, cfg, Layout(Path(ds["root"]), ds["collection"]), device)
+    if bank is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        save_bank(out, bank)
+
+
 @torch.no_grad()
 def build_index(
     run: str | Path,
@@ -290,6 +292,7 @@ def build_index(
     meta = _index_meta(
         ckpt_path, sha, ckpt, cfg, layout, feature, factory, has_times=bool(all_times), faiss_frames=faiss_frames
     )
+    _store_bank(out, model, ckpt, cfg, device)
     task = progress.add_task("indexing", total=len(todo)) if progress else None
     for c0 in range(0, len(todo), chunk_videos):
         chunk = todo[c0 : c0 + chunk_videos]

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from prvr_cli.config import MomentConfig
 from prvr_cli.core.branches import BRANCHES
+from prvr_cli.core.moments import QueryBank, frame_signal, locate, standardise
 from prvr_cli.core.score import branch_mean, ragged_max, ragged_scores
 from prvr_cli.index.store import FrameStore, cap_bound
 
@@ -32,6 +34,8 @@ class Hit:
     span: tuple[int, int] = (-1, -1)
     time: tuple[float, float] | None = None
     span_time: tuple[float, float] | None = None
+    peakedness: float = 0.0  # (peak - median) / std of the frame signal
+    confident: bool = False  # False: no clearer than the whole video, and the span is the whole video
 
     def to_dict(self) -> dict:
         return {
@@ -42,6 +46,8 @@ class Hit:
             "span_frames": list(self.span),
             "time": list(self.time) if self.time else None,
             "span_time": list(self.span_time) if self.span_time else None,
+            "peakedness": self.peakedness,
+            "confident": self.confident,
         }
 
 
@@ -154,19 +160,14 @@ def search_faiss(
         f = min(f * 4, n_frames)
 
 
-def moments(store: FrameStore, q: dict[str, np.ndarray], video: int, margin: float = 0.05):
-    """Best frame of a video by the mean of the two branches' frame scores, and the contiguous
-    span of neighbours within ``margin`` of it. Returns (best, (first, last), {branch: (L,)})."""
+def moment(store: FrameStore, q: dict[str, np.ndarray], video: int, rule: MomentConfig, bank: QueryBank | None):
+    """The moment of ``video`` for q[b] (d,) by the moment rule (``core/moments.py``).
+    Returns (Moment, {branch: raw frame scores (L,)})."""
     s0, s1 = int(store.offsets[video]), int(store.offsets[video + 1])
-    per_branch = {b: np.asarray(store.frames[b][s0:s1]) @ q[b] for b in BRANCHES}
-    per_frame = branch_mean(per_branch)
-    best = int(np.argmax(per_frame))
-    lo = hi = best
-    while lo > 0 and per_frame[lo - 1] >= per_frame[best] - margin:
-        lo -= 1
-    while hi < len(per_frame) - 1 and per_frame[hi + 1] >= per_frame[best] - margin:
-        hi += 1
-    return best, (lo, hi), per_branch
+    frames = {b: np.asarray(store.frames[b][s0:s1]) for b in BRANCHES}
+    raw = {b: frames[b] @ q[b] for b in BRANCHES}
+    z = {b: standardise(raw[b], *(bank.frame_stats(b, frames[b]) if bank else (None, None))) for b in BRANCHES}
+    return locate(frame_signal(z, rule.smooth), rule), raw
 
 
 def _time(t: np.ndarray):
@@ -174,23 +175,33 @@ def _time(t: np.ndarray):
 
 
 def describe(
-    store: FrameStore, q: dict[str, np.ndarray], videos: np.ndarray, scores: np.ndarray, margin: float = 0.05
+    store: FrameStore,
+    q: dict[str, np.ndarray],
+    videos: np.ndarray,
+    scores: np.ndarray,
+    rule: MomentConfig | None = None,
+    bank: QueryBank | None = None,
 ) -> list[Hit]:
-    """Hits with each branch's score (its max over the frames) and the best-matching moment."""
+    """Hits with each branch's score (its max over the frames) and the best-matching moment; a
+    moment no more peaked than ``rule.min_peakedness`` spans the whole video, flagged not confident."""
+    rule = rule or MomentConfig()
     hits = []
     for v, s in zip(videos, scores):
-        best, (lo, hi), per_branch = moments(store, q, int(v), margin)
+        m, raw = moment(store, q, int(v), rule, bank)
         base = int(store.offsets[v])
+        lo, hi = m.span
         span = np.array([store.times[base + lo][0], store.times[base + hi][1]])
         hits.append(
             Hit(
                 store.video_ids[int(v)],
                 float(s),
-                {b: float(f.max()) for b, f in per_branch.items()},
-                best,
+                {b: float(f.max()) for b, f in raw.items()},
+                m.best,
                 (lo, hi),
-                _time(store.times[base + best]),
+                _time(store.times[base + m.best]),
                 _time(span),
+                round(m.peakedness, 4),
+                m.confident,
             )
         )
     return hits

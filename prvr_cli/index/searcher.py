@@ -17,7 +17,7 @@ from prvr_cli.errors import PrvrError
 from prvr_cli.index.engines import ENGINES, auto_engine, engine_names
 from prvr_cli.index.meta import text_record
 from prvr_cli.index.search import Hit, describe
-from prvr_cli.index.store import FrameStore
+from prvr_cli.index.store import FrameStore, stored_bank
 from prvr_cli.nets.checkpoint import model_from_checkpoint
 
 
@@ -32,7 +32,8 @@ class Searcher:
             raise PrvrError(f"{ckpt}: the checkpoint this index was built with is missing (pass --checkpoint)")
         if file_sha256(ckpt) != meta["checkpoint_sha256"]:
             raise PrvrError(f"{ckpt}: differs from the checkpoint {index_dir} was built with; rebuild the index")
-        self.model, self.cfg, _ = model_from_checkpoint(ckpt, device)
+        self.model, self.cfg, ckpt_dict = model_from_checkpoint(ckpt, device)
+        self.bank = stored_bank(self.store.root, ckpt_dict) if self.cfg.moments.normalize == "query_bank" else None
         self.device = device
         self._indexes = None
         self._queries = None
@@ -114,9 +115,7 @@ class Searcher:
             self._text = text_from_record(record, self.device)
         return self.encode_tokens(self._text.encode(texts))
 
-    def search(
-        self, q: dict[str, np.ndarray], k: int = 10, engine: str = "auto", margin: float = 0.05
-    ) -> list[list[Hit]]:
+    def search(self, q: dict[str, np.ndarray], k: int = 10, engine: str = "auto") -> list[list[Hit]]:
         """q[b] (B, d) unit -> per query the top-k hits with moments, found by the named engine
         (see ``prvr_cli.index.engines``; ``auto`` picks one from the index's factory)."""
         if k < 1:
@@ -126,4 +125,7 @@ class Searcher:
         if engine not in ENGINES:
             raise PrvrError(f"unknown engine {engine!r}: use {engine_names()}")
         found = ENGINES[engine](self, q, k)
-        return [describe(self.store, {b: q[b][i] for b in BRANCHES}, v, s, margin) for i, (v, s) in enumerate(found)]
+        return [
+            describe(self.store, {b: q[b][i] for b in BRANCHES}, v, s, self.cfg.moments, self.bank)
+            for i, (v, s) in enumerate(found)
+        ]

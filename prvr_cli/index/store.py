@@ -27,6 +27,7 @@ import numpy as np
 
 from prvr_cli.atomic import atomic_path, write_json
 from prvr_cli.core.branches import BRANCHES
+from prvr_cli.core.moments import QueryBank
 from prvr_cli.errors import PrvrError
 
 BLOCK = 16
@@ -141,3 +142,22 @@ def save_store(
         np.save(fh, times.astype(np.float32))
     write_json(root / "videos.json", video_ids)
     write_json(root / "index.json", meta)
+
+
+BANK_FILE = "query_bank.npz"
+
+
+def save_bank(root: Path, bank: QueryBank) -> None:
+    """The query bank the moments are standardised with, beside the frames (``core/moments.py``)."""
+    with atomic_path(root / BANK_FILE) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **bank.to_arrays())
+
+
+def stored_bank(root: Path, ckpt: dict) -> QueryBank | None:
+    """The index's query bank, else the checkpoint's, else None (moments from raw scores)."""
+    if (root / BANK_FILE).is_file():
+        with np.load(root / BANK_FILE) as z:
+            return QueryBank.from_arrays({k: z[k] for k in z.files})
+    if "query_bank" in ckpt:
+        return QueryBank.from_arrays({k: v.numpy() for k, v in ckpt["query_bank"].items()})
+    return None

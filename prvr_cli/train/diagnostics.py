@@ -88,7 +88,7 @@ class AmbiguityMeter:
                 self.c["tf_amb"] += int(amb.sum())
                 self.c["tf_anchors"] += amb.shape[0]
                 if self.truth is not None:
-                    rel = self.truth.text_frame(qi, vi[batch["text_labels"]], amb.shape[1])
+                    rel = self.truth.text_frame(qi, vi[batch["text_labels"].cpu()], amb.shape[1])
                     cand = det.tf.valid.cpu() & ~det.tf.pos.cpu()
                     self.c["tf_hits"] += int((amb & rel).sum())
                     self.c["tf_rel"] += int((rel & cand).sum())

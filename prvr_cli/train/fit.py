@@ -15,6 +15,7 @@ from prvr_cli.config import Config
 from prvr_cli.data.splits import SplitData
 from prvr_cli.data.truth import GroundTruth
 from prvr_cli.errors import PrvrError
+from prvr_cli.evaluation.moments import bank_from_split, bank_tensors
 from prvr_cli.evaluation.scoring import evaluate_split, split_relevance
 from prvr_cli.nets.checkpoint import model_from_checkpoint, nonfinite_weights, save_checkpoint
 from prvr_cli.nets.dual import BRANCHES, count_parameters
@@ -64,7 +65,9 @@ def fit(
             if state.stopped(cfg.train.patience):
                 log(f"early stop: no better val SumR for {state.bad_epochs} epochs")
     summary = {"out": str(out_dir), "epochs_run": len(state.history), "best_epoch": state.best_epoch + 1}
-    return summary | _test_best(out_dir, splits.get("test"), relevance.get("test"), params, cfg, device)
+    return summary | _test_best(
+        out_dir, splits["train"], splits.get("test"), relevance.get("test"), params, cfg, device
+    )
 
 
 def _start(cfg: Config, train: SplitData, out_dir: Path, device, resume: bool, log) -> TrainerState:
@@ -185,14 +188,27 @@ def _write_metrics(out_dir: Path, history: list[dict]) -> None:
     write_text(out_dir / "metrics.jsonl", "".join(dumps(h) + "\n" for h in history))
 
 
-def _test_best(out_dir: Path, test: SplitData | None, relevant, params: dict, cfg: Config, device) -> dict:
+def _test_best(
+    out_dir: Path, train: SplitData, test: SplitData | None, relevant, params: dict, cfg: Config, device
+) -> dict:
     """The best epoch's parameter counts, val metrics and (with a test split, also in test.json) test metrics."""
     best_model, _, best_ckpt = model_from_checkpoint(out_dir / "best.pt", device)
+    if "query_bank" not in best_ckpt:
+        _add_query_bank(out_dir / "best.pt", best_model, best_ckpt, train, cfg, device)
     result = {"params": params, "val": best_ckpt.get("val", {})}
     if test is not None:
         result["test"] = evaluate_split(best_model, test, device, cfg.data.eval_batch_size, relevant=relevant)
         write_json(out_dir / "test.json", result["test"])
     return result
+
+
+def _add_query_bank(path: Path, model, ckpt: dict, train: SplitData, cfg: Config, device) -> None:
+    """Store the best model's query bank (its training queries' embedding mean and covariance per
+    branch) in best.pt: search standardises moments with it (``core/moments.py``). Once per run."""
+    bank = bank_from_split(model, train, device, cfg.data.eval_batch_size)
+    save_checkpoint(
+        path, {k: v for k, v in ckpt.items() if k not in ("format", "versions")} | {"query_bank": bank_tensors(bank)}
+    )
 
 
 def _progress(enabled: bool):

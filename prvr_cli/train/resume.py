@@ -56,7 +56,7 @@ def resume_checkpoint(out_dir: Path, cfg: Config, train: SplitData) -> dict | No
     if ckpt["dataset"]["train_video_ids_sha1"] != dataset_identity(train)["train_video_ids_sha1"]:
         raise PrvrError(f"{last_path}: was trained on other data than {train.layout.base}")
     run_cfg = Config.from_dict(ckpt["config"])
-    changed = {k: v for k, v in changes(run_cfg, cfg).items() if k != "train.epochs"}
+    changed = {k: v for k, v in changes(run_cfg, cfg).items() if k != "train.epochs" and not k.startswith("moments.")}
     if changed:
         what = ", ".join(f"{k} ({a!r} -> {b!r})" for k, (a, b) in changed.items())
         raise PrvrError(
