@@ -58,6 +58,7 @@ class QueryBank:
 
     @classmethod
     def from_arrays(cls, arrays) -> QueryBank:
+        """From ``to_arrays``' keys; values may be arrays or CPU tensors (a checkpoint's)."""
         branches = sorted({k.rsplit("_", 1)[0] for k in arrays if k.endswith("_mean")})
         return cls(
             {b: np.asarray(arrays[f"{b}_mean"], np.float32) for b in branches},
@@ -108,7 +109,11 @@ def peakedness(signal: np.ndarray) -> float:
 def relative_span(signal: np.ndarray, best: int, alpha: float) -> tuple[int, int]:
     """The contiguous run around ``best`` whose signal is >= median + alpha * (peak - median)."""
     med = float(np.median(signal))
-    floor = med + alpha * (float(signal[best]) - med)
+    return run_above(signal, best, med + alpha * (float(signal[best]) - med))
+
+
+def run_above(signal: np.ndarray, best: int, floor: float) -> tuple[int, int]:
+    """The contiguous run of frames around ``best`` whose signal is >= ``floor`` (inclusive ends)."""
     lo = hi = best
     while lo > 0 and signal[lo - 1] >= floor:
         lo -= 1

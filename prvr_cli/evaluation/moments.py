@@ -23,13 +23,22 @@ import torch
 
 from prvr_cli.config import Config, MomentConfig
 from prvr_cli.core.branches import BRANCHES
-from prvr_cli.core.moments import QueryBank, frame_signal, locate, peakedness, standardise, window_span
+from prvr_cli.core.moments import (
+    QueryBank,
+    frame_signal,
+    locate,
+    peakedness,
+    run_above,
+    standardise,
+    window_span,
+)
 from prvr_cli.data.check import validate_split
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.moments import Annotations, frame_bounds, read_annotations
 from prvr_cli.data.preprocess import resampled_times
-from prvr_cli.data.splits import SplitData, load_split
+from prvr_cli.data.splits import SplitData
 from prvr_cli.errors import PrvrError
+from prvr_cli.evaluation.evaluate import run_layout, run_split
 from prvr_cli.evaluation.scoring import encode_queries, encode_split, score_matrix
 from prvr_cli.nets.checkpoint import model_from_checkpoint
 
@@ -119,12 +128,7 @@ class QueryFrames:
 
 def margin_span(signal: np.ndarray, best: int, margin: float) -> tuple[int, int]:
     """The contiguous run around ``best`` within ``margin`` of its score (prvr's span before)."""
-    lo = hi = best
-    while lo > 0 and signal[lo - 1] >= signal[best] - margin:
-        lo -= 1
-    while hi < len(signal) - 1 and signal[hi + 1] >= signal[best] - margin:
-        hi += 1
-    return lo, hi
+    return run_above(signal, best, signal[best] - margin)
 
 
 def _aggregate(name: str, ious: list[float], hits: list[float] | None) -> dict:
@@ -150,20 +154,23 @@ def moment_predictions(items: list[QueryFrames], rule: MomentConfig) -> dict[str
     """Per method the predicted span (2,) of every query, plus the rule's best frames and peakedness."""
     preds: dict[str, list] = {"whole video": [], "before": [], "rule": [], "rule_open": []}
     preds |= {f"window{w}": [] for w in WINDOWS}
-    best, peak = [], []
+    best, peak, before_best = [], [], []
+    open_rule = dataclasses.replace(rule, min_peakedness=-np.inf)
     for it in items:
         n = len(it.bounds)
         signal = it.signal(rule)
         m = locate(signal, rule)
+        raw = it.raw
         best.append(m.best)
         peak.append(peakedness(signal))
+        before_best.append(int(np.argmax(raw)))
         preds["whole video"].append(it.span(0, n - 1))
-        preds["before"].append(it.span(*margin_span(it.raw, int(np.argmax(it.raw)), BEFORE_MARGIN)))
+        preds["before"].append(it.span(*margin_span(raw, before_best[-1], BEFORE_MARGIN)))
         preds["rule"].append(it.span(*m.span))
-        preds["rule_open"].append(it.span(*locate(signal, dataclasses.replace(rule, min_peakedness=-np.inf)).span))
+        preds["rule_open"].append(it.span(*locate(signal, open_rule).span))
         for w in WINDOWS:
             preds[f"window{w}"].append(it.span(*window_span(n, m.best, w)))
-    return preds | {"best": best, "peakedness": peak, "before_best": [int(np.argmax(it.raw)) for it in items]}
+    return preds | {"best": best, "peakedness": peak, "before_best": before_best}
 
 
 def single_video_table(items: list[QueryFrames], rule: MomentConfig) -> tuple[list[dict], dict, int]:
@@ -178,7 +185,7 @@ def single_video_table(items: list[QueryFrames], rule: MomentConfig) -> tuple[li
     w_best = max(WINDOWS, key=lambda w: (float(np.mean(iou[f"window{w}"] >= 0.5)), -w))
     chance_frame = [temporal_iou(it.bounds, it.gt) for it in items]
     chance_window = [
-        temporal_iou(np.stack([it.span(*window_span(len(it.raw), c, w_best)) for c in range(len(it.raw))]), it.gt)
+        temporal_iou(np.stack([it.span(*window_span(len(it.bounds), c, w_best)) for c in range(len(it.bounds))]), it.gt)
         for it in items
     ]
     rows = [
@@ -253,18 +260,12 @@ def corpus_table(
 
 
 def query_bank(model, ckpt: dict, cfg: Config, layout: Layout, device, log=None) -> QueryBank | None:
-    """The run's query bank: stored in the checkpoint, else computed from its training queries
-    (when the dataset is at hand), else None (scores are then used unstandardised)."""
-    if cfg.moments.normalize != "query_bank":
-        return None
+    """The run's query bank: stored in the checkpoint, else computed from its training queries in
+    ``layout`` (when they are at hand), else None (scores are then used unstandardised)."""
     if "query_bank" in ckpt:
-        return QueryBank.from_arrays({k: v.numpy() for k, v in ckpt["query_bank"].items()})
-    ds = ckpt["dataset"]
+        return QueryBank.from_arrays(ckpt["query_bank"])
     try:
-        train = load_split(
-            layout, "train", ds["visual_feature"], ds["text_feature"], cfg.data.max_ctx_l, cfg.data.max_desc_l,
-            visual_dim=ds["visual_dim"], text_dim=ds["text_dim"],
-        )  # fmt: skip
+        train = run_split(layout, "train", ckpt, cfg)
     except PrvrError as err:
         if log:
             log(f"no query bank (the checkpoint has none and the training queries are unreadable: {err}); raw scores")
@@ -343,18 +344,13 @@ def prepare_moments(
     """Encode ``split`` of the run's dataset and align it with the annotated moments (see
     ``data/moments.py`` for the formats). Returns the set and the run's own moment rule."""
     model, cfg, ckpt = model_from_checkpoint(run, device)
-    ds = ckpt["dataset"]
-    layout = Layout(Path(data_root or ds["root"]), ds["collection"])
+    layout = run_layout(ckpt, data_root)
     ann = read_annotations(annotations, layout)
-    data = load_split(
-        layout, split, ds["visual_feature"], ds["text_feature"], cfg.data.max_ctx_l, cfg.data.max_desc_l,
-        visual_dim=ds["visual_dim"], text_dim=ds["text_dim"],
-    )  # fmt: skip
+    data = run_split(layout, split, ckpt, cfg)
     validate_split(data)
-    bank_cfg = dataclasses.replace(cfg, moments=dataclasses.replace(cfg.moments, normalize="query_bank"))
-    bank = query_bank(model, ckpt, bank_cfg, layout, device, log)
+    bank = query_bank(model, ckpt, cfg, layout, device, log)  # any rule may ask for it
     enc = encode_split(model, data, device, cfg.data.eval_batch_size)
-    times_path = layout.frame_times(ds["visual_feature"])
+    times_path = layout.frame_times(ckpt["dataset"]["visual_feature"])
     frame_times = json.loads(times_path.read_text()) if times_path.is_file() else None
     items, own, rows = query_frames(data, enc, ann, bank, frame_times)
     if not items:

@@ -23,6 +23,7 @@ from prvr_cli.data.loaders import pad_sequences
 from prvr_cli.data.preprocess import prepare_video, resampled_times
 from prvr_cli.data.sources import BigFileVideos, HDF5Videos, open_videos
 from prvr_cli.errors import PrvrError
+from prvr_cli.evaluation.evaluate import run_layout
 from prvr_cli.evaluation.moments import query_bank
 from prvr_cli.index.meta import text_record
 from prvr_cli.index.store import BANK_FILE, BLOCK, FrameStore, save_bank, save_store
@@ -249,8 +250,7 @@ def _store_bank(out: Path, model, ckpt: dict, cfg, device) -> None:
     checkpoint that has none), so search standardises moments without the training data."""
     if cfg.moments.normalize != "query_bank" or (out / BANK_FILE).is_file():
         return
-    ds = ckpt["dataset"]
-    bank = query_bank(model, ckpt, cfg, Layout(Path(ds["root"]), ds["collection"]), device)
+    bank = query_bank(model, ckpt, cfg, run_layout(ckpt), device)
     if bank is not None:
         out.mkdir(parents=True, exist_ok=True)
         save_bank(out, bank)

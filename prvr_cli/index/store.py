@@ -159,5 +159,5 @@ def stored_bank(root: Path, ckpt: dict) -> QueryBank | None:
         with np.load(root / BANK_FILE) as z:
             return QueryBank.from_arrays({k: z[k] for k in z.files})
     if "query_bank" in ckpt:
-        return QueryBank.from_arrays({k: v.numpy() for k, v in ckpt["query_bank"].items()})
+        return QueryBank.from_arrays(ckpt["query_bank"])
     return None
