@@ -187,7 +187,7 @@ def test_id_map_and_moments(trained, tmp_path):
     np.testing.assert_allclose(store.times[store.offsets[j] : store.offsets[j + 1], 0], 0.5 * np.arange(n))
     hits = Searcher(tmp_path / "ix").search(Searcher(tmp_path / "ix").encode_query_ids(["v000003#enc#0"]), 3)[0]
     h = hits[0]
-    assert h.time == (0.5 * h.best_frame, 0.5 * (h.best_frame + 1))
+    assert h.best_time == (0.5 * h.best_frame, 0.5 * (h.best_frame + 1))
     assert h.span[0] <= h.best_frame <= h.span[1]
     assert h.span_time == (0.5 * h.span[0], 0.5 * (h.span[1] + 1))
     assert h.score == pytest.approx(sum(h.branch_scores.values()) / 2, abs=1e-6)
@@ -217,18 +217,23 @@ def test_search_cli_schema(trained, tmp_path):
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["query"] == "v000002#enc#0" and len(out["results"]) == 3
-    assert set(out["results"][0]) == {
+    # the documented schema (README, "Search output")
+    assert list(out["results"][0]) == [
+        "rank",
         "video",
         "score",
-        "theta",
-        "phi",
+        "branches",
+        "start",
+        "end",
+        "best_time",
         "best_frame",
         "span_frames",
-        "time",
-        "span_time",
         "peakedness",
         "confident",
-    }
+    ]
+    first = out["results"][0]
+    assert [r["rank"] for r in out["results"]] == [1, 2, 3] and set(first["branches"]) == {"theta", "phi"}
+    assert first["score"] == pytest.approx(sum(first["branches"].values()) / 2, abs=1e-5)
     (tmp_path / "q.txt").write_text("v000002#enc#0\nv000005#enc#1\n")
     res = run("search", "--queries", str(tmp_path / "q.txt"), "--query-id", "--index", str(tmp_path / "ix"), "-k", "2")
     lines = [json.loads(x) for x in res.stdout.splitlines()]

@@ -259,7 +259,11 @@ def _store(frames: np.ndarray):
     n = len(frames)
     times = np.stack([np.arange(n) * 1.5, (np.arange(n) + 1) * 1.5], axis=1).astype(np.float32)
     return SimpleNamespace(
-        offsets=np.array([0, n]), frames={"theta": frames, "phi": frames}, times=times, video_ids=["v"]
+        offsets=np.array([0, n]),
+        frames={"theta": frames, "phi": frames},
+        branches=("theta", "phi"),
+        times=times,
+        video_ids=["v"],
     )
 
 
@@ -269,12 +273,12 @@ def test_search_hits_say_when_there_is_no_clear_moment():
     q = {"theta": np.array([1.0, 0.0]), "phi": np.array([1.0, 0.0])}
     peaked = np.array([[0.0, 1.0]] * 3 + [[1.0, 0.0]] + [[0.0, 1.0]] * 4)
     hit = describe(_store(peaked), q, np.array([0]), np.array([1.0]), MomentConfig(smooth=0.0, min_peakedness=1.0))[0]
-    assert hit.confident and hit.best_frame == 3 and hit.span == (3, 3) and hit.time == (4.5, 6.0)
-    assert "4.5s" in _moment(hit.to_dict())
+    assert hit.confident and hit.best_frame == 3 and hit.span == (3, 3) and hit.best_time == (4.5, 6.0)
+    assert "4.5-6.0s" in _moment(hit.to_dict())
     flat = np.array([[0.6, 0.8]] * 8)
     hit = describe(_store(flat), q, np.array([0]), np.array([0.6]), MomentConfig(min_peakedness=1.0))[0]
     d = hit.to_dict()
-    assert not d["confident"] and d["span_frames"] == [0, 7] and d["span_time"] == [0.0, 12.0]
+    assert not d["confident"] and d["span_frames"] == [0, 7] and (d["start"], d["end"]) == (0.0, 12.0)
     assert _moment(d).startswith("whole video (no clear moment")
 
 

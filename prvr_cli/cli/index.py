@@ -10,11 +10,21 @@ from prvr_cli.cli.common import console, print_json
 
 
 def index(
-    run: Path = typer.Argument(..., help="training run folder (uses best.pt) or a checkpoint file"),
+    run: Path = typer.Argument(
+        ...,
+        help="training run folder (uses best.pt) or a checkpoint file; with --zero-shot, the dataset folder "
+        "ROOT/NAME that `prvr extract --visual clip` wrote",
+    ),
     out: Path = typer.Option(..., "--out", help="index folder to write"),
+    zero_shot: bool = typer.Option(
+        False, "--zero-shot", help="no trained run: index CLIP frames, search with the same CLIP's text tower"
+    ),
     data: Path = typer.Option(None, "--data", help="dataset root of the corpus (default: the run's dataset)"),
     collection: str = typer.Option(None, help="collection under --data (default: the run's)"),
     feature: str = typer.Option(None, help="visual feature name (default: the run's)"),
+    clip_pretrained: str = typer.Option(
+        None, help="--zero-shot: a local file with the CLIP weights the frames were extracted with"
+    ),
     factory: str = typer.Option(
         "Flat", help="FAISS factory string: Flat (exact), IVF4096,Flat, HNSW32, IVF1024,PQ32 ..."
     ),
@@ -22,16 +32,30 @@ def index(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ):
-    """Encode every frame of a corpus with both branches and build a FAISS index per branch."""
+    """Encode every frame of a corpus with both branches (or, --zero-shot, take its CLIP frames)
+    and build a FAISS index per branch."""
     from rich.progress import Progress
 
     from prvr_cli.device import resolve_device
-    from prvr_cli.index.build import build_index
+    from prvr_cli.errors import PrvrError
 
+    dev = resolve_device(device)
     with Progress(console=console, transient=True, disable=json_out) as progress:
-        summary = build_index(
-            run, out, data, collection, feature, factory, add, device=resolve_device(device), progress=progress
-        )
+        if zero_shot:
+            given = [o for o, v in (("--data", data), ("--collection", collection), ("--feature", feature)) if v]
+            if given:
+                raise PrvrError(f"{', '.join(given)}: not with --zero-shot, which indexes the dataset folder {run}")
+            from prvr_cli.index.zeroshot import build_zero_shot
+
+            summary = build_zero_shot(
+                run, out, factory, add, clip_pretrained=clip_pretrained, device=dev, progress=progress
+            )
+        else:
+            if clip_pretrained:
+                raise PrvrError("--clip-pretrained: only with --zero-shot (a trained run encodes its own queries)")
+            from prvr_cli.index.build import build_index
+
+            summary = build_index(run, out, data, collection, feature, factory, add, device=dev, progress=progress)
     if json_out:
         print_json(summary)
     else:

@@ -13,8 +13,8 @@ from prvr_cli.index.engines import engine_names
 def _moment(hit: dict) -> str:
     if not hit["confident"]:  # a precise-looking time that is likely wrong is worse than none
         return f"whole video (no clear moment, peakedness {hit['peakedness']:.2f})"
-    if hit["time"]:
-        return f"{hit['time'][0]:.1f}s (span {hit['span_time'][0]:.1f}-{hit['span_time'][1]:.1f}s)"
+    if hit["start"] is not None:
+        return f"{hit['start']:.1f}-{hit['end']:.1f}s (best {hit['best_time'][0]:.1f}s)"
     return f"frame {hit['best_frame']} (span {hit['span_frames'][0]}-{hit['span_frames'][1]})"
 
 
@@ -30,10 +30,21 @@ def search(
         "auto", help=f"{engine_names()}: auto is bounds (exact, pruned) on a Flat index, else faiss"
     ),
     checkpoint: Path = typer.Option(None, help="the run checkpoint, if it moved since indexing"),
+    clip_pretrained: str = typer.Option(
+        None, help="zero-shot index: a local file with the CLIP weights it was built with (no download)"
+    ),
+    export: Path = typer.Option(
+        None, "--export", help="cut each hit's moment into DIR as an mp4, plus contact_sheet.png"
+    ),
+    pad: float = typer.Option(1.0, help="--export: seconds of context before and after each moment"),
+    videos: Path = typer.Option(
+        None, "--videos", help="--export: the folder the videos are in now, if it moved since `prvr extract`"
+    ),
     device: str = typer.Option("cpu", help="auto | cpu | cuda"),
-    json_out: bool = typer.Option(False, "--json", help="print results as JSON"),
+    json_out: bool = typer.Option(False, "--json", help="print results as JSON (README: Search output)"),
 ):
-    """Ranked videos with scores (both branches) and the best-matching moment."""
+    """Ranked videos with scores and the best-matching moment (start and end seconds when the
+    corpus was extracted from video files)."""
     from prvr_cli.atomic import dumps
     from prvr_cli.cli.common import at_least, console, read_lines
     from prvr_cli.device import resolve_device
@@ -49,7 +60,10 @@ def search(
         raise PrvrError("empty query: give some words to search for (or --queries FILE)")
     else:
         lines = [(0, query)]
-    searcher = Searcher(index, resolve_device(device), checkpoint)
+    if export is not None and queries is not None:
+        raise PrvrError("--export takes one query; search the lines of --queries one at a time to export them")
+    searcher = Searcher(index, resolve_device(device), checkpoint, clip_pretrained)
+    files = export_files(searcher, videos) if export is not None else {}
     if queries is not None:
         # a bad line is reported and skipped; the others are answered, and the exit code says so
         stored = {n: searcher.stored_query(item) for n, item in lines} if query_id else {}
@@ -66,7 +80,8 @@ def search(
                 sys.stdout.write(dumps({"query": item, "line": n, "error": problems[n]}) + "\n")
             else:
                 hits = next(answers)
-                sys.stdout.write(dumps({"query": item, "results": [h.to_dict() for h in hits]}) + "\n")
+                results = [h.to_dict(r) for r, h in enumerate(hits, 1)]
+                sys.stdout.write(dumps({"query": item, "results": results}) + "\n")
         if problems:
             console.print(f"[red]{len(problems)} of {len(lines)} queries failed[/red]; the others were answered")
             raise typer.Exit(1)
@@ -74,17 +89,45 @@ def search(
     items = [query]
     q = searcher.encode_query_ids(items) if query_id else searcher.encode_texts(items)
     results = searcher.search(q, k, engine)
-    hits = [h.to_dict() for h in results[0]]
+    hits = [h.to_dict(r) for r, h in enumerate(results[0], 1)]
+    answer = {"query": items[0], "results": hits}
+    if export is not None:
+        from prvr_cli.features.clips import export_moments
+
+        answer["export"] = export_moments(hits, files, export, pad, log=console.print)
     if json_out:
-        sys.stdout.write(dumps({"query": items[0], "results": hits}, indent=2) + "\n")
+        sys.stdout.write(dumps(answer, indent=2) + "\n")
         return
     from rich.table import Table
 
     from prvr_cli.cli.common import stdout_console
 
+    branches = list(hits[0]["branches"]) if hits else []
     t = Table(title=f"{items[0]}")
-    for col in ("rank", "video", "score", "theta", "phi", "moment"):
+    for col in ("rank", "video", "score", *(branches if len(branches) > 1 else []), "moment"):
         t.add_column(col, justify="left" if col in ("video", "moment") else "right")
-    for r, h in enumerate(hits, 1):
-        t.add_row(str(r), h["video"], f"{h['score']:.4f}", f"{h['theta']:.4f}", f"{h['phi']:.4f}", _moment(h))
+    for h in hits:
+        per_branch = [f"{h['branches'][b]:.4f}" for b in branches] if len(branches) > 1 else []
+        t.add_row(str(h["rank"]), h["video"], f"{h['score']:.4f}", *per_branch, _moment(h))
     stdout_console().print(t)
+    if export is not None:
+        done = answer["export"]
+        console.print(f"exported {len(done['clips'])} clip(s) to {export}; contact sheet: {done['contact_sheet']}")
+
+
+def export_files(searcher, videos: Path | None) -> dict[str, Path]:
+    """{video id: source file} of the index's videos for ``--export``: where ``prvr extract`` found
+    them, or the same relative paths under ``videos``."""
+    from prvr_cli.errors import PrvrError
+    from prvr_cli.index.store import stored_sources
+
+    sources = stored_sources(searcher.store.root)
+    if not sources:
+        raise PrvrError(
+            f"{searcher.store.root}: its videos have no source files on record (synthetic data, or features made "
+            "outside prvr); --export needs a corpus made by `prvr extract`"
+        )
+    root = Path(videos) if videos is not None else Path(sources["root"])
+    if videos is not None and not root.is_dir():
+        raise PrvrError(f"--videos {videos}: no such folder")
+    return {v: root / rel for v, rel in sources["files"].items()}

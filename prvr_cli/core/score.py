@@ -46,8 +46,9 @@ def video_similarity(sf: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor
 
 
 def branch_mean(per_branch: Mapping):
-    """Eq. 13's mean over the branches, of tensors or arrays of one shape."""
-    return sum(per_branch[b] for b in BRANCHES) / len(BRANCHES)
+    """Eq. 13's mean over the branches given (theta and phi; a zero-shot index has one), of
+    tensors or arrays of one shape."""
+    return sum(per_branch.values()) / len(per_branch)
 
 
 def retrieval_score(q: Mapping[str, torch.Tensor], V: Mapping[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
@@ -76,7 +77,7 @@ def ragged_rows(offsets: np.ndarray, videos: np.ndarray) -> tuple[np.ndarray, np
 def ragged_scores(
     frames: Mapping[str, np.ndarray], offsets: np.ndarray, q: Mapping[str, np.ndarray], videos: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """s (Eq. 3) per branch for ``videos`` (n,), ragged form: frames[b] (N, d) unit rows, q[b] (d,)
-    unit -> {b: (n,)}. ``branch_mean`` of the result is S (Eq. 13)."""
+    """s (Eq. 3) per branch of ``q`` for ``videos`` (n,), ragged form: frames[b] (N, d) unit rows,
+    q[b] (d,) unit -> {b: (n,)}. ``branch_mean`` of the result is S (Eq. 13)."""
     rows, seg = ragged_rows(offsets, videos)
-    return {b: ragged_max(np.asarray(frames[b][rows]) @ q[b], seg) for b in BRANCHES}
+    return {b: ragged_max(np.asarray(frames[b][rows]) @ qb, seg) for b, qb in q.items()}

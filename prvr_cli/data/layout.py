@@ -4,6 +4,7 @@
   FeatureData/<feature>/            BigFile: feature.bin, id.txt, shape.txt, video2frames.txt
   FeatureData/<feature>.hdf5        or per-video HDF5 (key = video id, value (n_frames, D))
   FeatureData/<feature>/frame_times.json   optional {video_id: [[start, end], ...]} seconds
+  video_files.json                  optional: where each video's source file is (``prvr extract``)
   TextData/<collection><split>.caption.txt
   TextData/<text_feature>_<collection>_query_feat.hdf5
 """
@@ -65,6 +66,10 @@ class Layout:
 
     def extract_record(self) -> Path:
         return self.base / "extract.json"
+
+    def video_files(self) -> Path:
+        """{"root": the videos folder, "files": {video id: path under it}}, written by ``prvr extract``."""
+        return self.base / "video_files.json"
 
     def extract_work(self, feature: str | None = None) -> Path:
         root = self.base / ".extract"

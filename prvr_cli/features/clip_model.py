@@ -73,3 +73,75 @@ def load_clip(model: str, pretrained: str | None, device, tiny: bool = False, ad
             err,
         ) from None
     return net.to(device).eval(), model, str(pretrained)
+
+
+# Any fixed text: its embedding fingerprints a text tower, so an index can tell whether the
+# encoder that search loads is the one it was built with.
+PROBE_TEXT = "a person opens a door and walks into a kitchen"
+PROBE_MIN_COS = 0.99  # the same weights on another device or build stay far above this
+
+
+class ClipQueries:
+    """A CLIP model's text tower as the query encoder of zero-shot search: per text its pooled,
+    projected, unit embedding (open_clip ``encode_text``), the space its image embeddings live in.
+    Not the per-token features ``--text clip`` extracts for training."""
+
+    def __init__(self, model: str, pretrained: str | None, device="cpu", tiny: bool = False, advice: str | None = None):
+        self._set(*load_clip(model, pretrained, device, tiny, advice), device, tiny)
+
+    @classmethod
+    def from_model(cls, net, model: str, pretrained: str, device="cpu") -> ClipQueries:
+        """Wrap an open_clip model already loaded (a notebook's, or a benchmark's)."""
+        self = cls.__new__(cls)
+        self._set(net.to(device).eval(), model, pretrained, device, model == TINY_NAME)
+        return self
+
+    def _set(self, net, model_name: str, pretrained: str, device, tiny: bool) -> None:
+        self.net, self.model_name, self.pretrained = net, model_name, pretrained
+        self.tokenizer = clip_tokenizer(model_name)
+        self.device, self.tiny = device, tiny
+        self.dim = int(net.visual.output_dim)
+
+    def encode(self, texts: list[str], batch_size: int = 256):
+        """texts -> (B, d) float32 unit embeddings."""
+        import torch
+
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(texts), batch_size):
+                ids = self.tokenizer(texts[s : s + batch_size]).to(self.device)
+                out.append(self.net.encode_text(ids, normalize=True).float().cpu())
+        return torch.cat(out).numpy()
+
+    def probe(self) -> list[float]:
+        """The unit embedding of ``PROBE_TEXT``: the text tower's fingerprint."""
+        return [round(float(x), 6) for x in self.encode([PROBE_TEXT])[0]]
+
+    def record(self) -> dict:
+        """What a zero-shot index stores about its query encoder."""
+        return {
+            "backbone": "clip",
+            "model": self.model_name,
+            "pretrained": self.pretrained,
+            "tiny": self.tiny,
+            "dim": self.dim,
+            "probe": self.probe(),
+        }
+
+    def check(self, rec: dict, where) -> None:
+        """Refuse to encode queries for an index (``where``) whose encoder record ``rec`` names
+        another model, or whose probe embedding this text tower does not reproduce."""
+        import numpy as np
+
+        if rec["model"] != self.model_name or rec["dim"] != self.dim:
+            raise PrvrError(
+                f"{where}: was built with CLIP {rec['model']} ({rec['dim']}-d), "
+                f"not {self.model_name} ({self.dim}-d); search it with the model it was built with"
+            )
+        cos = float(np.dot(self.probe(), rec["probe"]))
+        if cos < PROBE_MIN_COS:
+            raise PrvrError(
+                f"{where}: CLIP {self.model_name} weights {self.pretrained!r} differ from the {rec['pretrained']!r} "
+                f"weights it was built with (their embeddings of a probe text agree to cos {cos:.3f}); "
+                "search with those weights or rebuild the index"
+            )

@@ -380,6 +380,8 @@ def finalize(spec: ExtractSpec, device, backbone_name: str | None = None, log=No
                 w.add(fp.stem, z["feats"])
                 times[fp.stem] = [[round(float(a), 4), round(float(b), 4)] for a, b in z["times"]]
     write_text(layout.frame_times(backbone_name), json.dumps(times) + "\n")
+    files = {v: videos[v].relative_to(spec.videos_dir).as_posix() for v in sorted(have)}
+    write_json(layout.video_files(), {"root": str(Path(spec.videos_dir).resolve()), "files": files})
     info = {
         "visual_feature": backbone_name,
         "visual": meta["visual"],

@@ -217,11 +217,11 @@ class ClipText:
         }
 
 
-def search_advice(rec: dict) -> str:
-    """How to make the text model that ``extract.json`` recorded available to ``prvr search``,
-    which, unlike extract, has no option to point elsewhere."""
+def search_advice(rec: dict, said: str | None = None) -> str:
+    """How to make the text model that ``extract.json`` (or a zero-shot index) recorded available
+    to ``prvr search``; ``said`` replaces the sentence naming where the record is."""
     model = rec["model"]
-    said = "prvr search encodes queries with the text model recorded in the dataset's extract.json"
+    said = said or "prvr search encodes queries with the text model recorded in the dataset's extract.json"
     if rec["backbone"] == "roberta" and (model.startswith(("/", ".", "~")) or "\\" in model):
         return f"{said}, a saved model folder: copy it to {model} on this machine."
     if rec["backbone"] == "clip":

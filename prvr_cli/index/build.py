@@ -3,12 +3,14 @@
 Re-running on the same folder resumes: videos already in the index are skipped, each chunk of
 new videos is saved before the next starts, and the FAISS indexes catch up at the end. ``add``
 appends videos to a finished index without rebuilding (same checkpoint and feature required).
+``grow_index`` is that loop for any frame encoder; the zero-shot index (``zeroshot.py``) uses it too.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from prvr_cli.errors import PrvrError
 from prvr_cli.evaluation.evaluate import run_layout
 from prvr_cli.evaluation.moments import query_bank
 from prvr_cli.index.meta import text_record
-from prvr_cli.index.store import BANK_FILE, BLOCK, FrameStore, save_bank, save_store
+from prvr_cli.index.store import BANK_FILE, BLOCK, FrameStore, save_bank, save_sources, save_store
 from prvr_cli.nets.checkpoint import checkpoint_file, model_from_checkpoint
 
 FORMAT = "prvr-index/1"
@@ -80,7 +82,7 @@ def _faiss_message(err: Exception) -> str:
 
 
 @dataclass
-class _Rows:
+class Rows:
     """What the index folder will hold: video ids in row order, frame offsets, (N, 2) frame times
     and per-branch (N, d) unit frames, each kept as a list of pieces until the next save."""
 
@@ -91,15 +93,15 @@ class _Rows:
     n_rows: int = 0
 
     @classmethod
-    def start(cls, store: FrameStore | None) -> _Rows:
+    def start(cls, store: FrameStore | None, branches: tuple[str, ...]) -> Rows:
         if store is None:
-            return cls([], [np.zeros(1, np.int64)], [], {b: [] for b in BRANCHES})
+            return cls([], [np.zeros(1, np.int64)], [], {b: [] for b in branches})
         offsets = np.asarray(store.offsets)
-        frames = {b: [np.asarray(store.frames[b])] for b in BRANCHES}
+        frames = {b: [np.asarray(store.frames[b])] for b in branches}
         return cls(list(store.video_ids), [offsets], [np.asarray(store.times)], frames, int(offsets[-1]))
 
     def add(self, names: list[str], frames: dict[str, np.ndarray], lengths: list[int], times: list[np.ndarray]):
-        for b in BRANCHES:
+        for b in self.frames:
             self.frames[b].append(frames[b])
         for n, t in zip(lengths, times):
             self.times.append(t)
@@ -110,9 +112,9 @@ class _Rows:
     def merged_frames(self, dim: int) -> dict[str, np.ndarray]:
         """Concatenate each branch's pieces into one (N, d) array (and keep it as the only piece)."""
         merged = {
-            b: np.concatenate(self.frames[b]) if self.frames[b] else np.zeros((0, dim), np.float32) for b in BRANCHES
+            b: np.concatenate(pieces) if pieces else np.zeros((0, dim), np.float32) for b, pieces in self.frames.items()
         }
-        self.frames = {b: [merged[b]] for b in BRANCHES}
+        self.frames = {b: [merged[b]] for b in merged}
         return merged
 
 
@@ -132,19 +134,19 @@ def _open_corpus(
     return layout, feature, source
 
 
-def _open_existing(out: Path, sha: str, ckpt_path: Path, feature: str, factory: str, add: bool) -> FrameStore | None:
+def open_existing(out: Path, factory: str, add: bool, differs: Callable[[dict], str | None]) -> FrameStore | None:
     """The index already in ``out`` (an interrupted build to resume, or one to ``add`` to), or None.
-    Refuses one built with another checkpoint, feature or (once complete) factory."""
+    Refuses one that ``differs(meta)`` says was built otherwise (it returns the reason), and, once
+    complete, one built with another factory."""
     if not (out / "index.json").is_file():
         if add:
             raise PrvrError(f"{out}: no index to add to")
         return None
     store = FrameStore.load(out)
     meta = store.meta
-    if meta["checkpoint_sha256"] != sha:
-        raise PrvrError(f"{out}: was built with another checkpoint; choose a new --out to index {ckpt_path}")
-    if meta["dataset"]["visual_feature"] != feature:
-        raise PrvrError(f"{out}: holds {meta['dataset']['visual_feature']!r} features, not {feature!r}")
+    problem = differs(meta)
+    if problem:
+        raise PrvrError(f"{out}: {problem}")
     if meta["factory"] != factory and not meta.get("complete"):
         meta["faiss_frames"] = 0  # the frames do not depend on the factory; FAISS is rebuilt
     elif meta["factory"] != factory:
@@ -154,9 +156,20 @@ def _open_existing(out: Path, sha: str, ckpt_path: Path, feature: str, factory: 
     return store
 
 
-def _videos_to_add(
-    source: VideoSource, layout: Layout, videos: list[str] | None, store: FrameStore | None
-) -> list[str]:
+def _trained_differs(sha: str, ckpt_path: Path, feature: str) -> Callable[[dict], str | None]:
+    def differs(meta: dict) -> str | None:
+        if meta.get("kind", "trained") != "trained":
+            return f"holds a {meta['kind']} index; choose a new --out to index {ckpt_path}"
+        if meta["checkpoint_sha256"] != sha:
+            return f"was built with another checkpoint; choose a new --out to index {ckpt_path}"
+        if meta["dataset"]["visual_feature"] != feature:
+            return f"holds {meta['dataset']['visual_feature']!r} features, not {feature!r}"
+        return None
+
+    return differs
+
+
+def videos_to_add(source: VideoSource, layout: Layout, videos: list[str] | None, store: FrameStore | None) -> list[str]:
     """The wanted videos (default: all of the corpus) that the index does not hold yet."""
     wanted = videos if videos is not None else source.video_ids
     missing = [v for v in wanted if v not in source]
@@ -186,6 +199,7 @@ def _index_meta(
     ds = ckpt["dataset"]
     return {
         "format": FORMAT,
+        "kind": "trained",
         "checkpoint": str(ckpt_path.resolve()),
         "checkpoint_sha256": sha,
         "preset": ckpt["preset"],
@@ -229,17 +243,17 @@ def _encode_batch(
     return frames, lengths, times
 
 
-def _save_chunk(out: Path, meta: dict, rows: _Rows, dim: int) -> None:
+def _save_chunk(out: Path, meta: dict, rows: Rows, dim: int) -> None:
     """Write everything encoded so far, marked incomplete: an interrupted build resumes from here."""
     merged = rows.merged_frames(dim)
     meta |= {"videos": len(rows.ids), "frames": rows.n_rows, "complete": False}
     save_store(out, meta, rows.ids, np.concatenate(rows.offsets), np.concatenate(rows.times), merged)
 
 
-def _finish(out: Path, meta: dict, rows: _Rows, factory: str, dim: int) -> None:
+def _finish(out: Path, meta: dict, rows: Rows, factory: str, dim: int) -> None:
     """Catch the FAISS indexes up with the frames, then mark the index complete."""
     final = rows.merged_frames(dim)
-    for b in BRANCHES:
+    for b in final:
         faiss_sync(out, final[b], factory, b, meta["faiss_frames"])
     meta |= {"videos": len(rows.ids), "frames": rows.n_rows, "faiss_frames": rows.n_rows, "complete": True}
     write_json(out / "index.json", meta)
@@ -285,22 +299,53 @@ def build_index(
     layout, feature, source = _open_corpus(ckpt, ckpt_path, data_root, collection, feature)
     times_path = layout.frame_times(feature)
     all_times = json.loads(times_path.read_text()) if times_path.is_file() else {}
-    store = _open_existing(out, sha, ckpt_path, feature, factory, add)
-    todo = _videos_to_add(source, layout, videos, store)
-    rows = _Rows.start(store)
+    store = open_existing(out, factory, add, _trained_differs(sha, ckpt_path, feature))
+    todo = videos_to_add(source, layout, videos, store)
+    rows = Rows.start(store, BRANCHES)
     faiss_frames = store.meta.get("faiss_frames", 0) if store else 0
     meta = _index_meta(
         ckpt_path, sha, ckpt, cfg, layout, feature, factory, has_times=bool(all_times), faiss_frames=faiss_frames
     )
     _store_bank(out, model, ckpt, cfg, device)
+    copy_sources(layout, out)
+
+    def encode(names: list[str]):
+        return _encode_batch(model, source, names, all_times, max_len, device)
+
+    grow_index(out, meta, rows, todo, encode, dim, progress, batch_size, chunk_videos)
+    return {"out": str(out), "videos": len(rows.ids), "frames": rows.n_rows, "added": len(todo), "factory": factory}
+
+
+def copy_sources(layout: Layout, out: Path) -> None:
+    """Copy the dataset's record of its source video files (``prvr extract`` writes it) into the
+    index, so ``prvr search --export`` finds the videos without the dataset."""
+    path = layout.video_files()
+    if path.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        save_sources(out, json.loads(path.read_text()))
+
+
+def grow_index(
+    out: Path,
+    meta: dict,
+    rows: Rows,
+    todo: list[str],
+    encode: Callable[[list[str]], tuple[dict[str, np.ndarray], list[int], list[np.ndarray]]],
+    dim: int,
+    progress=None,
+    batch_size: int = 64,
+    chunk_videos: int = 2000,
+) -> None:
+    """Encode the ``todo`` videos in batches (``encode(names)`` -> per branch the (sum L_i, d)
+    unit frames, each L_i, each (L_i, 2) times), saving after every chunk of ``chunk_videos``,
+    then bring FAISS up to date and mark the index complete."""
     task = progress.add_task("indexing", total=len(todo)) if progress else None
     for c0 in range(0, len(todo), chunk_videos):
         chunk = todo[c0 : c0 + chunk_videos]
         for b0 in range(0, len(chunk), batch_size):
             names = chunk[b0 : b0 + batch_size]
-            rows.add(names, *_encode_batch(model, source, names, all_times, max_len, device))
+            rows.add(names, *encode(names))
             if progress:
                 progress.update(task, advance=len(names))
         _save_chunk(out, meta, rows, dim)
-    _finish(out, meta, rows, factory, dim)
-    return {"out": str(out), "videos": len(rows.ids), "frames": rows.n_rows, "added": len(todo), "factory": factory}
+    _finish(out, meta, rows, meta["factory"], dim)

@@ -8,7 +8,7 @@ Adding one is a function and a decorator line::
     def brute(searcher, q, k):
         # every video scored: mean over branches of the max over its frames (a slow reference)
         store, found = searcher.store, []
-        for i in range(len(q["theta"])):
+        for i in range(len(q[store.branches[0]])):
             s = sum(np.maximum.reduceat(store.frames[b] @ q[b][i], store.offsets[:-1]) for b in q) / len(q)
             top = np.argsort(-s, kind="stable")[:k]
             found.append((top, s[top]))
@@ -22,8 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-
-from prvr_cli.core.branches import BRANCHES
 
 Found = list[tuple[np.ndarray, np.ndarray]]
 ENGINES: dict[str, Callable[..., Found]] = {}
@@ -54,9 +52,9 @@ def bounds(searcher, q: dict[str, np.ndarray], k: int) -> Found:
     """Exact: score videos in order of their block upper bounds, stop when no bound can beat the k-th."""
     from prvr_cli.index.search import search_bounds, search_bounds_batch
 
-    if len(q[BRANCHES[0]]) > 1:
+    if _count(q) > 1:
         return search_bounds_batch(searcher.store, q, k)
-    return [search_bounds(searcher.store, {b: q[b][0] for b in BRANCHES}, k)[:2]]
+    return [search_bounds(searcher.store, {b: x[0] for b, x in q.items()}, k)[:2]]
 
 
 @register_engine("faiss")
@@ -66,6 +64,11 @@ def faiss_ta(searcher, q: dict[str, np.ndarray], k: int) -> Found:
 
     exact = searcher.store.meta["factory"] == "Flat"
     return [
-        search_faiss(searcher.store, searcher.indexes, {b: q[b][i] for b in BRANCHES}, k, exact=exact)[:2]
-        for i in range(len(q[BRANCHES[0]]))
+        search_faiss(searcher.store, searcher.indexes, {b: x[i] for b, x in q.items()}, k, exact=exact)[:2]
+        for i in range(_count(q))
     ]
+
+
+def _count(q: dict[str, np.ndarray]) -> int:
+    """Queries in a batch q[b] (B, d)."""
+    return len(next(iter(q.values())))

@@ -1,5 +1,6 @@
 """Search that returns the method's score exactly: s(q, V) = (max_k q_theta . v_theta_k +
-max_k q_phi . v_phi_k) / 2 over the frames of each video.
+max_k q_phi . v_phi_k) / 2 over the frames of each video (a zero-shot index has one branch,
+``clip``, and s(q, V) = max_k q . v_k).
 
 Two engines over the same frame store:
 - ``bounds`` (default for flat indexes): per-block upper bounds (see ``store.py``) rank videos by
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from prvr_cli.config import MomentConfig
-from prvr_cli.core.branches import BRANCHES
 from prvr_cli.core.moments import QueryBank, frame_signal, locate, standardise
 from prvr_cli.core.score import branch_mean, ragged_max, ragged_scores
 from prvr_cli.index.store import FrameStore, cap_bound
@@ -27,25 +27,30 @@ from prvr_cli.index.store import FrameStore, cap_bound
 
 @dataclass
 class Hit:
+    """One ranked video. ``to_dict`` is the documented ``prvr search --json`` result (README,
+    "Search output")."""
+
     video: str
     score: float
     branch_scores: dict[str, float]
     best_frame: int = -1
-    span: tuple[int, int] = (-1, -1)
-    time: tuple[float, float] | None = None
-    span_time: tuple[float, float] | None = None
+    span: tuple[int, int] = (-1, -1)  # frames of the moment, inclusive
+    best_time: tuple[float, float] | None = None  # seconds of the best frame
+    span_time: tuple[float, float] | None = None  # seconds of the moment: start of its first frame, end of its last
     peakedness: float = 0.0  # (peak - median) / std of the frame signal
     confident: bool = False  # False: no clearer than the whole video, and the span is the whole video
 
-    def to_dict(self) -> dict:
+    def to_dict(self, rank: int | None = None) -> dict:
         return {
+            **({"rank": rank} if rank is not None else {}),
             "video": self.video,
             "score": round(self.score, 6),
-            **{b: round(s, 6) for b, s in self.branch_scores.items()},
+            "branches": {b: round(s, 6) for b, s in self.branch_scores.items()},
+            "start": self.span_time[0] if self.span_time else None,
+            "end": self.span_time[1] if self.span_time else None,
+            "best_time": list(self.best_time) if self.best_time else None,
             "best_frame": self.best_frame,
             "span_frames": list(self.span),
-            "time": list(self.time) if self.time else None,
-            "span_time": list(self.span_time) if self.span_time else None,
             "peakedness": self.peakedness,
             "confident": self.confident,
         }
@@ -67,11 +72,11 @@ def video_upper_bounds(store: FrameStore, q: dict[str, np.ndarray]) -> np.ndarra
     """Upper bound of s(q, V_j) for every video, from block caps (see store.py).
     q[b] (d,) -> (Nv,), or a batch q[b] (B, d) -> (Nv, B) in one matrix product per branch."""
     ub = 0.0
-    for b in BRANCHES:
+    for b in store.branches:
         cos = store.direction[b] @ q[b].T  # (Nb,) or (Nb, B)
         m = store.min_cos[b] if cos.ndim == 1 else store.min_cos[b][:, None]
         block_ub = cap_bound(cos, m)
-        ub = ub + ragged_max(block_ub, store.block_offsets[b][:-1]) / len(BRANCHES)
+        ub = ub + ragged_max(block_ub, store.block_offsets[b][:-1]) / len(store.branches)
     return ub
 
 
@@ -105,7 +110,7 @@ def score_pairs(store: FrameStore, Q: dict[str, np.ndarray], pq: np.ndarray, pv:
     for group in np.split(order, cuts) if len(order) else []:
         v = int(pv[group[0]])
         s0, s1 = int(store.offsets[v]), int(store.offsets[v + 1])
-        out[group] = branch_mean({b: (store.frames[b][s0:s1] @ Q[b][pq[group]].T).max(0) for b in BRANCHES})
+        out[group] = branch_mean({b: (store.frames[b][s0:s1] @ Q[b][pq[group]].T).max(0) for b in store.branches})
     return out
 
 
@@ -147,11 +152,11 @@ def search_faiss(
     f = min(start_frames or max(16 * k, 256), n_frames)
     while True:
         cands, tau = [], 0.0
-        for b in BRANCHES:
+        for b in store.branches:
             D, I = indexes[b].search(np.ascontiguousarray(q[b][None], dtype=np.float32), f)
             valid = I[0] >= 0
             cands.append(np.searchsorted(store.offsets, I[0][valid], side="right") - 1)
-            tau += (D[0][valid][-1] if valid.any() else -1.0) / len(BRANCHES)
+            tau += (D[0][valid][-1] if valid.any() else -1.0) / len(store.branches)
         videos = np.unique(np.concatenate(cands))
         s = exact_scores(store, q, videos)
         top_v, top_s = _top([videos], [branch_mean(s)], k)
@@ -164,9 +169,9 @@ def moment(store: FrameStore, q: dict[str, np.ndarray], video: int, rule: Moment
     """The moment of ``video`` for q[b] (d,) by the moment rule (``core/moments.py``).
     Returns (Moment, {branch: raw frame scores (L,)})."""
     s0, s1 = int(store.offsets[video]), int(store.offsets[video + 1])
-    frames = {b: np.asarray(store.frames[b][s0:s1]) for b in BRANCHES}
-    raw = {b: frames[b] @ q[b] for b in BRANCHES}
-    z = {b: standardise(raw[b], *(bank.frame_stats(b, frames[b]) if bank else (None, None))) for b in BRANCHES}
+    frames = {b: np.asarray(store.frames[b][s0:s1]) for b in store.branches}
+    raw = {b: frames[b] @ q[b] for b in store.branches}
+    z = {b: standardise(raw[b], *(bank.frame_stats(b, frames[b]) if bank else (None, None))) for b in raw}
     return locate(frame_signal(z, rule.smooth), rule), raw
 
 

@@ -1,4 +1,6 @@
-"""``Searcher``: an index folder plus the checkpoint that built it, ready to answer queries."""
+"""``Searcher``: an index folder plus what encodes its queries, ready to answer them: the
+checkpoint that built it (a trained index) or the CLIP text tower whose image tower made the
+frames (a zero-shot index)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prvr_cli.config import MomentConfig
 from prvr_cli.core.branches import BRANCHES
 from prvr_cli.core.provenance import file_sha256
 from prvr_cli.data.hdf5 import HDF5Features
@@ -22,22 +25,46 @@ from prvr_cli.nets.checkpoint import model_from_checkpoint
 
 
 class Searcher:
-    def __init__(self, index_dir: str | Path, device="cpu", checkpoint: str | Path | None = None):
+    def __init__(
+        self,
+        index_dir: str | Path,
+        device="cpu",
+        checkpoint: str | Path | None = None,
+        clip_pretrained: str | None = None,
+        encoder=None,
+    ):
+        """``checkpoint``: the run's checkpoint if it moved since indexing (trained index);
+        ``clip_pretrained``: a local file with the CLIP weights the index was built with, or
+        ``encoder``: those weights loaded (a ``ClipQueries``) (zero-shot index)."""
         self.store = FrameStore.load(index_dir)
         meta = self.store.meta
         if not meta.get("complete"):
             raise PrvrError(f"{index_dir}: the index build was interrupted; run `prvr index` again to finish it")
+        self.device = device
+        self.zero_shot = meta.get("kind") == "zero-shot"
+        self._indexes = None
+        self._queries = None
+        self._text = None
+        self._clip_pretrained = clip_pretrained
+        if self.zero_shot:
+            if checkpoint is not None:
+                raise PrvrError(f"--checkpoint: {index_dir} is a zero-shot CLIP index; it has no trained run")
+            if encoder is not None:
+                encoder.check(meta["encoder"], index_dir)
+                self._text = encoder
+            self.model = self.cfg = self.bank = None
+            self.rule = MomentConfig(**meta["moments"])
+            return
+        if clip_pretrained is not None or encoder is not None:
+            raise PrvrError(f"--clip-pretrained: {index_dir} is the index of a trained run, not a zero-shot one")
         ckpt = Path(checkpoint or meta["checkpoint"])
         if not ckpt.is_file():
             raise PrvrError(f"{ckpt}: the checkpoint this index was built with is missing (pass --checkpoint)")
         if file_sha256(ckpt) != meta["checkpoint_sha256"]:
             raise PrvrError(f"{ckpt}: differs from the checkpoint {index_dir} was built with; rebuild the index")
         self.model, self.cfg, ckpt_dict = model_from_checkpoint(ckpt, device)
-        self.bank = stored_bank(self.store.root, ckpt_dict) if self.cfg.moments.normalize == "query_bank" else None
-        self.device = device
-        self._indexes = None
-        self._queries = None
-        self._text = None
+        self.rule = self.cfg.moments
+        self.bank = stored_bank(self.store.root, ckpt_dict) if self.rule.normalize == "query_bank" else None
 
     @property
     def indexes(self) -> dict:
@@ -45,7 +72,7 @@ class Searcher:
             import faiss
 
             self._indexes = {}
-            for b in BRANCHES:
+            for b in self.store.branches:
                 index = faiss.read_index(str(self.store.root / f"faiss_{b}.index"))
                 if hasattr(faiss, "StandardGpuResources") and torch.cuda.is_available():
                     index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
@@ -66,6 +93,8 @@ class Searcher:
         """(token features (T, D_q), None) of a stored caption id, read once; or (None, why it cannot
         be searched: unknown, or non-finite features). Stored queries live in the dataset, so this
         needs it where the index was built from."""
+        if self.zero_shot:
+            raise PrvrError(f"{self.store.root}: a zero-shot index has no stored queries; type the query as text")
         if self._queries is None:
             layout = self._dataset()
             if not layout.base.is_dir():
@@ -101,6 +130,8 @@ class Searcher:
         for t in texts:
             if not t or not t.strip():
                 raise PrvrError("empty query: give some words to search for")
+        if self.zero_shot:
+            return {"clip": self._clip().encode(texts)}
         meta = self.store.meta
         record = meta["text_encoder"] if "text_encoder" in meta else text_record(self._dataset())
         if record is None:
@@ -115,6 +146,22 @@ class Searcher:
             self._text = text_from_record(record, self.device)
         return self.encode_tokens(self._text.encode(texts))
 
+    def _clip(self):
+        """The CLIP text tower the zero-shot index recorded, checked against its fingerprint."""
+        if self._text is None:
+            from prvr_cli.features.clip_model import ClipQueries
+            from prvr_cli.features.text import search_advice
+
+            rec = self.store.meta["encoder"]
+            said = f"prvr search encodes queries with the CLIP text tower {self.store.root} was built with"
+            advice = search_advice(rec, said) + " Or pass --clip-pretrained /path/to/checkpoint.bin."
+            encoder = ClipQueries(
+                rec["model"], self._clip_pretrained or rec["pretrained"], self.device, rec["tiny"], advice
+            )
+            encoder.check(rec, self.store.root)
+            self._text = encoder
+        return self._text
+
     def search(self, q: dict[str, np.ndarray], k: int = 10, engine: str = "auto") -> list[list[Hit]]:
         """q[b] (B, d) unit -> per query the top-k hits with moments, found by the named engine
         (see ``prvr_cli.index.engines``; ``auto`` picks one from the index's factory)."""
@@ -126,6 +173,6 @@ class Searcher:
             raise PrvrError(f"unknown engine {engine!r}: use {engine_names()}")
         found = ENGINES[engine](self, q, k)
         return [
-            describe(self.store, {b: q[b][i] for b in BRANCHES}, v, s, self.cfg.moments, self.bank)
+            describe(self.store, {b: x[i] for b, x in q.items()}, v, s, self.rule, self.bank)
             for i, (v, s) in enumerate(found)
         ]

@@ -1,12 +1,15 @@
 """On-disk index layout and the frame store behind exact search.
 
     INDEX_DIR/
-      index.json            checkpoint hash, preset, features, dims, factory, counts, versions,
-                            and the text-encoder record free-text search needs (None if unknown)
+      index.json            kind (trained | zero-shot), branches, what encodes queries (the checkpoint
+                            hash and the text-encoder record, or the CLIP model), features, dims,
+                            factory, counts, versions
       videos.json           video ids, in row order
       offsets.npy           (Nv + 1,) int64: frames of video j are rows offsets[j]:offsets[j+1]
       times.npy             (N, 2) float32 start/end seconds per frame row (NaN when unknown)
-      frames_<branch>.npy   (N, d) float32 unit frame embeddings (memory-mapped at search time)
+      sources.json          optional {video id: source video file}, for exporting moment clips
+      frames_<branch>.npy   (N, d) float32 unit frame embeddings (memory-mapped at search time);
+                            the branches are theta and phi for a trained index, clip for zero-shot
       blocks_<branch>.npz   per block of ``BLOCK`` frames: direction (Nb, d), min_cos (Nb,)
       faiss_<branch>.index  the FAISS index of that branch's frames
 
@@ -86,6 +89,7 @@ class FrameStore:
     """Everything exact search needs, loaded from an index folder."""
 
     root: Path
+    branches: tuple[str, ...]
     meta: dict
     video_ids: list[str]
     offsets: np.ndarray
@@ -108,29 +112,30 @@ class FrameStore:
         meta = json.loads(meta_path.read_text())
         video_ids = json.loads((root / "videos.json").read_text())
         offsets = np.load(root / "offsets.npy")
+        branches = tuple(meta.get("branches", BRANCHES))  # indexes of ARL runs before zero-shot have none
         frames, direction, min_cos, block_offsets = {}, {}, {}, {}
-        for b in BRANCHES:
+        for b in branches:
             frames[b] = np.load(root / f"frames_{b}.npy", mmap_mode="r")
             with np.load(root / f"blocks_{b}.npz") as z:
                 direction[b], min_cos[b], block_offsets[b] = z["direction"], z["min_cos"], z["block_offsets"]
         if (
             len(video_ids) != meta["videos"]
             or offsets[-1] != meta["frames"]
-            or frames[BRANCHES[0]].shape[0] != meta["frames"]
+            or frames[branches[0]].shape[0] != meta["frames"]
         ):
             raise PrvrError(f"{root}: index files disagree with index.json (an interrupted write?); rebuild it")
-        return cls(
-            root, meta, video_ids, offsets, np.load(root / "times.npy"), frames, direction, min_cos, block_offsets
-        )
+        times = np.load(root / "times.npy")
+        return cls(root, branches, meta, video_ids, offsets, times, frames, direction, min_cos, block_offsets)
 
 
 def save_store(
     root: Path, meta: dict, video_ids: list[str], offsets: np.ndarray, times: np.ndarray, frames: dict[str, np.ndarray]
 ) -> None:
     """Write every file atomically; ``index.json`` last, so a reader never sees new counts with
-    old arrays."""
+    old arrays. The branches are the keys of ``frames`` (recorded in ``meta``)."""
     root.mkdir(parents=True, exist_ok=True)
-    for b in BRANCHES:
+    meta["branches"] = list(frames)
+    for b in frames:
         with atomic_path(root / f"frames_{b}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, np.ascontiguousarray(frames[b], dtype=np.float32))
         c, r, bo = block_bounds(frames[b], offsets)
@@ -145,6 +150,19 @@ def save_store(
 
 
 BANK_FILE = "query_bank.npz"
+SOURCES_FILE = "sources.json"
+
+
+def save_sources(root: Path, files: dict[str, str]) -> None:
+    """{video id: source video file} of the indexed videos, for ``prvr search --export``."""
+    write_json(root / SOURCES_FILE, files)
+
+
+def stored_sources(root: Path) -> dict[str, str]:
+    """The index's {video id: source video file}; empty when the corpus has no video files
+    (synthetic data, or features made outside prvr)."""
+    path = root / SOURCES_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def save_bank(root: Path, bank: QueryBank) -> None:

@@ -1,0 +1,158 @@
+"""``build_zero_shot``: an index over the CLIP image embeddings that ``prvr extract --visual clip``
+wrote, with no trained run: search for people without captions.
+
+A frame is its CLIP image embedding (unit); a typed query is the same CLIP model's text embedding
+(``ClipQueries``); a video scores the max over its frames of their cosine, the method's score with
+one branch, ``clip``. The frame store, exact pruned search, FAISS, moments, timestamps, resuming
+and ``--add`` are those of the trained index (``build.py``). Every frame is kept (no resampling
+to ``max_ctx_l``): the index holds the extracted time grid as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from prvr_cli.config import MomentConfig
+from prvr_cli.core.provenance import versions
+from prvr_cli.data.layout import Layout
+from prvr_cli.data.sources import open_videos
+from prvr_cli.errors import PrvrError
+from prvr_cli.features.clip_model import TINY_NAME, ClipQueries
+from prvr_cli.index.build import (
+    FORMAT,
+    Rows,
+    check_factory,
+    copy_sources,
+    grow_index,
+    open_existing,
+    videos_to_add,
+)
+from prvr_cli.index.store import BLOCK
+
+BRANCH = "clip"
+# Raw cosines (no query bank: there are no training queries); the rule's other settings are the
+# trained defaults, not tuned for CLIP (no CLIP weights to measure them with here).
+ZERO_SHOT_MOMENTS = MomentConfig(normalize="none")
+
+
+def clip_record(layout: Layout) -> tuple[str, dict]:
+    """(visual feature name, its backbone record) from the dataset's ``extract.json``; refuses
+    features that are not CLIP image embeddings."""
+    path = layout.extract_record()
+    if not path.is_file():
+        raise PrvrError(
+            f"{layout.base}: no extract.json; a zero-shot index needs frames from "
+            "`prvr extract VIDEOS --out ROOT --name NAME --visual clip`"
+        )
+    rec = json.loads(path.read_text())
+    visual = rec.get("visual", {})
+    if visual.get("backbone") != "clip":
+        raise PrvrError(
+            f"{path}: its frames are {visual.get('backbone', 'unknown')!r} features; a zero-shot index needs "
+            "CLIP image embeddings (prvr extract --visual clip)"
+        )
+    return rec["visual_feature"], visual
+
+
+def query_encoder(visual: dict, device="cpu", clip_pretrained: str | None = None, advice: str | None = None):
+    """The text tower of the CLIP model whose image tower made the frames (``clip_pretrained``: a
+    local file with those weights, for a machine that cannot download them)."""
+    return ClipQueries(
+        visual["model"], clip_pretrained or visual["pretrained"], device, visual["model"] == TINY_NAME, advice
+    )
+
+
+def _differs(feature: str, encoder: dict):
+    def differs(meta: dict) -> str | None:
+        if meta.get("kind") != "zero-shot":
+            return "holds an index of a trained run; choose a new --out for the zero-shot index"
+        if meta["dataset"]["visual_feature"] != feature:
+            return f"holds {meta['dataset']['visual_feature']!r} features, not {feature!r}"
+        old = meta["encoder"]
+        if (old["model"], old["pretrained"]) != (encoder["model"], encoder["pretrained"]):
+            return f"was built with CLIP {old['model']} {old['pretrained']!r}; choose a new --out"
+        return None
+
+    return differs
+
+
+def build_zero_shot(
+    data: str | Path,
+    out: str | Path,
+    factory: str = "Flat",
+    add: bool = False,
+    videos: list[str] | None = None,
+    clip_pretrained: str | None = None,
+    device="cpu",
+    batch_size: int = 256,
+    chunk_videos: int = 5000,
+    progress=None,
+    encoder=None,
+) -> dict:
+    """Index every video of the extracted dataset ``data`` (a ``ROOT/NAME`` folder) for
+    zero-shot search. Loads the CLIP text tower now (or takes ``encoder``, a loaded
+    ``ClipQueries``), so missing weights fail before anything is written and the index records
+    the encoder's fingerprint."""
+    import faiss  # noqa: F401  (fail early with the real import error)
+
+    data, out = Path(data), Path(out)
+    if out.exists() and not out.is_dir():
+        raise PrvrError(f"{out}: is a file, not an index folder")
+    layout = Layout(data.parent, data.name)
+    feature, visual = clip_record(layout)
+    source = open_videos(layout, feature)
+    encoder = encoder or query_encoder(visual, device, clip_pretrained)
+    if encoder.dim != source.dim:
+        raise PrvrError(
+            f"{source.path}: frames are {source.dim}-d, CLIP {encoder.model_name} embeds text in {encoder.dim}-d"
+        )
+    record = encoder.record() | {"pretrained": visual["pretrained"]}  # the weights the frames came from
+    check_factory(factory, source.dim)
+    times_path = layout.frame_times(feature)
+    all_times = json.loads(times_path.read_text()) if times_path.is_file() else {}
+    store = open_existing(out, factory, add, _differs(feature, record))
+    todo = videos_to_add(source, layout, videos, store)
+    rows = Rows.start(store, (BRANCH,))
+    meta = {
+        "format": FORMAT,
+        "kind": "zero-shot",
+        "encoder": record,
+        "dataset": {
+            "root": str(layout.root.resolve()),
+            "collection": layout.collection,
+            "visual_feature": feature,
+            "visual_dim": source.dim,
+        },
+        "dim": source.dim,
+        "factory": factory,
+        "block": BLOCK,
+        "has_times": bool(all_times),
+        "moments": dataclasses.asdict(ZERO_SHOT_MOMENTS),
+        "versions": versions("open_clip"),
+        "faiss_frames": store.meta.get("faiss_frames", 0) if store else 0,
+    }
+    copy_sources(layout, out)
+
+    def encode(names: list[str]):
+        raw = [source.frames(v) for v in names]
+        for v, r in zip(names, raw):
+            if not np.isfinite(r).all():
+                raise PrvrError(f"{source.path}: video {v!r} holds NaN or Inf frame features")
+        unit = np.concatenate([r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12) for r in raw])
+        lengths = [len(r) for r in raw]
+        times = [_times(all_times.get(v), n) for v, n in zip(names, lengths)]
+        return {BRANCH: unit.astype(np.float32)}, lengths, times
+
+    grow_index(out, meta, rows, todo, encode, source.dim, progress, batch_size, chunk_videos)
+    return {"out": str(out), "videos": len(rows.ids), "frames": rows.n_rows, "added": len(todo), "factory": factory}
+
+
+def _times(times: list | None, n: int) -> np.ndarray:
+    """(n, 2) seconds of a video's frames as extract wrote them; NaN when it wrote none."""
+    if times is None or len(times) != n:
+        return np.full((n, 2), np.nan, np.float32)
+    return np.asarray(times, np.float32)
