@@ -1,20 +1,30 @@
 """``run_demo``: the whole product offline on synthetic data, in one work directory.
 
 data synth -> train the full method and the baseline (ARL switches off, same budget) -> eval
-both on test -> index the full model -> search a few stored test queries -> summary.
+both on test -> index the full model -> search a few stored test queries and one free-text
+phrase (the synthetic data's own words, see ``data/synth_words``) -> summary.
 """
 
 from __future__ import annotations
 
+import json
+import shlex
 import time
 from pathlib import Path
+
+import numpy as np
 
 from prvr_cli.config import load_preset
 from prvr_cli.data.captions import read_captions
 from prvr_cli.data.layout import Layout
+from prvr_cli.data.moments import frame_bounds
+from prvr_cli.data.preprocess import resampled_times
 from prvr_cli.data.synth import generate, spec_for
+from prvr_cli.data.synth_words import topic_phrases
+from prvr_cli.data.truth import GroundTruth
 from prvr_cli.index.build import build_index
 from prvr_cli.index.searcher import Searcher
+from prvr_cli.index.store import FrameStore
 from prvr_cli.train.fit import fit
 
 BASELINE = ["loss.tv_ambiguity=false", "loss.tf_ambiguity=false", "loss.cross_model=false"]
@@ -66,7 +76,7 @@ def run_demo(
         build_index(workdir / "runs" / "arl", index_dir, videos=test_videos, device=device)
     searcher = Searcher(index_dir, device)
     picks = test_caps[:: max(1, len(test_caps) // 3)][:3]
-    log("[5/5] searching three stored test queries")
+    log("[5/5] searching three stored test queries and one free-text phrase")
     hits = searcher.search(searcher.encode_query_ids([c.cap_id for c in picks]), k=5)
     searches = []
     for cap, found in zip(picks, hits):
@@ -84,5 +94,55 @@ def run_demo(
         "workdir": str(workdir),
         "test": results,
         "searches": searches,
+        "free_text": free_text_search(searcher, layout, picks[0].cap_id, index_dir),
         "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def phrase_topics(layout: Layout) -> list[str]:
+    """Each topic's phrase in a synthetic dataset (its spec is in ``synth.json``)."""
+    spec = json.loads(layout.synth_record().read_text())["spec"]
+    return topic_phrases(spec["seed"], spec["topics"])
+
+
+def judge_hits(gt: GroundTruth, store: FrameStore, topics: set[int], hits: list[dict]) -> list[dict]:
+    """Per hit (``Hit.to_dict()``): does its video truly hold one of ``topics`` and, when it does,
+    does its best frame lie inside that event? ``best_frame`` is a row of the index; a row of a
+    resampled video covers several frames and is inside when its centre is (as in eval --moments)."""
+    rows = {v: int(store.offsets[j + 1] - store.offsets[j]) for j, v in enumerate(store.video_ids)}
+    out = []
+    for h in hits:
+        g = gt.video_pos[h["video"]]
+        own = gt.event_video == g
+        held = np.flatnonzero(own & np.isin(gt.event_topic, list(topics)))
+        row = {k: h[k] for k in ("video", "score", "best_frame", "span_frames", "confident")}
+        row["holds_topic"] = bool(len(held))
+        if len(held):
+            e, n = int(held[0]), int(gt.event_end[own].max())
+            start, end = int(gt.event_start[e]), int(gt.event_end[e])
+            centre = resampled_times(frame_bounds(n, None), n, rows[h["video"]])[h["best_frame"]].mean()
+            row |= {"event_frames": [start, end], "best_frame_in_event": bool(start <= centre <= end)}
+        out.append(row)
+    return out
+
+
+def free_text_search(searcher: Searcher, layout: Layout, cap_id: str, index_dir: Path, k: int = 5) -> dict:
+    """Search the phrase of a stored query's topic as free text, and judge each hit against the
+    planted truth. A phrase may name several topics (beyond 960 of them); a hit holding any counts."""
+    gt = GroundTruth(layout.ground_truth())
+    phrases = phrase_topics(layout)
+    phrase = phrases[int(gt.query_topic[gt.query_pos[cap_id]])]
+    topics = {t for t, p in enumerate(phrases) if p == phrase}
+    text = f"the {phrase}"
+    hits = searcher.search(searcher.encode_texts([text]), k=k)[0]
+    indexed = [gt.video_pos[v] for v in searcher.store.video_ids]
+    holding = np.unique(gt.event_video[np.isin(gt.event_topic, list(topics))])
+    return {
+        "text": text,
+        "topics": sorted(topics),
+        "from_query": cap_id,
+        "videos": len(indexed),
+        "videos_with_topic": int(np.isin(indexed, holding).sum()),
+        "hits": judge_hits(gt, searcher.store, topics, [h.to_dict() for h in hits]),
+        "command": f'prvr search "{text}" --index {shlex.quote(str(index_dir))}',
     }

@@ -2,6 +2,10 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+
+from prvr_cli.data.layout import Layout
+from prvr_cli.data.truth import GroundTruth
 from prvr_cli.evaluation.evaluate import evaluate_run
 
 
@@ -37,3 +41,23 @@ def test_demo_end_to_end(tmp_path):
     assert len(summary["searches"]) == 3 and all(len(s["top"]) == 3 for s in summary["searches"])
     for path in ("data/synth/ground_truth.npz", "runs/arl/best.pt", "runs/baseline/test.json", "index/index.json"):
         assert (demo / path).is_file(), path
+
+    # the free-text step: a test topic's phrase, each hit judged against the planted truth, and
+    # the command it prints answers the same from the index
+    free = summary["free_text"]
+    assert free["text"].startswith("the ") and len(free["hits"]) == 5
+    assert free["command"] == f'prvr search "{free["text"]}" --index {demo / "index"}'
+    gt = GroundTruth(Layout(demo / "data", "synth").ground_truth())
+    assert int(gt.query_topic[gt.query_pos[free["from_query"]]]) in free["topics"]
+    assert 0 < free["videos_with_topic"] <= free["videos"]
+    for h in free["hits"]:
+        own = gt.event_video == gt.video_pos[h["video"]]
+        assert h["holds_topic"] == bool(np.isin(gt.event_topic[own], free["topics"]).any())
+        assert ("best_frame_in_event" in h) == h["holds_topic"]
+    res = subprocess.run(
+        [sys.executable, "-m", "prvr_cli", "search", free["text"], "--index", str(demo / "index"), "-k", "5", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert [r["video"] for r in json.loads(res.stdout)["results"]] == [h["video"] for h in free["hits"]]

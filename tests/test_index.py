@@ -11,6 +11,7 @@ import torch
 
 from prvr_cli.config import load_preset
 from prvr_cli.data.preprocess import resampled_times
+from prvr_cli.data.synth_words import SynthWords
 from prvr_cli.errors import PrvrError
 from prvr_cli.index.build import build_index, faiss_sync
 from prvr_cli.index.engines import ENGINES
@@ -203,8 +204,8 @@ def test_mismatches_are_clear_errors(trained, tmp_path):
         build_index(tmp_path / "other.pt", tmp_path / "ix", add=True)
     with pytest.raises(PrvrError, match="differs from the checkpoint"):
         Searcher(tmp_path / "ix", checkpoint=tmp_path / "other.pt")
-    with pytest.raises(PrvrError, match="free text needs that encoder"):
-        Searcher(tmp_path / "ix").encode_texts(["a red ball"])
+    with pytest.raises(PrvrError, match="unknown word 'zebra': this synthetic dataset's word map"):
+        Searcher(tmp_path / "ix").encode_texts(["a zebra"])
     with pytest.raises(PrvrError, match="empty query"):
         Searcher(tmp_path / "ix").encode_texts(["   "])
 
@@ -346,3 +347,30 @@ def test_an_interrupted_build_resumes_to_the_same_bytes(trained, tmp_path):
     assert files == sorted(p.name for p in (tmp_path / "cut").iterdir())
     for name in files:
         assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "cut" / name).read_bytes(), name
+
+
+def test_free_text_on_synthetic_data_answers_offline(trained, tmp_path):
+    """A synthetic dataset records its word map; the index copies it, so its phrases are
+    searchable as free text from the index alone; an index built before the record (null) reads
+    it from the dataset."""
+    root, layout, _ = trained
+    build_index(root / "run", tmp_path / "ix")
+    record = FrameStore.load(tmp_path / "ix").meta["text_encoder"]
+    assert record["backbone"] == "synth-words" and record == json.loads(layout.synth_record().read_text())["text"]
+    searcher = Searcher(tmp_path / "ix")
+    phrase = "the " + SynthWords.from_record(record).phrases[0]
+    expect = searcher.search(searcher.encode_texts([phrase]), 3)[0]
+    shutil.copytree(tmp_path / "ix", tmp_path / "old")
+    old_meta = json.loads((tmp_path / "old" / "index.json").read_text())
+    old_meta["text_encoder"] = None
+    (tmp_path / "old" / "index.json").write_text(json.dumps(old_meta))
+    old = Searcher(tmp_path / "old")
+    assert [h.video for h in old.search(old.encode_texts([phrase]), 3)[0]] == [h.video for h in expect]
+
+    run = lambda *a: subprocess.run([sys.executable, "-m", "prvr_cli", *a], capture_output=True, text=True)  # noqa: E731
+    res = run("search", phrase, "--index", str(tmp_path / "ix"), "-k", "3", "--json")
+    assert res.returncode == 0, res.stderr
+    assert [r["video"] for r in json.loads(res.stdout)["results"]] == [h.video for h in expect]
+    res = run("search", "the zebra dances", "--index", str(tmp_path / "ix"))
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
+    assert "unknown words 'zebra', 'dances'" in res.stderr and "(and the, a, an)" in res.stderr

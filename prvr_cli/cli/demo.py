@@ -16,7 +16,8 @@ def demo(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ):
-    """Offline, end to end: synthetic data, train ARL and the baseline, eval, index, search."""
+    """Offline, end to end: synthetic data, train ARL and the baseline, eval, index, search (stored
+    queries and free text)."""
     from rich.table import Table
 
     from prvr_cli.demo import run_demo
@@ -43,4 +44,20 @@ def demo(
         top = ", ".join(f"{h['video']} ({h['score']:.3f})" for h in s["top"])
         where = f"rank {s['paired_rank_in_top5']}" if s["paired_rank_in_top5"] else "not in top 5"
         out.print(f'[bold]{s["query"]}[/bold] "{s["text"]}": paired {s["paired_video"]} {where}; top: {top}')
+    f = summary["free_text"]
+    found = ", ".join(f"{h['video']} ({h['score']:.3f}, {_verdict(h)})" for h in f["hits"])
+    out.print(
+        f'[bold]free text[/bold] "{f["text"]}" (held by {f["videos_with_topic"]} of {f["videos"]} indexed videos): '
+        f"top {len(f['hits'])}: {found}"
+    )
+    out.print(f"search your own words (the synthetic data's vocabulary): {f['command']}", soft_wrap=True)
     out.print(f"all artefacts in {summary['workdir']} ({summary['seconds']} s)")
+
+
+def _verdict(hit: dict) -> str:
+    if not hit["holds_topic"]:
+        return "does not hold it"
+    lo, hi = hit["event_frames"]
+    where = "in" if hit["best_frame_in_event"] else "outside"
+    vague = "" if hit["confident"] else ", though search reports no clear moment"
+    return f"holds it, best frame {hit['best_frame']} {where} its event {lo}-{hi}{vague}"

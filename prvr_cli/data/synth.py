@@ -12,7 +12,9 @@ The premise of the method is made true by construction:
   no instance detail ("someone sits on the couch"), so every video that holds the topic matches
   it exactly as well as its own video does, and the one-to-one label is plainly too narrow;
 - separate random linear maps take latents to the visual (``D_v``) and text (``D_q``) feature
-  spaces, with noise on both; text tokens mix content tokens with shared filler "words".
+  spaces, with noise on both; text tokens mix content tokens with shared filler "words";
+- each topic is named by one phrase, "colour thing action" (``synth_words``); a query's caption
+  is its topic's phrase, and that word map, recorded in ``synth.json``, encodes typed free text.
 
 The ground truth (events, topics, and per query the unpaired videos of its split that are truly
 relevant) is stored as ``ground_truth.npz`` beside the data.
@@ -30,11 +32,8 @@ from prvr_cli.data.bigfile import BigFileWriter
 from prvr_cli.data.captions import write_captions
 from prvr_cli.data.hdf5 import write_hdf5
 from prvr_cli.data.layout import SPLITS, Layout
+from prvr_cli.data.synth_words import REPLAY_FIELDS, SynthWords, first_draws, query_tokens, topic_phrases, unit
 from prvr_cli.errors import PrvrError
-
-COLOURS = ["red", "blue", "green", "yellow", "white", "black", "orange", "purple", "grey", "pink"]
-THINGS = ["ball", "car", "dog", "cup", "door", "chair", "phone", "book", "bike", "lamp", "box", "hat"]
-ACTIONS = ["moves left", "falls", "spins", "opens", "stops", "appears", "bounces", "shrinks"]
 
 
 @dataclass
@@ -78,22 +77,18 @@ def spec_for(size: str = "medium", **overrides) -> SynthSpec:
     return SynthSpec(**fields)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
 def _noisy(signal: np.ndarray, rel: float, rng: np.random.Generator) -> np.ndarray:
     """Unit signal rows plus isotropic noise of expected norm ``rel``."""
     d = signal.shape[-1]
     noise = rng.standard_normal(signal.shape, dtype=np.float32) * (rel / np.sqrt(d))
-    return (_unit(signal) + noise).astype(np.float32)
+    return (unit(signal) + noise).astype(np.float32)
 
 
-def _caption(topic: int, rng: np.random.Generator) -> str:
-    colour = COLOURS[topic % len(COLOURS)]
-    thing = THINGS[(topic // len(COLOURS)) % len(THINGS)]
-    action = ACTIONS[(topic * 7 + int(rng.integers(0, 2))) % len(ACTIONS)]
-    return f"the {colour} {thing} {action} (topic {topic})"
+def _caption(phrase: str, rng: np.random.Generator) -> str:
+    """The topic's phrase with an article; the draw is the one the caption has always taken, so
+    the feature draws after it keep their bytes."""
+    article = "the" if rng.integers(0, 2) == 0 else ("an" if phrase[0] in "aeiou" else "a")
+    return f"{article} {phrase}"
 
 
 def generate(
@@ -116,14 +111,13 @@ def generate(
         raise PrvrError(f"{layout.base}: a dataset is already here; pass --overwrite to replace its files")
     if layout.base.exists() and not layout.base.is_dir():
         raise PrvrError(f"{layout.base}: is a file, not a dataset folder")
-    rng = np.random.default_rng(spec.seed)
+    replay = {f: getattr(spec, f) for f in REPLAY_FIELDS}
+    draws = first_draws(**replay)
+    rng, topics, w_vis, w_txt, filler_words = draws.rng, draws.topics, draws.w_vis, draws.w_txt, draws.filler_words
     h = spec.latent_dim
-    topics = _unit(rng.standard_normal((spec.topics, h)))
     popularity = 1.0 / np.arange(1, spec.topics + 1) ** spec.zipf
     popularity /= popularity.sum()
-    w_vis = rng.standard_normal((h, spec.visual_dim)).astype(np.float32) / np.sqrt(h)
-    w_txt = rng.standard_normal((h, spec.text_dim)).astype(np.float32) / np.sqrt(h)
-    filler_words = rng.standard_normal((50, spec.text_dim)).astype(np.float32)
+    phrases = topic_phrases(spec.seed, spec.topics)
 
     n_train = int(round(spec.videos * spec.split[0]))
     n_val = int(round(spec.videos * spec.split[1]))
@@ -142,7 +136,7 @@ def generate(
             n_ev = int(rng.integers(spec.events[0], spec.events[1] + 1))
             n_fr = int(rng.integers(max(spec.frames[0], 2 * n_ev), spec.frames[1] + 1))
             ev_topics = rng.choice(spec.topics, size=n_ev, replace=False, p=popularity)
-            latents = a * topics[ev_topics] + b * _unit(rng.standard_normal((n_ev, h)))
+            latents = a * topics[ev_topics] + b * unit(rng.standard_normal((n_ev, h)))
             # contiguous segments of at least 2 frames each
             cuts = np.sort(rng.choice(np.arange(1, n_fr // 2), size=n_ev - 1, replace=False)) * 2
             bounds = np.concatenate([[0], cuts, [n_fr]])
@@ -164,12 +158,12 @@ def generate(
                 n_tok = int(rng.integers(spec.tokens[0], spec.tokens[1] + 1))
                 is_filler = rng.random(n_tok) < spec.filler
                 is_filler[0] = False  # at least one content token
-                content = (q_lat + 0.5 / np.sqrt(h) * rng.standard_normal((n_tok, h))) @ w_txt
+                content = q_lat + 0.5 / np.sqrt(h) * rng.standard_normal((n_tok, h))
                 fill = filler_words[rng.integers(0, len(filler_words), n_tok)]
-                tokens = np.where(is_filler[:, None], fill, _unit(content) * np.sqrt(spec.text_dim))
+                tokens = query_tokens(content, fill, is_filler, w_txt)
                 cap_id = f"{vid}#enc#{k}"
                 query_feats.append((cap_id, _noisy(tokens, spec.text_noise, rng)))
-                captions[SPLITS[video_split[j]]].append((cap_id, _caption(int(ev_topics[e]), rng)))
+                captions[SPLITS[video_split[j]]].append((cap_id, _caption(phrases[ev_topics[e]], rng)))
                 q_ids.append(cap_id), q_video.append(j), q_event.append(first_event + e)
                 q_topic.append(int(ev_topics[e])), q_generic.append(generic)
 
@@ -186,7 +180,12 @@ def generate(
     )
     write_json(
         layout.synth_record(),
-        {"spec": asdict(spec), "visual_feature": visual_feature, "text_feature": text_feature},
+        {
+            "spec": asdict(spec),
+            "visual_feature": visual_feature,
+            "text_feature": text_feature,
+            "text": SynthWords(**replay).describe(),  # free text: see synth_words
+        },
     )
     return layout
 

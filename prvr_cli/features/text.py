@@ -4,6 +4,9 @@ Both return, per caption, a (n_tokens, D) float32 array: RoBERTa's last hidden s
 the special tokens; CLIP's per-token outputs after ``ln_final`` and the text projection, from the
 first word to the last (start and end tokens dropped).
 
+A synthetic dataset's queries come from the generator's own word map (``data/synth_words``);
+``text_from_record`` rebuilds it from its record, but ``--text`` does not offer it.
+
 Each encoder is registered under the name ``--text`` takes (``@register_text("name")``) and
 builds itself from ``TextOptions`` (``from_options``) or from its ``extract.json`` record
 (``from_record``). torch and numpy are imported inside the functions, so the names are known to
@@ -236,7 +239,12 @@ def search_advice(rec: dict, said: str | None = None) -> str:
 
 
 def text_from_record(rec: dict, device="cpu"):
-    """Rebuild the text backbone that ``extract.json`` recorded, to encode new queries."""
+    """Rebuild the text backbone that ``extract.json`` (or, for synthetic data, ``synth.json``)
+    recorded, to encode new queries."""
+    from prvr_cli.data.synth_words import BACKBONE, SynthWords
+
+    if rec["backbone"] == BACKBONE:  # rebuilt from its record only: --text does not offer it
+        return SynthWords.from_record(rec, device)
     return text_class(rec["backbone"]).from_record(rec, device, advice=search_advice(rec))
 
 

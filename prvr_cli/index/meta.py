@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 
 from prvr_cli.data.layout import Layout
+from prvr_cli.data.synth_words import synth_text_record
 
 
 def text_record(layout: Layout) -> dict | None:
-    """The text-encoder record ``prvr extract`` wrote into the dataset's ``extract.json``, or None
-    when the query features were made outside prvr (or the dataset is not there)."""
-    path = layout.extract_record()
-    return json.loads(path.read_text()).get("text") if path.is_file() else None
+    """The record of the text encoder that made the dataset's query features: the one ``prvr
+    extract`` wrote into ``extract.json``, or, for synthetic data, the generator's word map from
+    ``synth.json``; None when the features were made outside prvr (or the dataset is not there)."""
+    extract, synth = layout.extract_record(), layout.synth_record()
+    rec = json.loads(extract.read_text()).get("text") if extract.is_file() else None
+    if rec is None and synth.is_file():
+        rec = synth_text_record(json.loads(synth.read_text()))
+    return rec

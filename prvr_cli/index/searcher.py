@@ -125,15 +125,16 @@ class Searcher:
         return Layout(Path(ds["root"]), ds["collection"])
 
     def encode_texts(self, texts: list[str]) -> dict[str, np.ndarray]:
-        """Free text, through the text backbone that ``prvr extract`` recorded for the dataset and
-        the index copied (indexes built before it did so read the dataset's ``extract.json``)."""
+        """Free text, through the text backbone that ``prvr extract`` (or the synthetic generator)
+        recorded for the dataset and the index copied; an index built before the dataset had a
+        record reads it from the dataset."""
         for t in texts:
             if not t or not t.strip():
                 raise PrvrError("empty query: give some words to search for")
         if self.zero_shot:
             return {"clip": self._clip().encode(texts)}
         meta = self.store.meta
-        record = meta["text_encoder"] if "text_encoder" in meta else text_record(self._dataset())
+        record = meta.get("text_encoder") or text_record(self._dataset())
         if record is None:
             raise PrvrError(
                 f"{self.store.root}: queries are encoded with the {meta['dataset']['text_feature']!r} token features "
