@@ -374,3 +374,24 @@ def test_free_text_on_synthetic_data_answers_offline(trained, tmp_path):
     res = run("search", "the zebra dances", "--index", str(tmp_path / "ix"))
     assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
     assert "unknown words 'zebra', 'dances'" in res.stderr and "(and the, a, an)" in res.stderr
+
+
+def test_block_bounds_of_batches_join_to_those_of_the_whole():
+    from prvr_cli.index.store import block_bounds, join_blocks, split_blocks
+
+    rng = np.random.default_rng(4)
+    lengths = rng.integers(1, 40, 25)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    frames = _unit(rng.standard_normal((offsets[-1], 12))).astype(np.float32)
+    whole = block_bounds(frames, offsets)
+    parts = []
+    for lo, hi in ((0, 7), (7, 8), (8, 25)):  # batches of videos, each with its own local offsets
+        parts.append(block_bounds(frames[offsets[lo] : offsets[hi]], offsets[lo : hi + 1] - offsets[lo]))
+    joined = join_blocks(parts, 12)
+    np.testing.assert_array_equal(joined[2], whole[2])
+    np.testing.assert_allclose(joined[0], whole[0], atol=1e-6)
+    np.testing.assert_allclose(joined[1], whole[1], atol=1e-6)
+    # every frame lies in its block's cap: the bound holds
+    starts = np.concatenate([split_blocks(frames, offsets[j], offsets[j + 1]) for j in range(len(lengths))])
+    owner = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, offsets[-1])))
+    assert (np.einsum("nd,nd->n", frames, joined[0][owner]) >= joined[1][owner]).all()

@@ -50,6 +50,7 @@ def search(
     from prvr_cli.device import resolve_device
     from prvr_cli.errors import PrvrError
     from prvr_cli.index.searcher import Searcher
+    from prvr_cli.index.store import source_files
 
     at_least("-k", k, 1)
     if queries is not None:
@@ -63,7 +64,7 @@ def search(
     if export is not None and queries is not None:
         raise PrvrError("--export takes one query; search the lines of --queries one at a time to export them")
     searcher = Searcher(index, resolve_device(device), checkpoint, clip_pretrained)
-    files = export_files(searcher, videos) if export is not None else {}
+    files = source_files(searcher.store.root, videos) if export is not None else {}
     if queries is not None:
         # a bad line is reported and skipped; the others are answered, and the exit code says so
         stored = {n: searcher.stored_query(item) for n, item in lines} if query_id else {}
@@ -113,21 +114,3 @@ def search(
     if export is not None:
         done = answer["export"]
         console.print(f"exported {len(done['clips'])} clip(s) to {export}; contact sheet: {done['contact_sheet']}")
-
-
-def export_files(searcher, videos: Path | None) -> dict[str, Path]:
-    """{video id: source file} of the index's videos for ``--export``: where ``prvr extract`` found
-    them, or the same relative paths under ``videos``."""
-    from prvr_cli.errors import PrvrError
-    from prvr_cli.index.store import stored_sources
-
-    sources = stored_sources(searcher.store.root)
-    if not sources:
-        raise PrvrError(
-            f"{searcher.store.root}: its videos have no source files on record (synthetic data, or features made "
-            "outside prvr); --export needs a corpus made by `prvr extract`"
-        )
-    root = Path(videos) if videos is not None else Path(sources["root"])
-    if videos is not None and not root.is_dir():
-        raise PrvrError(f"--videos {videos}: no such folder")
-    return {v: root / rel for v, rel in sources["files"].items()}

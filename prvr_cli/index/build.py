@@ -28,7 +28,16 @@ from prvr_cli.errors import PrvrError
 from prvr_cli.evaluation.evaluate import run_layout
 from prvr_cli.evaluation.moments import query_bank
 from prvr_cli.index.meta import text_record
-from prvr_cli.index.store import BANK_FILE, BLOCK, FrameStore, save_bank, save_sources, save_store
+from prvr_cli.index.store import (
+    BANK_FILE,
+    BLOCK,
+    FrameStore,
+    block_bounds,
+    join_blocks,
+    save_bank,
+    save_sources,
+    save_store,
+)
 from prvr_cli.nets.checkpoint import checkpoint_file, model_from_checkpoint
 
 FORMAT = "prvr-index/1"
@@ -83,26 +92,31 @@ def _faiss_message(err: Exception) -> str:
 
 @dataclass
 class Rows:
-    """What the index folder will hold: video ids in row order, frame offsets, (N, 2) frame times
-    and per-branch (N, d) unit frames, each kept as a list of pieces until the next save."""
+    """What the index folder will hold: video ids in row order, frame offsets, (N, 2) frame times,
+    per-branch (N, d) unit frames and their block bounds (computed once per batch: videos are
+    independent), each kept as a list of pieces until the next save."""
 
     ids: list[str]
     offsets: list[np.ndarray]
     times: list[np.ndarray]
     frames: dict[str, list[np.ndarray]]
+    blocks: dict[str, list[tuple]]
     n_rows: int = 0
 
     @classmethod
     def start(cls, store: FrameStore | None, branches: tuple[str, ...]) -> Rows:
         if store is None:
-            return cls([], [np.zeros(1, np.int64)], [], {b: [] for b in branches})
+            return cls([], [np.zeros(1, np.int64)], [], {b: [] for b in branches}, {b: [] for b in branches})
         offsets = np.asarray(store.offsets)
         frames = {b: [np.asarray(store.frames[b])] for b in branches}
-        return cls(list(store.video_ids), [offsets], [np.asarray(store.times)], frames, int(offsets[-1]))
+        blocks = {b: [(store.direction[b], store.min_cos[b], store.block_offsets[b])] for b in branches}
+        return cls(list(store.video_ids), [offsets], [np.asarray(store.times)], frames, blocks, int(offsets[-1]))
 
     def add(self, names: list[str], frames: dict[str, np.ndarray], lengths: list[int], times: list[np.ndarray]):
+        local = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         for b in self.frames:
             self.frames[b].append(frames[b])
+            self.blocks[b].append(block_bounds(frames[b], local))
         for n, t in zip(lengths, times):
             self.times.append(t)
             self.n_rows += n
@@ -115,6 +129,12 @@ class Rows:
             b: np.concatenate(pieces) if pieces else np.zeros((0, dim), np.float32) for b, pieces in self.frames.items()
         }
         self.frames = {b: [merged[b]] for b in merged}
+        return merged
+
+    def merged_blocks(self, dim: int) -> dict[str, tuple]:
+        """Each branch's block bounds of all videos so far (kept as the only piece)."""
+        merged = {b: join_blocks(parts, dim) for b, parts in self.blocks.items()}
+        self.blocks = {b: [merged[b]] for b in merged}
         return merged
 
 
@@ -247,7 +267,8 @@ def _save_chunk(out: Path, meta: dict, rows: Rows, dim: int) -> None:
     """Write everything encoded so far, marked incomplete: an interrupted build resumes from here."""
     merged = rows.merged_frames(dim)
     meta |= {"videos": len(rows.ids), "frames": rows.n_rows, "complete": False}
-    save_store(out, meta, rows.ids, np.concatenate(rows.offsets), np.concatenate(rows.times), merged)
+    offsets, times = np.concatenate(rows.offsets), np.concatenate(rows.times)
+    save_store(out, meta, rows.ids, offsets, times, merged, rows.merged_blocks(dim))
 
 
 def _finish(out: Path, meta: dict, rows: Rows, factory: str, dim: int) -> None:

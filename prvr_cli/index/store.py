@@ -7,7 +7,8 @@
       videos.json           video ids, in row order
       offsets.npy           (Nv + 1,) int64: frames of video j are rows offsets[j]:offsets[j+1]
       times.npy             (N, 2) float32 start/end seconds per frame row (NaN when unknown)
-      sources.json          optional {video id: source video file}, for exporting moment clips
+      sources.json          optional {"root": videos folder, "files": {video id: path under it}}, copied
+                            from the dataset's video_files.json, for exporting moment clips
       frames_<branch>.npy   (N, d) float32 unit frame embeddings (memory-mapped at search time);
                             the branches are theta and phi for a trained index, clip for zero-shot
       blocks_<branch>.npz   per block of ``BLOCK`` frames: direction (Nb, d), min_cos (Nb,)
@@ -55,24 +56,43 @@ def split_blocks(frames: np.ndarray, start: int, end: int, block: int = BLOCK, m
 def block_bounds(frames: np.ndarray, offsets: np.ndarray, block: int = BLOCK):
     """Blocks of consecutive frames inside each video (see ``split_blocks``).
     frames (N, d) unit, offsets (Nv+1,) -> direction (Nb, d) unit, min cosine (Nb,),
-    block_offsets (Nv+1,): the blocks of video j are block_offsets[j]:block_offsets[j+1]."""
+    block_offsets (Nv+1,): the blocks of video j are block_offsets[j]:block_offsets[j+1].
+    Videos are independent, so blocks of a batch of videos can be computed alone and joined
+    (``join_blocks``)."""
+    import torch
+
     starts, counts = [], []
     for j in range(len(offsets) - 1):
         b = split_blocks(frames, int(offsets[j]), int(offsets[j + 1]), block)
         starts.extend(b)
         counts.append(len(b))
     starts = np.asarray(starts, dtype=np.int64)
-    sums = np.add.reduceat(frames.astype(np.float64), starts, axis=0) if len(starts) else np.zeros((0, frames.shape[1]))
     ends = np.append(starts[1:], len(frames))
-    norm = np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-    direction = (sums / norm).astype(np.float32)
     owner = np.repeat(np.arange(len(starts)), ends - starts)
-    cos = np.einsum("nd,nd->n", frames, direction[owner])
+    # Any direction gives a valid bound (min_cos is measured against the direction used), so a
+    # float32 sum will do; index_add_ is ~50x faster than np.add.reduceat over rows.
+    x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
+    sums = torch.zeros(len(starts), frames.shape[1]).index_add_(0, torch.from_numpy(owner), x)
+    direction = torch.nn.functional.normalize(sums, dim=1, eps=1e-12)
+    cos = (x * direction[torch.from_numpy(owner)]).sum(1).numpy()  # (N,) each frame against its block
     min_cos = np.minimum.reduceat(cos, starts) if len(starts) else np.zeros(0)
     # float32 rounding: loosen the cap slightly so the bound stays an upper bound
     min_cos = np.clip(min_cos - BOUND_SLACK, -1.0, 1.0).astype(np.float32)
     block_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return direction, min_cos, block_offsets
+    return direction.numpy(), min_cos, block_offsets
+
+
+def join_blocks(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], dim: int):
+    """``block_bounds`` of consecutive batches of videos -> the blocks of all of them, as
+    ``block_bounds`` of the whole would give."""
+    if not parts:
+        return np.zeros((0, dim), np.float32), np.zeros(0, np.float32), np.zeros(1, np.int64)
+    counts = np.concatenate([np.diff(bo) for _, _, bo in parts])
+    return (
+        np.concatenate([d for d, _, _ in parts]),
+        np.concatenate([m for _, m, _ in parts]),
+        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+    )
 
 
 def cap_bound(cos_qu: np.ndarray, min_cos: np.ndarray) -> np.ndarray:
@@ -129,16 +149,23 @@ class FrameStore:
 
 
 def save_store(
-    root: Path, meta: dict, video_ids: list[str], offsets: np.ndarray, times: np.ndarray, frames: dict[str, np.ndarray]
+    root: Path,
+    meta: dict,
+    video_ids: list[str],
+    offsets: np.ndarray,
+    times: np.ndarray,
+    frames: dict[str, np.ndarray],
+    blocks: dict[str, tuple] | None = None,
 ) -> None:
     """Write every file atomically; ``index.json`` last, so a reader never sees new counts with
-    old arrays. The branches are the keys of ``frames`` (recorded in ``meta``)."""
+    old arrays. The branches are the keys of ``frames`` (recorded in ``meta``); ``blocks``: their
+    ``block_bounds`` if already computed."""
     root.mkdir(parents=True, exist_ok=True)
     meta["branches"] = list(frames)
     for b in frames:
         with atomic_path(root / f"frames_{b}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, np.ascontiguousarray(frames[b], dtype=np.float32))
-        c, r, bo = block_bounds(frames[b], offsets)
+        c, r, bo = blocks[b] if blocks else block_bounds(frames[b], offsets)
         with atomic_path(root / f"blocks_{b}.npz") as tmp, open(tmp, "wb") as fh:
             np.savez(fh, direction=c, min_cos=r, block_offsets=bo)
     with atomic_path(root / "offsets.npy") as tmp, open(tmp, "wb") as fh:
@@ -153,16 +180,26 @@ BANK_FILE = "query_bank.npz"
 SOURCES_FILE = "sources.json"
 
 
-def save_sources(root: Path, files: dict[str, str]) -> None:
-    """{video id: source video file} of the indexed videos, for ``prvr search --export``."""
+def save_sources(root: Path, files: dict) -> None:
+    """Where the indexed videos' files are ({"root", "files"}, as ``prvr extract`` records them),
+    for ``prvr search --export``."""
     write_json(root / SOURCES_FILE, files)
 
 
-def stored_sources(root: Path) -> dict[str, str]:
-    """The index's {video id: source video file}; empty when the corpus has no video files
-    (synthetic data, or features made outside prvr)."""
-    path = root / SOURCES_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+def source_files(root: Path, videos: str | Path | None = None) -> dict[str, Path]:
+    """{video id: source video file} of the index in ``root``: where ``prvr extract`` found them,
+    or the same relative paths under ``videos`` (the folder they moved to)."""
+    path = Path(root) / SOURCES_FILE
+    if not path.is_file():
+        raise PrvrError(
+            f"{root}: its videos have no source files on record (synthetic data, or features made outside prvr); "
+            "--export needs a corpus made by `prvr extract`"
+        )
+    sources = json.loads(path.read_text())
+    base = Path(videos) if videos is not None else Path(sources["root"])
+    if videos is not None and not base.is_dir():
+        raise PrvrError(f"--videos {videos}: no such folder")
+    return {v: base / rel for v, rel in sources["files"].items()}
 
 
 def save_bank(root: Path, bank: QueryBank) -> None:
