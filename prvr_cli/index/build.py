@@ -243,14 +243,27 @@ def _index_meta(
     }
 
 
+def finite_frames(source: VideoSource, names: list[str]) -> list[np.ndarray]:
+    """Each video's raw (L_i, D) frames; a video holding NaN or Inf stops the build (the chunks
+    saved so far stay: fix the data and re-run)."""
+    raw = [source.frames(v) for v in names]
+    for v, r in zip(names, raw):
+        if not np.isfinite(r).all():
+            raise PrvrError(f"{source.path}: video {v!r} holds NaN or Inf frame features")
+    return raw
+
+
+def read_frame_times(layout: Layout, feature: str) -> dict:
+    """{video: [[start, end], ...]} seconds that ``prvr extract`` wrote for ``feature``; {} without."""
+    path = layout.frame_times(feature)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _encode_batch(
     model, source: VideoSource, names: list[str], all_times: dict, max_len: int, device
 ) -> tuple[dict[str, np.ndarray], list[int], list[np.ndarray]]:
     """Videos -> per branch their (sum of L_i, d) unit frame embeddings, each L_i, and each (L_i, 2) times."""
-    raw = [source.frames(v) for v in names]
-    for v, r in zip(names, raw):  # the chunks saved so far stay; fix the data and re-run
-        if not np.isfinite(r).all():
-            raise PrvrError(f"{source.path}: video {v!r} holds NaN or Inf frame features")
+    raw = finite_frames(source, names)
     feats = [prepare_video(r, max_len) for r in raw]
     x, mask = pad_sequences(feats)  # (B, L, D), (B, L)
     x, mask = x.to(device), mask.to(device)
@@ -318,8 +331,7 @@ def build_index(
     dim, max_len = cfg.model.hidden, cfg.data.max_ctx_l
     check_factory(factory, dim)
     layout, feature, source = _open_corpus(ckpt, ckpt_path, data_root, collection, feature)
-    times_path = layout.frame_times(feature)
-    all_times = json.loads(times_path.read_text()) if times_path.is_file() else {}
+    all_times = read_frame_times(layout, feature)
     store = open_existing(out, factory, add, _trained_differs(sha, ckpt_path, feature))
     todo = videos_to_add(source, layout, videos, store)
     rows = Rows.start(store, BRANCHES)

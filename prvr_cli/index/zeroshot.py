@@ -19,6 +19,7 @@ import numpy as np
 from prvr_cli.config import MomentConfig
 from prvr_cli.core.provenance import versions
 from prvr_cli.data.layout import Layout
+from prvr_cli.data.preprocess import resampled_times
 from prvr_cli.data.sources import open_videos
 from prvr_cli.errors import PrvrError
 from prvr_cli.features.clip_model import TINY_NAME, ClipQueries
@@ -27,8 +28,10 @@ from prvr_cli.index.build import (
     Rows,
     check_factory,
     copy_sources,
+    finite_frames,
     grow_index,
     open_existing,
+    read_frame_times,
     videos_to_add,
 )
 from prvr_cli.index.store import BLOCK
@@ -112,8 +115,7 @@ def build_zero_shot(
         )
     record = encoder.record() | {"pretrained": visual["pretrained"]}  # the weights the frames came from
     check_factory(factory, source.dim)
-    times_path = layout.frame_times(feature)
-    all_times = json.loads(times_path.read_text()) if times_path.is_file() else {}
+    all_times = read_frame_times(layout, feature)
     store = open_existing(out, factory, add, _differs(feature, record))
     todo = videos_to_add(source, layout, videos, store)
     rows = Rows.start(store, (BRANCH,))
@@ -138,21 +140,11 @@ def build_zero_shot(
     copy_sources(layout, out)
 
     def encode(names: list[str]):
-        raw = [source.frames(v) for v in names]
-        for v, r in zip(names, raw):
-            if not np.isfinite(r).all():
-                raise PrvrError(f"{source.path}: video {v!r} holds NaN or Inf frame features")
+        raw = finite_frames(source, names)
         unit = np.concatenate([r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12) for r in raw])
         lengths = [len(r) for r in raw]
-        times = [_times(all_times.get(v), n) for v, n in zip(names, lengths)]
+        times = [resampled_times(all_times.get(v), n, n) for v, n in zip(names, lengths)]  # every frame kept
         return {BRANCH: unit.astype(np.float32)}, lengths, times
 
     grow_index(out, meta, rows, todo, encode, source.dim, progress, batch_size, chunk_videos)
     return {"out": str(out), "videos": len(rows.ids), "frames": rows.n_rows, "added": len(todo), "factory": factory}
-
-
-def _times(times: list | None, n: int) -> np.ndarray:
-    """(n, 2) seconds of a video's frames as extract wrote them; NaN when it wrote none."""
-    if times is None or len(times) != n:
-        return np.full((n, 2), np.nan, np.float32)
-    return np.asarray(times, np.float32)
