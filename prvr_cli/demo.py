@@ -1,8 +1,10 @@
 """``run_demo``: the whole product offline on synthetic data, in one work directory.
 
-data synth -> train the full method and the baseline (ARL switches off, same budget) -> eval
-both on test -> index the full model -> search a few stored test queries and one free-text
-phrase (the synthetic data's own words, see ``data/synth_words``) -> summary.
+data synth -> draw the test videos as playable mp4s (``features/synth_video``; with PyAV) ->
+train the full method and the baseline (ARL switches off, same budget) -> eval both on test ->
+index the full model -> search a few stored test queries and one free-text phrase (the
+synthetic data's own words, see ``data/synth_words``) -> the full model's run report (with
+matplotlib) -> summary. ``prvr serve <workdir>/index`` then shows it all on a page.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from prvr_cli.data.preprocess import resampled_times
 from prvr_cli.data.synth import generate, spec_for
 from prvr_cli.data.synth_words import topic_phrases
 from prvr_cli.data.truth import GroundTruth
+from prvr_cli.errors import PrvrError
+from prvr_cli.features.synth_video import render_synth_videos
 from prvr_cli.index.build import build_index
 from prvr_cli.index.searcher import Searcher
 from prvr_cli.index.store import FrameStore
@@ -38,7 +42,7 @@ def run_demo(
     data = workdir / "data"
     layout = Layout(data, "synth")
     if not layout.ground_truth().is_file():
-        log(f"[1/5] synthetic dataset: {videos} videos -> {layout.base}")
+        log(f"[1/7] synthetic dataset: {videos} videos -> {layout.base}")
         generate(
             data,
             "synth",
@@ -58,25 +62,26 @@ def run_demo(
             ),
             overwrite=True,  # the demo's own folder: a write cut short is redone
         )
+    test_caps = read_captions(layout.caption_file("test"))
+    test_videos = list(dict.fromkeys(c.video_id for c in test_caps))
+    rendered = _render(layout, workdir / "videos", test_videos, log)
     results = {}
     for name, extra in (("arl", []), ("baseline", BASELINE)):
         cfg = load_preset("demo", extra)
         if epochs:
             cfg.train.epochs = cfg.train.patience = epochs
         run = workdir / "runs" / name
-        log(f"[{2 if name == 'arl' else 3}/5] training {name} -> {run}")
+        log(f"[{3 if name == 'arl' else 4}/7] training {name} -> {run}")
         t = time.perf_counter()
         summary = fit(cfg, data, run, device, resume=(run / "last.pt").exists(), show_progress=show_progress)
         results[name] = {**summary["test"], "train_seconds": round(time.perf_counter() - t, 1)}
     index_dir = workdir / "index"
-    log(f"[4/5] indexing the test corpus with the ARL model -> {index_dir}")
-    test_caps = read_captions(layout.caption_file("test"))
-    test_videos = list(dict.fromkeys(c.video_id for c in test_caps))
+    log(f"[5/7] indexing the test corpus with the ARL model -> {index_dir}")
     if not (index_dir / "index.json").is_file():
         build_index(workdir / "runs" / "arl", index_dir, videos=test_videos, device=device)
     searcher = Searcher(index_dir, device)
     picks = test_caps[:: max(1, len(test_caps) // 3)][:3]
-    log("[5/5] searching three stored test queries and one free-text phrase")
+    log("[6/7] searching three stored test queries and one free-text phrase")
     hits = searcher.search(searcher.encode_query_ids([c.cap_id for c in picks]), k=5)
     searches = []
     for cap, found in zip(picks, hits):
@@ -95,8 +100,24 @@ def run_demo(
         "test": results,
         "searches": searches,
         "free_text": free_text_search(searcher, layout, picks[0].cap_id, index_dir),
+        "videos": rendered,
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def _render(layout: Layout, folder: Path, videos: list[str], log) -> dict:
+    """Draw the test videos (the ones the demo indexes) once; without PyAV the demo goes on and
+    the page shows no pictures. -> {"folder", "videos"} or {"skipped": why}."""
+    if layout.video_files().is_file():
+        files = json.loads(layout.video_files().read_text())["files"]
+        if set(videos) <= set(files):
+            return {"folder": str(folder), "videos": len(videos)}
+    log(f"[2/7] drawing the {len(videos)} test videos as mp4s -> {folder}")
+    try:
+        return render_synth_videos(layout, folder, videos)
+    except PrvrError as err:
+        log(f"skipped: {err}")
+        return {"skipped": str(err)}
 
 
 def phrase_topics(layout: Layout) -> list[str]:

@@ -9,28 +9,9 @@ from prvr_cli.data.truth import GroundTruth
 from prvr_cli.evaluation.evaluate import evaluate_run
 
 
-def test_demo_end_to_end(tmp_path):
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "prvr_cli",
-            "demo",
-            "--workdir",
-            str(tmp_path / "demo"),
-            "--videos",
-            "120",
-            "--epochs",
-            "2",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 0, res.stderr
-    summary = json.loads(res.stdout)
+def test_demo_end_to_end(demo_run):
+    demo, summary = demo_run
     assert set(summary["test"]) == {"arl", "baseline"}
-    demo = tmp_path / "demo"
     for name, m in summary["test"].items():
         # the summary's figures are what `prvr eval` gives for the saved run
         again = evaluate_run(demo / "runs" / name, "test")

@@ -204,3 +204,30 @@ def test_export_writes_playable_moment_clips_and_a_contact_sheet(quick_start, tm
     build_zero_shot(base, tmp_path / "idx")
     msg = refused("search", "a dog", "--index", str(tmp_path / "idx"), "--export", str(tmp_path / "o2"))
     assert "no source files on record" in msg
+
+
+def test_serve_a_zero_shot_index_with_pictures_of_real_videos(quick_start):
+    from fastapi.testclient import TestClient
+
+    from prvr_cli.serve.app import create_app
+
+    root, _ = quick_start
+    c = TestClient(create_app(root / "idx"), base_url="http://127.0.0.1")
+    info = c.get("/api/info").json()
+    assert (info["kind"], info["branches"], info["stored_queries"], info["sources"]) == (
+        "zero-shot",
+        ["clip"],
+        False,
+        True,
+    )
+    hits = c.get("/api/search", params={"q": "a dog catches a frisbee", "k": 5}).json()["results"]
+    assert sorted(h["video"] for h in hits) == sorted(p.stem for p in SAMPLES.glob("*.mp4"))
+    for h in hits:
+        pic = c.get(h["thumbnail"])
+        assert pic.status_code == 200 and pic.content[:3] == b"\xff\xd8\xff", h
+        assert (
+            c.get(h["media"], headers={"Range": "bytes=0-9"}).content
+            == (SAMPLES / f"{h['video']}.mp4").read_bytes()[:10]
+        )
+    r = c.get("/api/search", params={"query_id": "mine#enc#0"})
+    assert r.status_code == 400 and "no stored queries" in r.json()["error"]

@@ -64,7 +64,7 @@ def search(
     if export is not None and queries is not None:
         raise PrvrError("--export takes one query; search the lines of --queries one at a time to export them")
     searcher = Searcher(index, resolve_device(device), checkpoint, clip_pretrained)
-    files = source_files(searcher.store.root, videos) if export is not None else {}
+    files = source_files(searcher.store.root, videos)[1] if export is not None else {}
     if queries is not None:
         # a bad line is reported and skipped; the others are answered, and the exit code says so
         stored = {n: searcher.stored_query(item) for n, item in lines} if query_id else {}

@@ -100,9 +100,7 @@ def cut_clip(src: str | Path, dst: str | Path, start: float, end: float, still_a
     import av
 
     src, dst = Path(src), Path(dst)
-    if not src.is_file():
-        why = "not a file" if src.exists() else "broken symlink" if src.is_symlink() else "no such file"
-        raise ClipError(f"{src}: {why}")
+    _check_file(src)
     try:
         with av.open(str(src)) as container:
             if not container.streams.video:
@@ -120,12 +118,51 @@ def cut_clip(src: str | Path, dst: str | Path, start: float, end: float, still_a
                 av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out,
             ):
                 info, still = _encode(src, container, stream, out, lo, hi, rate, step, still_at)
-    except ClipError as err:
-        raise ClipError(str(err) if str(err).startswith(str(src)) else f"{src}: {err}") from None
-    except Exception as err:  # PyAV raises FFmpegError subclasses, OSError, ValueError, ...
-        said = getattr(err, "strerror", None) or (str(err).splitlines() or ["unreadable"])[0][:200]
-        raise ClipError(f"{src}: {type(err).__name__}: {said}") from None
+    except Exception as err:
+        raise _named(src, err) from None
     return info, still
+
+
+def _named(src: Path, err: Exception) -> ClipError:
+    """Any failure while reading ``src`` as a one-line ClipError that names the file."""
+    if isinstance(err, ClipError):
+        return ClipError(str(err) if str(err).startswith(str(src)) else f"{src}: {err}")
+    # PyAV raises FFmpegError subclasses, OSError, ValueError, ...
+    said = getattr(err, "strerror", None) or (str(err).splitlines() or ["unreadable"])[0][:200]
+    return ClipError(f"{src}: {type(err).__name__}: {said}")
+
+
+def _check_file(src: Path) -> None:
+    if not src.is_file():
+        why = "not a file" if src.exists() else "broken symlink" if src.is_symlink() else "no such file"
+        raise ClipError(f"{src}: {why}")
+
+
+def still_frame(src: str | Path, at: float):
+    """The frame of ``src`` on screen at ``at`` seconds (the last one starting at or before it; the
+    first or last frame outside the video), as an upright PIL image. Raises ClipError naming ``src``
+    for a missing, unreadable or broken video."""
+    import av
+
+    src = Path(src)
+    _check_file(src)
+    try:
+        with av.open(str(src)) as container:
+            if not container.streams.video:
+                raise ClipError("no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            step = float(1 / _rate(stream))
+            shown = None
+            for t, frame in _timed_frames(src, container, stream, max(0.0, at - step), step):
+                if shown is not None and t > at + 1e-6:
+                    break
+                shown = frame
+            if shown is None:
+                raise ClipError("no frame decodes")
+            return shown.to_image().rotate(getattr(shown, "rotation", 0), expand=True)
+    except Exception as err:
+        raise _named(src, err) from None
 
 
 def _encode(src, container, stream, out, lo, hi, rate, step, still_at):

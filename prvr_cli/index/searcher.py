@@ -133,19 +133,36 @@ class Searcher:
                 raise PrvrError("empty query: give some words to search for")
         if self.zero_shot:
             return {"clip": self._clip().encode(texts)}
-        meta = self.store.meta
-        record = meta.get("text_encoder") or text_record(self._dataset())
-        if record is None:
-            raise PrvrError(
-                f"{self.store.root}: queries are encoded with the {meta['dataset']['text_feature']!r} token features "
-                "made outside prvr, so free text needs that encoder (for MS-SL releases, RoBERTa as in their feature "
-                "scripts); search with a stored query instead: --query-id <caption id>"
-            )
+        return self.encode_tokens(self._text_encoder().encode(texts))
+
+    def _record(self) -> dict | None:
+        """The text backbone's record: the index's copy, else the dataset's; None for token
+        features made outside prvr."""
+        return self.store.meta.get("text_encoder") or text_record(self._dataset())
+
+    def _text_encoder(self):
         if self._text is None:
+            record = self._record()
+            if record is None:
+                raise PrvrError(
+                    f"{self.store.root}: queries are encoded with the {self.store.meta['dataset']['text_feature']!r} "
+                    "token features made outside prvr, so free text needs that encoder (for MS-SL releases, RoBERTa as "
+                    "in their feature scripts); search with a stored query instead: --query-id <caption id>"
+                )
             from prvr_cli.features.text import text_from_record
 
             self._text = text_from_record(record, self.device)
-        return self.encode_tokens(self._text.encode(texts))
+        return self._text
+
+    def warm(self, engine: str = "auto") -> None:
+        """Load now what answering will need (the free-text encoder when there is one, the FAISS
+        indexes when the engine reads them), so that a server's first request is not the slow one."""
+        if self.zero_shot:
+            self._clip()
+        elif self._record() is not None:
+            self._text_encoder()
+        if (auto_engine(self.store.meta["factory"]) if engine == "auto" else engine) == "faiss":
+            _ = self.indexes
 
     def _clip(self):
         """The CLIP text tower the zero-shot index recorded, checked against its fingerprint."""

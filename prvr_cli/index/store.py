@@ -186,9 +186,9 @@ def save_sources(root: Path, files: dict) -> None:
     write_json(root / SOURCES_FILE, files)
 
 
-def source_files(root: Path, videos: str | Path | None = None) -> dict[str, Path]:
-    """{video id: source video file} of the index in ``root``: where ``prvr extract`` found them,
-    or the same relative paths under ``videos`` (the folder they moved to)."""
+def source_files(root: Path, videos: str | Path | None = None) -> tuple[Path, dict[str, Path]]:
+    """(the videos folder, {video id: source video file}) of the index in ``root``: where
+    ``prvr extract`` found them, or the same relative paths under ``videos`` (the folder they moved to)."""
     path = Path(root) / SOURCES_FILE
     if not path.is_file():
         raise PrvrError(
@@ -199,7 +199,7 @@ def source_files(root: Path, videos: str | Path | None = None) -> dict[str, Path
     base = Path(videos) if videos is not None else Path(sources["root"])
     if videos is not None and not base.is_dir():
         raise PrvrError(f"--videos {videos}: no such folder")
-    return {v: base / rel for v, rel in sources["files"].items()}
+    return base, {v: base / rel for v, rel in sources["files"].items()}
 
 
 def save_bank(root: Path, bank: QueryBank) -> None:

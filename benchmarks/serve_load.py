@@ -1,0 +1,183 @@
+"""`prvr serve` under load: requests/s and p50/p95 latency at 1, 8 and 32 concurrent clients.
+
+Starts `prvr serve INDEX` as its own process on 127.0.0.1 (a free port; only loopback is ever
+contacted), waits for it, warms it with one search, then per level runs that many client
+threads, each with one keep-alive HTTP connection, sending requests back to back until the
+level has sent --requests requests or run --seconds seconds, whichever comes first. Two kinds:
+
+- search: GET /api/search?q=...&k=12 (the page's request), queries cycled from the list;
+- thumb: GET /thumbs/... of the hits of those searches, already cached (what a page's pictures cost).
+
+Latency is per request, wall clock, measured by the client (connection reused). The server is
+one process (uvicorn, one worker), as `prvr serve` runs it.
+
+    python benchmarks/serve_load.py --index prvr-demo/index [--queries FILE] [--clients 1,8,32]
+        [--requests 400] [--seconds 30]
+Without --queries the index must be the demo's (or another synthetic one): its topic phrases
+are the queries. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def start_server(index: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prvr_cli", "serve", str(index), "--host", HOST, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"prvr serve exited: {proc.stdout.read()}")
+        try:
+            get(http.client.HTTPConnection(HOST, port, timeout=5), "/api/info")
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("prvr serve did not answer within 120 s")
+
+
+def get(conn: http.client.HTTPConnection, path: str) -> bytes:
+    conn.request("GET", path)
+    r = conn.getresponse()
+    body = r.read()
+    if r.status != 200:
+        raise RuntimeError(f"{path}: HTTP {r.status} {body[:200]!r}")
+    return body
+
+
+def level(port: int, paths: list[str], clients: int, requests: int, seconds: float) -> dict:
+    """``clients`` threads share a budget of ``requests`` requests and ``seconds`` seconds."""
+    lock = threading.Lock()
+    sent = [0]
+    latencies: list[float] = []
+    errors: list[str] = []
+    stop_at = time.monotonic() + seconds
+
+    def client(c: int) -> None:
+        conn = http.client.HTTPConnection(HOST, port, timeout=60)
+        mine = []
+        while time.monotonic() < stop_at:
+            with lock:
+                if sent[0] >= requests:
+                    break
+                i = sent[0]
+                sent[0] += 1
+            t0 = time.perf_counter()
+            try:
+                get(conn, paths[i % len(paths)])
+            except Exception as err:  # noqa: BLE001 - a failed request is counted, not fatal
+                errors.append(str(err)[:200])
+                conn.close()
+                conn = http.client.HTTPConnection(HOST, port, timeout=60)
+                continue
+            mine.append(time.perf_counter() - t0)
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    ms = np.array(latencies) * 1000
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "seconds": round(wall, 2),
+        "requests_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
+        "p95_ms": round(float(np.percentile(ms, 95)), 2) if len(ms) else None,
+        "max_ms": round(float(ms.max()), 2) if len(ms) else None,
+    }
+
+
+def demo_queries(index: Path) -> list[str]:
+    from prvr_cli.data.layout import Layout
+    from prvr_cli.demo import phrase_topics
+
+    ds = json.loads((index / "index.json").read_text())["dataset"]
+    return [f"the {p}" for p in dict.fromkeys(phrase_topics(Layout(Path(ds["root"]), ds["collection"])))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--index", type=Path, default=Path("prvr-demo/index"))
+    ap.add_argument("--queries", type=Path, help="one query per line (default: a synthetic index's phrases)")
+    ap.add_argument("--clients", default="1,8,32")
+    ap.add_argument("--requests", type=int, default=400, help="requests per level at most")
+    ap.add_argument("--seconds", type=float, default=30.0, help="seconds per level at most")
+    args = ap.parse_args()
+    queries = (
+        [q.strip() for q in args.queries.read_text().splitlines() if q.strip()]
+        if args.queries
+        else demo_queries(args.index)
+    )
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = start_server(args.index, port)
+    startup = time.perf_counter() - t0
+    try:
+        conn = http.client.HTTPConnection(HOST, port, timeout=60)
+        searches = [f"/api/search?{urllib.parse.urlencode({'q': q, 'k': 12})}" for q in queries]
+        thumbs = []
+        for p in searches[:20]:  # warm: the hits' pictures are decoded and cached once
+            for hit in json.loads(get(conn, p))["results"]:
+                if hit["thumbnail"]:
+                    get(conn, hit["thumbnail"])
+                    thumbs.append(hit["thumbnail"])
+        conn.close()
+        result = {
+            "index": str(args.index),
+            "videos": json.loads(get(http.client.HTTPConnection(HOST, port), "/api/info"))["videos"],
+            "queries": len(queries),
+            "server_start_seconds": round(startup, 2),
+            "host": HOST,
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "budget": {"requests": args.requests, "seconds": args.seconds},
+            "search": [],
+            "thumb": [],
+        }
+        for n in (int(c) for c in args.clients.split(",")):
+            result["search"].append(level(port, searches, n, args.requests, args.seconds))
+            if thumbs:
+                result["thumb"].append(level(port, thumbs, n, args.requests, args.seconds))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
