@@ -19,7 +19,7 @@ def test_every_command_is_registered_with_its_own_help():
     import typer
 
     group = typer.main.get_command(app)
-    assert set(group.commands) == {"extract", "train", "eval", "index", "search", "demo", "data"}
+    assert set(group.commands) == {"extract", "train", "eval", "index", "search", "demo", "data", "report", "serve"}
     assert set(group.commands["data"].commands) == {"synth", "check"}
     for name, cmd in group.commands.items():
         res = runner.invoke(app, [name, "--help"])
@@ -40,7 +40,7 @@ def test_help_does_not_import_heavy_libraries():
 def test_app_is_complete_on_import():
     code = "from typer.main import get_command; from prvr_cli.cli.app import app; print(*get_command(app).commands)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split()
-    assert sorted(out) == ["data", "demo", "eval", "extract", "index", "search", "train"]
+    assert sorted(out) == ["data", "demo", "eval", "extract", "index", "report", "search", "serve", "train"]
 
 
 def test_synth_then_check_json(tmp_path):

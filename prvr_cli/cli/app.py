@@ -7,7 +7,7 @@ import sys
 import typer
 
 from prvr_cli import __version__
-from prvr_cli.cli import data, demo, extract, index, search, serve, train
+from prvr_cli.cli import data, demo, extract, index, report, search, serve, train
 from prvr_cli.cli import eval as eval_cmd
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.command(name="index")(index.index)
 app.command(name="search")(search.search)
 app.command(name="serve")(serve.serve)
 app.command(name="demo")(demo.demo)
+app.command(name="report")(report.report)
 
 
 def _version(value: bool):
