@@ -29,6 +29,7 @@ from prvr_cli.features.synth_video import render_synth_videos
 from prvr_cli.index.build import build_index
 from prvr_cli.index.searcher import Searcher
 from prvr_cli.index.store import FrameStore
+from prvr_cli.report import build_report
 from prvr_cli.train.fit import fit
 
 BASELINE = ["loss.tv_ambiguity=false", "loss.tf_ambiguity=false", "loss.cross_model=false"]
@@ -95,12 +96,14 @@ def run_demo(
                 "top": [h.to_dict() for h in found[:3]],
             }
         )
+    free = free_text_search(searcher, layout, picks[0].cap_id, index_dir)
     return {
         "workdir": str(workdir),
         "test": results,
         "searches": searches,
-        "free_text": free_text_search(searcher, layout, picks[0].cap_id, index_dir),
+        "free_text": free,
         "videos": rendered,
+        "report": _report(workdir / "runs" / "arl", device, log),
         "seconds": round(time.perf_counter() - t0, 1),
     }
 
@@ -115,6 +118,17 @@ def _render(layout: Layout, folder: Path, videos: list[str], log) -> dict:
     log(f"[2/7] drawing the {len(videos)} test videos as mp4s -> {folder}")
     try:
         return render_synth_videos(layout, folder, videos)
+    except PrvrError as err:
+        log(f"skipped: {err}")
+        return {"skipped": str(err)}
+
+
+def _report(run: Path, device, log) -> dict:
+    """The ARL run's report (``prvr serve`` links it); without matplotlib the demo goes on without.
+    -> {"html"} or {"skipped": why}."""
+    log(f"[7/7] the ARL run's report -> {run / 'report.html'}")
+    try:
+        return {"html": build_report(run, device=device)["html"]}
     except PrvrError as err:
         log(f"skipped: {err}")
         return {"skipped": str(err)}

@@ -22,6 +22,16 @@ def test_demo_end_to_end(demo_run):
     assert len(summary["searches"]) == 3 and all(len(s["top"]) == 3 for s in summary["searches"])
     for path in ("data/synth/ground_truth.npz", "runs/arl/best.pt", "runs/baseline/test.json", "index/index.json"):
         assert (demo / path).is_file(), path
+    # the indexed videos are drawn as mp4s the index knows, with frame times; the ARL run has its report
+    indexed = json.loads((demo / "index" / "videos.json").read_text())
+    assert summary["videos"] == {"videos": len(indexed), "folder": str(demo / "videos")}
+    sources = json.loads((demo / "index" / "sources.json").read_text())
+    assert sorted(sources["files"]) == sorted(indexed) and all(
+        (demo / "videos" / f"{v}.mp4").is_file() for v in indexed
+    )
+    assert json.loads((demo / "index" / "index.json").read_text())["has_times"]
+    assert summary["report"] == {"html": str(demo / "runs" / "arl" / "report.html")}
+    assert (demo / "runs" / "arl" / "report" / "fig4.png").is_file()
 
     # the free-text step: a test topic's phrase, each hit judged against the planted truth, and
     # the command it prints answers the same from the index

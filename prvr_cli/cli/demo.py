@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
@@ -51,6 +52,10 @@ def demo(
         f"top {len(f['hits'])}: {found}"
     )
     out.print(f"search your own words (the synthetic data's vocabulary): {f['command']}", soft_wrap=True)
+    if "html" in summary["report"]:
+        out.print(f"training curves and the paper's Fig. 4: {summary['report']['html']}", soft_wrap=True)
+    index = shlex.quote(str(Path(summary["workdir"]) / "index"))
+    out.print(f"look and play: prvr serve {index}, then open http://127.0.0.1:8000/", soft_wrap=True)
     out.print(f"all artefacts in {summary['workdir']} ({summary['seconds']} s)")
 
 
