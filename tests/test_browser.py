@@ -86,6 +86,8 @@ def test_search_page_shows_cards_and_plays_the_moment(server, browser, tmp_path)
     browser.get(url + "/")
     wait.until(lambda d: d.find_element(By.ID, "about").text)
     assert f"{info['videos']} videos" in browser.find_element(By.ID, "about").text
+    # the footer links the report of the run the index was built from
+    assert browser.find_element(By.CSS_SELECTOR, "#report-link a").get_attribute("href") == url + "/report"
     box = browser.find_element(By.ID, "q")
     box.clear()
     box.send_keys(text)

@@ -32,7 +32,7 @@ def test_info_and_page(demo):
     work, _, c = demo
     info = c.get("/api/info").json()
     videos = json.loads((work / "index" / "videos.json").read_text())
-    assert info | {"report": None} == {
+    assert info == {
         "index": "index",
         "kind": "trained",
         "branches": ["theta", "phi"],
@@ -41,10 +41,13 @@ def test_info_and_page(demo):
         "has_times": True,
         "sources": True,
         "stored_queries": True,
-        "report": None,
+        "report": "/report",  # the demo wrote the ARL run's report
         "max_k": 100,
         "max_query_chars": MAX_QUERY_CHARS,
     }
+    report = c.get("/report")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert report.content == (work / "runs" / "arl" / "report.html").read_bytes()
     page = c.get("/")
     assert page.status_code == 200 and "default-src 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
