@@ -8,6 +8,7 @@ index scored. Only the first video stream is kept: clips have no audio.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from fractions import Fraction
@@ -100,26 +101,18 @@ def cut_clip(src: str | Path, dst: str | Path, start: float, end: float, still_a
     import av
 
     src, dst = Path(src), Path(dst)
-    _check_file(src)
-    try:
-        with av.open(str(src)) as container:
-            if not container.streams.video:
-                raise ClipError("no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            rate = _rate(stream)
-            step = float(1 / rate)
-            duration = _duration(container, stream)
-            lo, hi = max(0.0, start), min(end, duration)
-            if not hi > lo:
-                raise ClipError(f"{start:.1f}-{end:.1f}s lies outside the video ({duration:.1f} s long)")
-            with (
-                atomic_path(dst) as tmp,
-                av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out,
-            ):
-                info, still = _encode(src, container, stream, out, lo, hi, rate, step, still_at)
-    except Exception as err:
-        raise _named(src, err) from None
+    with _open_video(src) as (container, stream):
+        rate = _rate(stream)
+        step = float(1 / rate)
+        duration = _duration(container, stream)
+        lo, hi = max(0.0, start), min(end, duration)
+        if not hi > lo:
+            raise ClipError(f"{start:.1f}-{end:.1f}s lies outside the video ({duration:.1f} s long)")
+        with (
+            atomic_path(dst) as tmp,
+            av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out,
+        ):
+            info, still = _encode(src, container, stream, out, lo, hi, rate, step, still_at)
     return info, still
 
 
@@ -132,37 +125,41 @@ def _named(src: Path, err: Exception) -> ClipError:
     return ClipError(f"{src}: {type(err).__name__}: {said}")
 
 
-def _check_file(src: Path) -> None:
+@contextlib.contextmanager
+def _open_video(src: Path):
+    """(the open container, its first video stream, decoded on all threads); any failure inside,
+    from a missing file to a broken packet, comes out as one ClipError naming ``src``."""
+    import av
+
     if not src.is_file():
         why = "not a file" if src.exists() else "broken symlink" if src.is_symlink() else "no such file"
         raise ClipError(f"{src}: {why}")
-
-
-def still_frame(src: str | Path, at: float):
-    """The frame of ``src`` on screen at ``at`` seconds (the last one starting at or before it; the
-    first or last frame outside the video), as an upright PIL image. Raises ClipError naming ``src``
-    for a missing, unreadable or broken video."""
-    import av
-
-    src = Path(src)
-    _check_file(src)
     try:
         with av.open(str(src)) as container:
             if not container.streams.video:
                 raise ClipError("no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            step = float(1 / _rate(stream))
-            shown = None
-            for t, frame in _timed_frames(src, container, stream, max(0.0, at - step), step):
-                if shown is not None and t > at + 1e-6:
-                    break
-                shown = frame
-            if shown is None:
-                raise ClipError("no frame decodes")
-            return shown.to_image().rotate(getattr(shown, "rotation", 0), expand=True)
+            yield container, stream
     except Exception as err:
         raise _named(src, err) from None
+
+
+def still_frame(src: str | Path, at: float):
+    """The frame of ``src`` on screen at ``at`` seconds (the last one starting at or before it; the
+    first or last frame outside the video), as an upright PIL image. Raises ClipError naming ``src``
+    for a missing, unreadable or broken video."""
+    src = Path(src)
+    with _open_video(src) as (container, stream):
+        step = float(1 / _rate(stream))
+        shown = None
+        for t, frame in _timed_frames(src, container, stream, max(0.0, at - step), step):
+            if shown is not None and t > at + 1e-6:
+                break
+            shown = frame
+        if shown is None:
+            raise ClipError("no frame decodes")
+        return shown.to_image().rotate(getattr(shown, "rotation", 0), expand=True)
 
 
 def _encode(src, container, stream, out, lo, hi, rate, step, still_at):
