@@ -129,3 +129,9 @@ def test_search_page_shows_cards_and_plays_the_moment(server, browser, tmp_path)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get("PRVR_SCREENSHOT"):
         Path(os.environ["PRVR_SCREENSHOT"]).write_bytes(shot.read_bytes())
+
+    # the API docs render from the server's own copy of Swagger UI, one block per endpoint
+    browser.get(url + "/docs")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) == 3)
+    paths = {e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert paths == {"/api/info", "/api/search", "/api/videos/{video}"}

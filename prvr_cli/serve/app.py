@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 from urllib.parse import quote
 
+from prvr_cli.atomic import json_safe
 from prvr_cli.errors import PrvrError
 from prvr_cli.index.searcher import Searcher
 from prvr_cli.index.store import SOURCES_FILE, source_files
@@ -123,9 +124,12 @@ class Library:
             d = hit.to_dict(rank)
             at = sum(d["best_time"]) / 2 if d["best_time"] and all(map(math.isfinite, d["best_time"])) else None
             results.append(d | self.links(d["video"], at))
-        return {"query": text, "query_id": query_id is not None, "results": results}
+        # strict JSON: a score that is not finite (a video of NaN frames ranks last as -inf) reads null
+        return json_safe({"query": text, "query_id": query_id is not None, "results": results})
 
     def video(self, video: str) -> dict:
+        """{"video", "frames" (indexed rows), "duration" (seconds or None)} and its links; KeyError
+        for a video the index does not hold."""
         if video not in self.rows:
             raise KeyError(video)
         j = self.rows[video]
@@ -274,30 +278,31 @@ def create_app(
 
 
 def _docs(app) -> None:
-    """OpenAPI docs at /docs from a local copy of Swagger UI (the swagger-ui-bundle package), so
-    they work offline; without it, /docs says so and /openapi.json is still there."""
+    """OpenAPI docs at /docs from a local copy of Swagger UI (the one the fastapi-offline package
+    ships), so they work offline; without it, /docs says so and /openapi.json is still there."""
     from fastapi.openapi.docs import get_swagger_ui_html
 
     try:
-        import swagger_ui_bundle
+        import fastapi_offline
     except ImportError:
-        swagger_ui_bundle = None
+        fastapi_offline = None
 
-    if swagger_ui_bundle is not None:
+    if fastapi_offline is not None:
         from fastapi.staticfiles import StaticFiles
 
-        app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+        assets = Path(fastapi_offline.__file__).parent / "static"
+        app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     def docs():
-        if swagger_ui_bundle is None:
+        if fastapi_offline is None:
             return _error(
-                404, "API docs need swagger-ui-bundle (pip install 'prvr[serve]'); the schema is at /openapi.json"
+                404, "API docs need fastapi-offline (pip install 'prvr[serve]'); the schema is at /openapi.json"
             )
         return get_swagger_ui_html(
             openapi_url=app.openapi_url,
             title="prvr API",
             swagger_js_url="/docs-assets/swagger-ui-bundle.js",
             swagger_css_url="/docs-assets/swagger-ui.css",
-            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+            swagger_favicon_url="data:,",
         )
