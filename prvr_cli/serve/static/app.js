@@ -146,4 +146,12 @@ async function start() {
   }
 }
 
+// a file the browser cannot decode (HEVC, some AVI) says so instead of showing a black box
+$("video").addEventListener("error", () => {
+  const video = $("video");
+  if (!video.getAttribute("src")) return;
+  $("unavailable").hidden = false;
+  $("unavailable").textContent = `This browser cannot play ${video.dataset.video || "this video"} (its format or codec); the file is served at ${video.getAttribute("src").split("#")[0]}`;
+});
+
 start();
