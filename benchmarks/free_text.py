@@ -32,8 +32,9 @@ from prvr_cli.atomic import write_json
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.moments import frame_bounds
 from prvr_cli.data.preprocess import resampled_times
+from prvr_cli.data.synth import phrase_topics
 from prvr_cli.data.truth import GroundTruth
-from prvr_cli.demo import judge_hits, phrase_topics
+from prvr_cli.demo import judge_hits
 from prvr_cli.index.searcher import Searcher
 
 

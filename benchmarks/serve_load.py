@@ -125,7 +125,7 @@ def level(port: int, paths: list[str], clients: int, requests: int, seconds: flo
 
 def demo_queries(index: Path) -> list[str]:
     from prvr_cli.data.layout import Layout
-    from prvr_cli.demo import phrase_topics
+    from prvr_cli.data.synth import phrase_topics
 
     ds = json.loads((index / "index.json").read_text())["dataset"]
     return [f"the {p}" for p in dict.fromkeys(phrase_topics(Layout(Path(ds["root"]), ds["collection"])))]

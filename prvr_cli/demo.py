@@ -21,8 +21,7 @@ from prvr_cli.data.captions import read_captions
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.moments import frame_bounds
 from prvr_cli.data.preprocess import resampled_times
-from prvr_cli.data.synth import generate, spec_for
-from prvr_cli.data.synth_words import topic_phrases
+from prvr_cli.data.synth import generate, phrase_topics, spec_for
 from prvr_cli.data.truth import GroundTruth
 from prvr_cli.errors import PrvrError
 from prvr_cli.features.synth_video import render_synth_videos
@@ -132,12 +131,6 @@ def _report(run: Path, device, log) -> dict:
     except PrvrError as err:
         log(f"skipped: {err}")
         return {"skipped": str(err)}
-
-
-def phrase_topics(layout: Layout) -> list[str]:
-    """Each topic's phrase in a synthetic dataset (its spec is in ``synth.json``)."""
-    spec = json.loads(layout.synth_record().read_text())["spec"]
-    return topic_phrases(spec["seed"], spec["topics"])
 
 
 def judge_hits(gt: GroundTruth, store: FrameStore, topics: set[int], hits: list[dict]) -> list[dict]:

@@ -199,7 +199,7 @@ def test_moved_videos_say_so_and_are_found_with_videos(tampered, tmp_path):
 
 def test_concurrent_requests_get_the_answers_of_sequential_ones(demo):
     from prvr_cli.data.layout import Layout
-    from prvr_cli.demo import phrase_topics
+    from prvr_cli.data.synth import phrase_topics
 
     c = demo[2]
     queries = [f"the {p}" for p in phrase_topics(Layout(demo[0] / "data", "synth"))[:6]]

@@ -22,6 +22,7 @@ relevant) is stored as ``ground_truth.npz`` beside the data.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -188,6 +189,15 @@ def generate(
         },
     )
     return layout
+
+
+def phrase_topics(layout: Layout) -> list[str]:
+    """Each topic's phrase in the synthetic dataset at ``layout`` (its spec is in ``synth.json``)."""
+    path = layout.synth_record()
+    if not path.is_file():
+        raise PrvrError(f"{path}: not a synthetic dataset (no synth.json)")
+    spec = json.loads(path.read_text())["spec"]
+    return topic_phrases(spec["seed"], spec["topics"])
 
 
 def _write_truth(layout, spec, video_ids, video_split, events, queries) -> None:

@@ -221,6 +221,16 @@ def _encode(src, container, stream, out, lo, hi, rate, step, still_at):
     return info, still
 
 
+def label_font(size: int):
+    """Pillow's default font at ``size`` pixels (the fixed bitmap font before Pillow 10.1)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
 def contact_sheet(
     tiles: list, path: str | Path, tile_width: int = TILE_WIDTH, columns: int = COLUMNS
 ) -> tuple[int, int]:
@@ -230,7 +240,7 @@ def contact_sheet(
     cells are GAP pixels apart and from the border. -> the sheet's (width, height) =
     (cols * (tile_width + GAP) + GAP, rows * (cell height + GAP) + GAP), cols = min(columns, n),
     rows = ceil(n / cols)."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     if not tiles:
         raise ValueError("contact_sheet needs at least one tile")
@@ -243,10 +253,7 @@ def contact_sheet(
     size = (cols * (tile_width + GAP) + GAP, math.ceil(len(tiles) / cols) * (cell_h + GAP) + GAP)
     sheet = Image.new("RGB", size, (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
-    try:
-        font = ImageFont.load_default(size=13)
-    except TypeError:  # Pillow < 10.1: the fixed bitmap font
-        font = ImageFont.load_default()
+    font = label_font(13)
     for i, (img, (_, label)) in enumerate(zip(scaled, tiles)):
         x, y = GAP + i % cols * (tile_width + GAP), GAP + i // cols * (cell_h + GAP)
         sheet.paste(img, (x, y))

@@ -12,16 +12,17 @@ source files."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from prvr_cli.atomic import atomic_path, write_json
 from prvr_cli.data.layout import Layout
-from prvr_cli.data.synth_words import COLOURS, topic_phrases
+from prvr_cli.data.synth import phrase_topics
+from prvr_cli.data.synth_words import COLOURS
 from prvr_cli.data.truth import GroundTruth
 from prvr_cli.errors import PrvrError
+from prvr_cli.features.clips import label_font
 
 SECONDS_PER_FRAME = 1.0
 FPS = 2  # encoded frames per second: the bar moves, the file stays tiny and quick to write
@@ -46,22 +47,13 @@ def _ink(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
     return (0, 0, 0) if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 150 else (255, 255, 255)
 
 
-def _font(size: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: the fixed bitmap font
-        return ImageFont.load_default()
-
-
 def _render_one(path: Path, video: str, events: list[tuple[int, int, str]], n_frames: int) -> None:
     """Write one video: ``events`` (start frame, end frame, phrase) cover frames [0, n_frames)."""
     import av
     from PIL import Image, ImageDraw
 
     w, h = SIZE
-    big, small = _font(22), _font(14)
+    big, small = label_font(22), label_font(14)
     per_frame = round(FPS * SECONDS_PER_FRAME)
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     with atomic_path(path) as tmp, av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
@@ -91,9 +83,7 @@ def _render_one(path: Path, video: str, events: list[tuple[int, int, str]], n_fr
             out.mux(packet)
 
 
-def render_synth_videos(
-    layout: Layout, out_dir: str | Path, videos: list[str], feature: str = "synth", progress=None
-) -> dict:
+def render_synth_videos(layout: Layout, out_dir: str | Path, videos: list[str], feature: str = "synth") -> dict:
     """Draw ``videos`` of the synthetic dataset in ``layout`` as ``out_dir/<video>.mp4`` and record
     them (``frame_times.json`` of ``feature``, ``video_files.json``), as ``prvr extract`` would.
     A video whose file exists is kept (an interrupted render resumes). -> {"videos": count, "folder": out_dir}."""
@@ -105,12 +95,10 @@ def render_synth_videos(
             f"rendering videos needs PyAV and Pillow ({err.name} is missing): pip install 'prvr[extract]'"
         ) from None
     gt = GroundTruth(layout.ground_truth())
-    spec = synth_spec(layout)
-    phrases = topic_phrases(spec["seed"], spec["topics"])
+    phrases = phrase_topics(layout)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     times, files = {}, {}
-    task = progress.add_task("rendering videos", total=len(videos)) if progress else None
     for v in videos:
         if v not in gt.video_pos:
             raise PrvrError(f"{layout.ground_truth()}: no video {v!r}")
@@ -123,16 +111,6 @@ def render_synth_videos(
         edges = np.arange(n + 1, dtype=np.float64) * SECONDS_PER_FRAME
         times[v] = np.stack([edges[:-1], edges[1:]], axis=1).tolist()
         files[v] = name
-        if task is not None:
-            progress.advance(task)
     write_json(layout.frame_times(feature), times)
     write_json(layout.video_files(), {"root": str(out_dir.resolve()), "files": files})
     return {"videos": len(files), "folder": str(out_dir)}
-
-
-def synth_spec(layout: Layout) -> dict:
-    """The generator's spec, from ``synth.json``."""
-    path = layout.synth_record()
-    if not path.is_file():
-        raise PrvrError(f"{path}: not a synthetic dataset (no synth.json)")
-    return json.loads(path.read_text())["spec"]
