@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,8 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prvr_cli.index.build import faiss_sync
-from prvr_cli.index.search import search_bounds, search_bounds_batch, search_faiss
+from prvr_cli.index.search import search_bounds, search_bounds_batch
 from prvr_cli.index.store import FrameStore, save_store
 
 BR = ("theta", "phi")
@@ -141,79 +142,241 @@ def part1(sizes, n_q, batch, noise):
     return out
 
 
-def part2(nv, n_q, factories, noise):
+class Corpus:
+    """The corpus of ``corpus`` streamed: videos are generated in order, a batch at a time, so a
+    200,000-video corpus never sits in memory. The event centres of ``keep`` videos are kept (queries)."""
+
+    def __init__(self, nv, d, seed, noise, keep, lens=(16, 80)):
+        self.rng = np.random.default_rng(seed)
+        self.d, self.noise, self.keep = d, noise, set(int(j) for j in keep)
+        self.topics = {b: self.rng.standard_normal((max(20, nv // 10), d)).astype(np.float32) for b in BR}
+        self.lens = self.rng.integers(lens[0], lens[1] + 1, nv)
+        self.centres = {b: {} for b in BR}
+        self.next = 0
+
+    def encode(self, names):
+        """The next len(names) videos: ({branch: (sum L, d) unit}, lengths, times), as `grow_index` wants."""
+        rng, d = self.rng, self.d
+        js = range(self.next, self.next + len(names))
+        self.next += len(names)
+        out = {}
+        for b in BR:
+            parts = []
+            for j in js:
+                n_ev, L = int(rng.integers(2, 5)), int(self.lens[j])
+                t = rng.integers(0, len(self.topics[b]), n_ev)
+                c = 0.8 * self.topics[b][t] + 0.6 * rng.standard_normal((n_ev, d)).astype(np.float32)
+                cut = np.sort(rng.choice(np.arange(1, L), size=min(n_ev - 1, L - 1), replace=False))
+                f = c[np.searchsorted(cut, np.arange(L), side="right")]
+                f += self.noise * rng.standard_normal((L, d)).astype(np.float32)
+                parts.append(f / np.linalg.norm(f, axis=1, keepdims=True))
+                if j in self.keep:
+                    self.centres[b][j] = c[0]
+            out[b] = np.concatenate(parts)
+        lengths = [int(self.lens[j]) for j in js]
+        return out, lengths, [np.full((n, 2), np.nan, np.float32) for n in lengths]
+
+
+def query_set(corpus, picks, seed):
+    rng = np.random.default_rng(seed)
+    q = {}
+    for b in BR:
+        x = np.stack([corpus.centres[b][int(j)] for j in picks])
+        x = x + 0.5 * rng.standard_normal(x.shape).astype(np.float32)
+        q[b] = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return q
+
+
+def memory_status():
+    """Peak and current resident memory of this process, MiB (anonymous vs file-backed pages)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    mib = lambda k: round(int(fields[k].split()[0]) / 1024, 1)  # noqa: E731
+    return {"peak_rss_mib": mib("VmHWM"), "rss_anon_mib": mib("RssAnon"), "rss_file_mib": mib("RssFile")}
+
+
+def do_build(args):
+    """Subprocess: stream a corpus into an index folder with the real builder; print JSON."""
+    from prvr_cli.index.build import grow_index, plan_meta
+    from prvr_cli.index.plan import parse_memory, plan_index
+    from prvr_cli.index.store import StoreWriter
+
+    nv, root = args.videos, Path(args.out)
+    picks = np.random.default_rng(123).choice(nv, size=2 * args.n_queries, replace=False)
+    corpus = Corpus(nv, 256, seed=7, noise=args.frame_noise, keep=picks)
+    plan = plan_index(int(corpus.lens.sum()), 256, len(BR), parse_memory(args.memory))
+    meta = {"kind": "benchmark", "dim": 256, **plan_meta(plan, None)}
+    t = time.perf_counter()
+    writer = StoreWriter(root, meta, BR)
+    grow_index(root, meta, writer, [f"v{j}" for j in range(nv)], corpus.encode, batch_size=500, chunk_videos=10000)
+    seconds = time.perf_counter() - t
+    # val (tuning) and test (reported) queries: a noisy event centre of distinct random videos
+    np.savez(root / "val_queries.npz", **query_set(corpus, picks[: args.n_queries], seed=1))
+    np.savez(root / "test_queries.npz", **query_set(corpus, picks[args.n_queries :], seed=2))
+    disk = sum(f.stat().st_size for f in root.iterdir() if not f.name.endswith("queries.npz"))
+    print(
+        json.dumps(
+            {
+                "build_seconds": round(seconds, 1),
+                "disk_mib": round(disk / 2**20, 1),
+                "plan": plan.to_dict(),
+                **memory_status(),
+            }
+        )
+    )
+
+
+def do_exact(args):
+    """Subprocess: the exact top-100 of every val and test query by one batched scan; saved."""
+    from prvr_cli.index.search import scan_scores
+
+    store = FrameStore.load(args.index)
+    for split in ("val", "test"):
+        z = np.load(Path(args.index) / f"{split}_queries.npz")
+        Q = {b: z[b] for b in BR}
+        tops = []
+        for s in range(0, len(Q["theta"]), 50):
+            full = scan_scores(store, {b: Q[b][s : s + 50] for b in BR})
+            tops.extend(np.lexsort((np.arange(len(full)), -full[:, i]))[:100] for i in range(full.shape[1]))
+        np.save(Path(args.index) / f"{split}_exact.npy", np.stack(tops))
+    print(json.dumps({}))
+
+
+def do_query(args):
+    """Subprocess: time one engine, one query at a time (or batched), on a split; print JSON with
+    latency, recall against the saved exact answers and this process's memory."""
     import faiss
 
-    frames, offsets, centres = corpus(nv, 256, (16, 80), seed=7, noise=noise)
-    q = queries(centres, n_q, seed=2)
-    res = {"videos": nv, "frames": int(offsets[-1]), "dim": 256}
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        store = make_store(root, frames, offsets)
-        del frames
-        exact, t_exact = [], []
-        for i in range(n_q):
-            qi = {b: q[b][i] for b in BR}
-            t = time.perf_counter()
-            v, _, _ = search_bounds(store, qi, 100)
-            t_exact.append(time.perf_counter() - t)
-            exact.append(v)
-        res["exact_bounds"] = pct(t_exact)
-        for factory in factories:
-            t = time.perf_counter()
-            for b in BR:
-                faiss_sync(root, store.frames[b], factory, b, 0)
-            build = time.perf_counter() - t
-            indexes = {b: faiss.read_index(str(root / f"faiss_{b}.index")) for b in BR}
-            size = sum(os.path.getsize(root / f"faiss_{b}.index") for b in BR)
-            for ix in indexes.values():
-                if "IVF" in factory:
-                    faiss.extract_index_ivf(ix).nprobe = 32
-                if "HNSW" in factory:
-                    ix.hnsw.efSearch = 128
-            lat, r10, r100 = [], [], []
-            for i in range(n_q):
-                qi = {b: q[b][i] for b in BR}
-                t = time.perf_counter()
-                v, _, _ = search_faiss(store, indexes, qi, 100, exact=(factory == "Flat"), start_frames=4096)
-                lat.append(time.perf_counter() - t)
-                r10.append(len(set(v[:10]) & set(exact[i][:10])) / 10)
-                r100.append(len(set(v) & set(exact[i])) / 100)
-            res[factory] = {
-                **pct(lat),
-                "recall@10": round(float(np.mean(r10)), 4),
-                "recall@100": round(float(np.mean(r100)), 4),
-                "build_seconds": round(build, 1),
-                "index_mb": round(size / 2**20, 1),
-            }
-            print(json.dumps({factory: res[factory]}), flush=True)
-            del indexes
+    from prvr_cli.index.search import search_blocks, search_bounds_batch
+
+    store = FrameStore.load(args.index)
+    z = np.load(Path(args.index) / f"{args.split}_queries.npz")
+    Q = {b: z[b] for b in BR}
+    exact = np.load(Path(args.index) / f"{args.split}_exact.npy")[: args.limit]
+    if args.engine == "blocks":
+        summaries = {b: faiss.read_index(str(Path(args.index) / f"summary_{b}.index")) for b in BR}
+        for ix in summaries.values():
+            if "IVF" in store.meta["summary"]["theta"]["factory"]:
+                faiss.extract_index_ivf(ix).nprobe = args.nprobe
+
+        def run(sl):
+            return search_blocks(store, summaries, {b: Q[b][sl] for b in BR}, 100, args.candidates, args.rescore)
+    else:
+
+        def run(sl):
+            return search_bounds_batch(store, {b: Q[b][sl] for b in BR}, 100)
+
+    run(slice(0, 1))  # warm: first-touch page faults are not a query's cost
+    lat, found = [], []
+    step = args.query_batch
+    for s in range(0, len(exact), step):
+        t = time.perf_counter()
+        res = run(slice(s, s + step))
+        lat.extend([(time.perf_counter() - t) / len(res)] * len(res))
+        found.extend(v for v, _ in res)
+    r10 = [len(set(v[:10]) & set(e[:10])) / 10 for v, e in zip(found, exact)]
+    r100 = [len(set(v[:100]) & set(e[:100])) / 100 for v, e in zip(found, exact)]
+    out = {**pct(lat), "recall@10": round(float(np.mean(r10)), 4), "recall@100": round(float(np.mean(r100)), 4)}
+    print(json.dumps(out | memory_status()))
+
+
+def sub(*argv):
+    """Run this script's subcommand in a fresh process (its own memory peak); return its JSON."""
+    res = subprocess.run([sys.executable, __file__, *map(str, argv)], capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(res.stderr)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def large(nv, n_q, memory, noise, work, sweep):
+    """Build (streamed) and search a corpus of nv videos; the plan comes from --memory."""
+    root = Path(work) / f"v{nv}"
+    shutil.rmtree(root, ignore_errors=True)
+    res = {"videos": nv, "dim": 256, "memory_budget": memory}
+    res["build"] = sub(
+        "_build", "--videos", nv, "--out", root, "--n-queries", n_q, "--memory", memory, "--frame-noise", noise
+    )
+    print(json.dumps({"videos": nv, "build": res["build"]}), flush=True)
+    meta = json.loads((root / "index.json").read_text())
+    res |= {"frames": meta["frames"], "blocks": meta["blocks"], "summary": meta["summary"]["theta"]["factory"]}
+    sub("_exact", "--index", root)
+    if sweep:  # choose the blocks engine's settings on val queries only
+        res["val_sweep"] = {}
+        for nprobe, rescore in sweep:
+            key = f"nprobe={nprobe},rescore={rescore}"
+            res["val_sweep"][key] = sub(
+                "_query",
+                "--index",
+                root,
+                "--split",
+                "val",
+                "--engine",
+                "blocks",
+                "--nprobe",
+                nprobe,
+                "--rescore",
+                rescore,
+            )
+            print(json.dumps({key: res["val_sweep"][key]}), flush=True)
+    from prvr_cli.index.search import NPROBE, RESCORE
+
+    res["blocks_test"] = sub(
+        "_query", "--index", root, "--split", "test", "--engine", "blocks", "--nprobe", NPROBE, "--rescore", RESCORE
+    )
+    res["blocks_test"] |= {"nprobe": NPROBE, "rescore": RESCORE}
+    print(json.dumps({"blocks_test": res["blocks_test"]}), flush=True)
+    for batch in (1, 64):
+        key = f"exact_batch{batch}"
+        # one query at a time reads every frame per query: 20 queries say enough
+        limit = ["--limit", 20] if batch == 1 else []
+        res[key] = sub(
+            "_query", "--index", root, "--split", "test", "--engine", "bounds", "--query-batch", batch, *limit
+        )
+        print(json.dumps({key: res[key]}), flush=True)
     return res
 
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("command", nargs="?", default="all", choices=["all", "_build", "_exact", "_query"])
     ap.add_argument("--sizes", default="1000,1500,2000,2500")
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--large", type=int, default=50000)
-    ap.add_argument("--large-queries", type=int, default=50)
-    ap.add_argument("--factories", default="IVF4096,Flat;HNSW16")
-    ap.add_argument("--skip-large", action="store_true")
+    ap.add_argument("--large", default="50000,200000", help="corpus sizes built and searched at scale")
+    ap.add_argument("--large-queries", type=int, default=100)
+    ap.add_argument("--memory", default="8G", help="the --memory budget the large indexes are planned for")
+    ap.add_argument("--sweep", default="16:300,32:150,32:300,64:300", help="nprobe:rescore settings tried on val")
+    ap.add_argument("--work", default=None, help="folder to keep the large indexes in (default: a temporary one)")
+    ap.add_argument("--skip-table4", action="store_true")
     ap.add_argument(
         "--frame-noise",
         type=float,
         default=0.25,
         help="per-coordinate frame noise around its event centre (0.25: cos ~0.94 to the event)",
     )
+    # subcommands (run in their own processes by `all`)
+    ap.add_argument("--videos", type=int)
+    ap.add_argument("--out")
+    ap.add_argument("--index")
+    ap.add_argument("--n-queries", type=int)
+    ap.add_argument("--split")
+    ap.add_argument("--engine")
+    ap.add_argument("--query-batch", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=None, help="only the first N queries")
+    ap.add_argument("--nprobe", type=int, default=32)
+    ap.add_argument("--candidates", type=int, default=1000)
+    ap.add_argument("--rescore", type=int, default=300)
     args = ap.parse_args()
-    out = {
-        "threads": torch.get_num_threads(),
-        "frame_noise": args.frame_noise,
-        "table4": part1([int(s) for s in args.sizes.split(",")], args.queries, args.batch, args.frame_noise),
-    }
-    if not args.skip_large:
-        out["large"] = part2(args.large, args.large_queries, args.factories.split(";"), args.frame_noise)
+    if args.command != "all":
+        {"_build": do_build, "_exact": do_exact, "_query": do_query}[args.command](args)
+        return
+    out = {"threads": torch.get_num_threads(), "frame_noise": args.frame_noise}
+    if not args.skip_table4:
+        out["table4"] = part1([int(s) for s in args.sizes.split(",")], args.queries, args.batch, args.frame_noise)
+    sweep = [tuple(int(x) for x in kv.split(":")) for kv in args.sweep.split(",")] if args.sweep else []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or tmp  # --work: the indexes stay there (re-run a subcommand on them)
+        for nv in [int(x) for x in args.large.split(",") if x]:
+            out[f"large_{nv}"] = large(nv, args.large_queries, args.memory, args.frame_noise, work, sweep)
     print(json.dumps(out, indent=2))
 
 

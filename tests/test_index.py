@@ -36,7 +36,7 @@ def make_store(tmp_path, frames, offsets, factory="Flat"):
     import faiss
 
     for b, f in frames.items():
-        faiss_sync(tmp_path, f, factory, b, 0)
+        faiss_sync(tmp_path / f"faiss_{b}.index", f, factory, 0)
         indexes[b] = faiss.read_index(str(tmp_path / f"faiss_{b}.index"))
     return FrameStore.load(tmp_path), indexes
 
@@ -310,11 +310,11 @@ def test_a_registered_engine_is_searchable_by_name(trained, tmp_path, monkeypatc
     monkeypatch.setitem(ENGINES, "brute", brute)
     searcher = Searcher(tmp_path / "ix")
     q = searcher.encode_query_ids(["v000001#enc#0", "v000030#enc#1"])
-    for engine in ("auto", "faiss"):
+    for engine in ("auto", "faiss", "blocks"):  # blocks: approximate, but exact on so few videos
         for ref, got in zip(searcher.search(q, 5, "brute"), searcher.search(q, 5, engine)):
             assert [h.video for h in got] == [h.video for h in ref]
             np.testing.assert_allclose([h.score for h in got], [h.score for h in ref], atol=1e-5)
-    with pytest.raises(PrvrError, match="unknown engine 'nope': use auto, bounds, faiss, brute"):
+    with pytest.raises(PrvrError, match="unknown engine 'nope': use auto, bounds, faiss, blocks, brute"):
         searcher.search(q, 5, "nope")
 
 
@@ -376,22 +376,95 @@ def test_free_text_on_synthetic_data_answers_offline(trained, tmp_path):
     assert "unknown words 'zebra', 'dances'" in res.stderr and "(and the, a, an)" in res.stderr
 
 
-def test_block_bounds_of_batches_join_to_those_of_the_whole():
-    from prvr_cli.index.store import block_bounds, join_blocks, split_blocks
+@pytest.mark.parametrize("storage", ["float32", "float16"])
+def test_a_store_written_in_batches_equals_one_written_whole(tmp_path, storage):
+    """The writer appends each batch's frames and block bounds; the result equals the bounds of
+    the whole, and every stored frame lies in its block's cap (the bound holds for what search reads)."""
+    from prvr_cli.index.store import StoreWriter, block_bounds, split_blocks
 
     rng = np.random.default_rng(4)
     lengths = rng.integers(1, 40, 25)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     frames = _unit(rng.standard_normal((offsets[-1], 12))).astype(np.float32)
-    whole = block_bounds(frames, offsets)
-    parts = []
-    for lo, hi in ((0, 7), (7, 8), (8, 25)):  # batches of videos, each with its own local offsets
-        parts.append(block_bounds(frames[offsets[lo] : offsets[hi]], offsets[lo : hi + 1] - offsets[lo]))
-    joined = join_blocks(parts, 12)
-    np.testing.assert_array_equal(joined[2], whole[2])
-    np.testing.assert_allclose(joined[0], whole[0], atol=1e-6)
-    np.testing.assert_allclose(joined[1], whole[1], atol=1e-6)
-    # every frame lies in its block's cap: the bound holds
-    starts = np.concatenate([split_blocks(frames, offsets[j], offsets[j + 1]) for j in range(len(lengths))])
+    times = np.zeros((offsets[-1], 2), np.float32)
+    meta = {"format": "prvr-index/2", "storage": storage, "dim": 12}
+    writer = StoreWriter(tmp_path, meta, ("theta",))
+    for lo, hi in ((0, 7), (7, 8), (8, 25)):  # batches of videos
+        rows = slice(offsets[lo], offsets[hi])
+        writer.add([f"v{j}" for j in range(lo, hi)], {"theta": frames[rows]}, lengths[lo:hi].tolist(), [times[rows]])
+    writer.commit()
+    writer.close()
+    store = FrameStore.load(tmp_path)
+    stored = np.asarray(store.frames["theta"], np.float32)
+    np.testing.assert_allclose(stored, frames, atol=1e-3 if storage == "float16" else 0)
+    whole = block_bounds(stored, offsets)
+    np.testing.assert_array_equal(store.block_offsets["theta"], whole[2])
+    np.testing.assert_allclose(store.direction["theta"], whole[0], atol=1e-6)
+    np.testing.assert_allclose(store.min_cos["theta"], whole[1], atol=1e-6)
+    starts = np.concatenate([split_blocks(stored, offsets[j], offsets[j + 1]) for j in range(len(lengths))])
     owner = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, offsets[-1])))
-    assert (np.einsum("nd,nd->n", frames, joined[0][owner]) >= joined[1][owner]).all()
+    assert (np.einsum("nd,nd->n", stored, store.direction["theta"][owner]) >= store.min_cos["theta"][owner]).all()
+
+
+def test_the_plan_follows_corpus_size_and_memory():
+    from prvr_cli.index.plan import EXACT_MAX_ROWS, GB, parse_memory, plan_index, summary_factory
+
+    assert parse_memory("8G") == 8 * GB and parse_memory("512MiB") == 512 * 1024**2 and parse_memory("100") == 100
+    with pytest.raises(PrvrError, match="--memory 'lots'"):
+        parse_memory("lots")
+    small = plan_index(10_000, 256, 2, 8 * GB)
+    assert (small.storage, small.engine, small.factory) == ("float32", "bounds", "Flat")
+    past = plan_index(EXACT_MAX_ROWS // 2 + 1, 256, 2, 64 * GB)  # rows over the exact limit, float32 fits
+    assert (past.storage, past.engine, past.factory) == ("float32", "blocks", None)
+    tight = plan_index(10_000_000, 256, 2, 8 * GB)  # 19 GB of float32 frames under an 8 GB budget
+    assert (tight.storage, tight.engine) == ("float16", "blocks") and "float16" in tight.why
+    forced = plan_index(10_000_000, 256, 2, 8 * GB, factory="IVF4096,Flat")
+    assert (forced.storage, forced.engine, forced.factory) == ("float32", "faiss", "IVF4096,Flat")
+    assert summary_factory(1000) == "Flat" and summary_factory(232_000) == "IVF1024,Flat"
+
+
+@pytest.mark.parametrize("storage", ["float32", "float16"])
+def test_blocks_engine_finds_the_exact_answer_and_scores_it_exactly(tmp_path, storage):
+    """Approximate candidates from the block summaries, but every returned score is the exact
+    score of the stored frames; on clustered data the candidates hold the true top-10."""
+    import faiss
+
+    from prvr_cli.index.search import search_blocks
+
+    rng = np.random.default_rng(5)
+    frames, offsets = clustered(rng, 400, 24)
+    meta = {"videos": 400, "frames": int(offsets[-1]), "factory": None}
+    store = save_store(
+        tmp_path, meta, [f"v{j}" for j in range(400)], offsets, np.zeros((offsets[-1], 2)), frames, storage
+    )
+    stored = {b: np.asarray(store.frames[b], np.float32) for b in frames}
+    summaries = {}
+    for b in frames:
+        faiss_sync(tmp_path / f"summary_{b}.index", store.direction[b], "Flat", 0)
+        summaries[b] = faiss.read_index(str(tmp_path / f"summary_{b}.index"))
+    Q = {b: _unit(frames[b][rng.integers(0, offsets[-1], 6)] + 0.5 * rng.standard_normal((6, 24))) for b in frames}
+    hits = 0
+    for i, (v, s) in enumerate(search_blocks(store, summaries, Q, 10, candidates=300, rescore=100)):
+        truth = brute_force(stored, offsets, {b: Q[b][i] for b in Q})
+        np.testing.assert_allclose(s, truth[v], atol=1e-5)  # exact scores of what it returns
+        hits += len(set(v.tolist()) & set(np.argsort(-truth)[:10].tolist()))
+        # and the exact engine over float16 storage is exact for the stored frames
+        ev, es, _ = search_bounds(store, {b: Q[b][i] for b in Q}, 10)
+        assert ev.tolist() == np.lexsort((np.arange(400), -truth))[:10].tolist()
+    assert hits / 60 >= 0.95
+
+
+def test_a_small_memory_budget_plans_float16_and_the_blocks_engine(trained, tmp_path):
+    root, _, _ = trained
+    summary = build_index(root / "run", tmp_path / "ix", memory="1K", batch_size=5, chunk_videos=10)
+    assert (summary["storage"], summary["engine"], summary["factory"]) == ("float16", "blocks", None)
+    searcher = Searcher(tmp_path / "ix")
+    assert searcher.store.frames["theta"].dtype == np.float16
+    q = searcher.encode_query_ids(["v000001#enc#0", "v000030#enc#1"])
+    exact = searcher.search(q, 5, engine="bounds")
+    for got, ref in zip(searcher.search(q, 5), exact):  # auto = blocks; exact here (few videos)
+        assert [h.video for h in got] == [h.video for h in ref]
+    with pytest.raises(PrvrError, match="no frame-level FAISS index"):
+        searcher.search(q, 5, engine="faiss")
+    with pytest.raises(PrvrError, match="built with factory None, not 'Flat'"):
+        build_index(root / "run", tmp_path / "ix", factory="Flat", add=True)

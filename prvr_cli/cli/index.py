@@ -26,14 +26,20 @@ def index(
         None, help="--zero-shot: a local file with the CLIP weights the frames were extracted with"
     ),
     factory: str = typer.Option(
-        "Flat", help="FAISS factory string: Flat (exact), IVF4096,Flat, HNSW32, IVF1024,PQ32 ..."
+        None,
+        help="frame-level FAISS factory string (Flat, IVF4096,Flat, HNSW32 ...); default: chosen from the corpus "
+        "size and --memory (printed)",
+    ),
+    memory: str = typer.Option(
+        "auto", help="RAM budget for searching the index, e.g. 8G (auto: half of this machine's); picks the plan"
     ),
     add: bool = typer.Option(False, "--add", help="append videos not yet in the index, without rebuilding"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ):
     """Encode every frame of a corpus with both branches (or, --zero-shot, take its CLIP frames)
-    and build a FAISS index per branch."""
+    and index them. Small corpora get exact search; large ones (or a small --memory) float16
+    frames on disk and the approximate `blocks` engine (exact stays available: --engine bounds)."""
     from rich.progress import Progress
 
     from prvr_cli.device import resolve_device
@@ -48,17 +54,22 @@ def index(
             from prvr_cli.index.zeroshot import build_zero_shot
 
             summary = build_zero_shot(
-                run, out, factory, add, clip_pretrained=clip_pretrained, device=dev, progress=progress
+                run, out, factory, add, clip_pretrained=clip_pretrained, device=dev, progress=progress, memory=memory
             )
         else:
             if clip_pretrained:
                 raise PrvrError("--clip-pretrained: only with --zero-shot (a trained run encodes its own queries)")
             from prvr_cli.index.build import build_index
 
-            summary = build_index(run, out, data, collection, feature, factory, add, device=dev, progress=progress)
+            summary = build_index(
+                run, out, data, collection, feature, factory, add, device=dev, progress=progress, memory=memory
+            )
     if json_out:
         print_json(summary)
     else:
         console.print(
-            f"indexed {summary['videos']} videos ({summary['frames']} frames, {summary['added']} new) in {out}"
+            f"indexed {summary['videos']} videos ({summary['frames']} frames, {summary['added']} new) in {out}\n"
+            f"plan: {summary['engine']} engine, {summary['storage']} frames"
+            f"{', FAISS ' + summary['factory'] if summary['factory'] else ''} ({summary['why']})",
+            highlight=False,
         )

@@ -27,7 +27,7 @@ def search(
         None, "--queries", help="batch: one query (or caption id with --query-id) per line; JSONL out"
     ),
     engine: str = typer.Option(
-        "auto", help=f"{engine_names()}: auto is bounds (exact, pruned) on a Flat index, else faiss"
+        "auto", help=f"{engine_names()}: auto is the one the index was planned for (prvr index prints it)"
     ),
     checkpoint: Path = typer.Option(None, help="the run checkpoint, if it moved since indexing"),
     clip_pretrained: str = typer.Option(

@@ -4,6 +4,7 @@ Re-running on the same folder resumes: videos already in the index are skipped, 
 new videos is saved before the next starts, and the FAISS indexes catch up at the end. ``add``
 appends videos to a finished index without rebuilding (same checkpoint and feature required).
 ``grow_index`` is that loop for any frame encoder; the zero-shot index (``zeroshot.py``) uses it too.
+Frames stream to disk batch by batch (``StoreWriter``), so memory stays bounded whatever the size.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from prvr_cli.atomic import atomic_path, write_json
+from prvr_cli.atomic import atomic_path
 from prvr_cli.core.branches import BRANCHES
 from prvr_cli.core.provenance import file_sha256, versions
+from prvr_cli.core.score import float32_rows
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.loaders import pad_sequences
 from prvr_cli.data.preprocess import prepare_video, resampled_times
@@ -28,48 +29,47 @@ from prvr_cli.errors import PrvrError
 from prvr_cli.evaluation.evaluate import run_layout
 from prvr_cli.evaluation.moments import query_bank
 from prvr_cli.index.meta import text_record
+from prvr_cli.index.plan import Plan, parse_memory, plan_index, summary_factory
 from prvr_cli.index.store import (
     BANK_FILE,
     BLOCK,
+    FORMAT,
     FrameStore,
-    block_bounds,
-    join_blocks,
+    StoreWriter,
     save_bank,
     save_sources,
-    save_store,
 )
 from prvr_cli.nets.checkpoint import checkpoint_file, model_from_checkpoint
 
-FORMAT = "prvr-index/1"
 FAISS_TRAIN_SAMPLE = 100_000  # frames a FAISS index that needs training is trained on
 FAISS_ADD_BATCH = 200_000  # frames handed to FAISS per add() call
 VideoSource = BigFileVideos | HDF5Videos
 
 
-def faiss_sync(root: Path, frames: np.ndarray, factory: str, branch: str, have: int) -> None:
-    """Bring ``root/faiss_<branch>.index`` up to ``frames`` (N, d): add the rows after the ``have``
-    it already holds, or build (and train) it afresh when ``have`` is 0 or the file is missing."""
+def faiss_sync(path: Path, rows: np.ndarray, factory: str, have: int, what: str = "frames") -> None:
+    """Bring the FAISS index file ``path`` up to ``rows`` (N, d) (memory-mapped is fine: it is read
+    in batches): add the rows after the ``have`` it already holds, or build (and train) it afresh
+    when ``have`` is 0 or the file is missing."""
     import faiss
 
-    path = root / f"faiss_{branch}.index"
     if have and path.is_file():
         index = faiss.read_index(str(path))
     else:
-        index = faiss.index_factory(frames.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.index_factory(rows.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
         have = 0
         if not index.is_trained:
             rng = np.random.default_rng(0)
-            size = min(len(frames), FAISS_TRAIN_SAMPLE)
-            sample = frames[np.sort(rng.choice(len(frames), size=size, replace=False))]
+            size = min(len(rows), FAISS_TRAIN_SAMPLE)
+            sample = float32_rows(rows[np.sort(rng.choice(len(rows), size=size, replace=False))])
             try:
-                index.train(np.ascontiguousarray(sample, dtype=np.float32))
+                index.train(sample)
             except RuntimeError as err:
                 raise PrvrError(
-                    f"--factory {factory!r}: FAISS could not train it on {len(sample)} frames ({_faiss_message(err)}); "
-                    f"the frames are saved in {root}: run `prvr index` again with another --factory"
+                    f"--factory {factory!r}: FAISS could not train it on {len(sample)} {what} ({_faiss_message(err)}); "
+                    f"the frames are saved in {path.parent}: run `prvr index` again with another --factory"
                 ) from None
-    for s in range(have, len(frames), FAISS_ADD_BATCH):
-        index.add(np.ascontiguousarray(frames[s : s + FAISS_ADD_BATCH], dtype=np.float32))
+    for s in range(have, len(rows), FAISS_ADD_BATCH):
+        index.add(float32_rows(rows[s : s + FAISS_ADD_BATCH]))
     with atomic_path(path) as tmp:
         faiss.write_index(index, str(tmp))
 
@@ -90,54 +90,6 @@ def _faiss_message(err: Exception) -> str:
     return re.sub(r"^.*\.cpp:\d+: ", "", str(err).strip().splitlines()[-1]) if str(err).strip() else "no detail"
 
 
-@dataclass
-class Rows:
-    """What the index folder will hold: video ids in row order, frame offsets, (N, 2) frame times,
-    per-branch (N, d) unit frames and their block bounds (computed once per batch: videos are
-    independent), each kept as a list of pieces until the next save."""
-
-    ids: list[str]
-    offsets: list[np.ndarray]
-    times: list[np.ndarray]
-    frames: dict[str, list[np.ndarray]]
-    blocks: dict[str, list[tuple]]
-    n_rows: int = 0
-
-    @classmethod
-    def start(cls, store: FrameStore | None, branches: tuple[str, ...]) -> Rows:
-        if store is None:
-            return cls([], [np.zeros(1, np.int64)], [], {b: [] for b in branches}, {b: [] for b in branches})
-        offsets = np.asarray(store.offsets)
-        frames = {b: [np.asarray(store.frames[b])] for b in branches}
-        blocks = {b: [(store.direction[b], store.min_cos[b], store.block_offsets[b])] for b in branches}
-        return cls(list(store.video_ids), [offsets], [np.asarray(store.times)], frames, blocks, int(offsets[-1]))
-
-    def add(self, names: list[str], frames: dict[str, np.ndarray], lengths: list[int], times: list[np.ndarray]):
-        local = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        for b in self.frames:
-            self.frames[b].append(frames[b])
-            self.blocks[b].append(block_bounds(frames[b], local))
-        for n, t in zip(lengths, times):
-            self.times.append(t)
-            self.n_rows += n
-            self.offsets.append(np.array([self.n_rows], np.int64))
-        self.ids.extend(names)
-
-    def merged_frames(self, dim: int) -> dict[str, np.ndarray]:
-        """Concatenate each branch's pieces into one (N, d) array (and keep it as the only piece)."""
-        merged = {
-            b: np.concatenate(pieces) if pieces else np.zeros((0, dim), np.float32) for b, pieces in self.frames.items()
-        }
-        self.frames = {b: [merged[b]] for b in merged}
-        return merged
-
-    def merged_blocks(self, dim: int) -> dict[str, tuple]:
-        """Each branch's block bounds of all videos so far (kept as the only piece)."""
-        merged = {b: join_blocks(parts, dim) for b, parts in self.blocks.items()}
-        self.blocks = {b: [merged[b]] for b in merged}
-        return merged
-
-
 def _open_corpus(
     ckpt: dict, ckpt_path: Path, data_root: str | Path | None, collection: str | None, feature: str | None
 ) -> tuple[Layout, str, VideoSource]:
@@ -154,10 +106,13 @@ def _open_corpus(
     return layout, feature, source
 
 
-def open_existing(out: Path, factory: str, add: bool, differs: Callable[[dict], str | None]) -> FrameStore | None:
+def open_existing(
+    out: Path, factory: str | None, add: bool, differs: Callable[[dict], str | None]
+) -> FrameStore | None:
     """The index already in ``out`` (an interrupted build to resume, or one to ``add`` to), or None.
-    Refuses one that ``differs(meta)`` says was built otherwise (it returns the reason), and, once
-    complete, one built with another factory."""
+    Refuses one that ``differs(meta)`` says was built otherwise (it returns the reason), and one
+    built with another ``--factory`` (None: whatever it was built with), unless an interrupted
+    float32 build only needs its FAISS index redone."""
     if not (out / "index.json").is_file():
         if add:
             raise PrvrError(f"{out}: no index to add to")
@@ -167,13 +122,23 @@ def open_existing(out: Path, factory: str, add: bool, differs: Callable[[dict], 
     problem = differs(meta)
     if problem:
         raise PrvrError(f"{out}: {problem}")
-    if meta["factory"] != factory and not meta.get("complete"):
+    if factory is not None and meta["factory"] != factory:
+        if meta.get("complete") or meta["storage"] != "float32":
+            raise PrvrError(f"{out}: was built with factory {meta['factory']!r}, not {factory!r}")
         meta["faiss_frames"] = 0  # the frames do not depend on the factory; FAISS is rebuilt
-    elif meta["factory"] != factory:
-        raise PrvrError(f"{out}: was built with factory {meta['factory']!r}, not {factory!r}")
+        meta["plan"] = plan_index(0, 0, 1, 0, factory).to_dict()
+        meta["factory"] = factory
     if not add and meta.get("complete"):
         raise PrvrError(f"{out}: an index is already here; pass --add to append new videos")
     return store
+
+
+def choose_plan(store: FrameStore | None, frames: int, dim: int, branches: int, memory: str | None, factory) -> Plan:
+    """The plan an index keeps for life: the existing index's, else one for ``frames`` rows per
+    branch under the ``--memory`` budget (or forced by ``--factory``)."""
+    if store is not None:
+        return Plan(**store.meta["plan"]) if "plan" in store.meta else plan_index(0, 0, 1, 0, store.meta["factory"])
+    return plan_index(frames, dim, branches, parse_memory(memory), factory)
 
 
 def _trained_differs(sha: str, ckpt_path: Path, feature: str) -> Callable[[dict], str | None]:
@@ -209,16 +174,15 @@ def _index_meta(
     cfg,
     layout: Layout,
     feature: str,
-    factory: str,
+    plan: Plan,
     *,
     has_times: bool,
-    faiss_frames: int,
+    store: FrameStore | None,
 ) -> dict:
     """What ``index.json`` records about how the index was built (counts are added as it grows),
     with the text-encoder record free-text search needs, so the index answers without the dataset."""
     ds = ckpt["dataset"]
     return {
-        "format": FORMAT,
         "kind": "trained",
         "checkpoint": str(ckpt_path.resolve()),
         "checkpoint_sha256": sha,
@@ -232,14 +196,26 @@ def _index_meta(
             "text_dim": ds["text_dim"],
         },
         "dim": cfg.model.hidden,
-        "factory": factory,
-        "block": BLOCK,
+        **plan_meta(plan, store),
         "max_ctx_l": cfg.data.max_ctx_l,
         "max_desc_l": cfg.data.max_desc_l,
         "has_times": has_times,
         "text_encoder": text_record(layout),
         "versions": versions(),
-        "faiss_frames": faiss_frames,
+    }
+
+
+def plan_meta(plan: Plan, store: FrameStore | None) -> dict:
+    """What ``index.json`` records of the plan, with how far the FAISS indexes got (resuming)."""
+    old = store.meta if store else {}
+    return {
+        "format": FORMAT,
+        "storage": plan.storage,
+        "factory": plan.factory,
+        "plan": plan.to_dict(),
+        "block": BLOCK,
+        "faiss_frames": old.get("faiss_frames", 0),
+        "summary": old.get("summary", {}),
     }
 
 
@@ -276,21 +252,19 @@ def _encode_batch(
     return frames, lengths, times
 
 
-def _save_chunk(out: Path, meta: dict, rows: Rows, dim: int) -> None:
-    """Write everything encoded so far, marked incomplete: an interrupted build resumes from here."""
-    merged = rows.merged_frames(dim)
-    meta |= {"videos": len(rows.ids), "frames": rows.n_rows, "complete": False}
-    offsets, times = np.concatenate(rows.offsets), np.concatenate(rows.times)
-    save_store(out, meta, rows.ids, offsets, times, merged, rows.merged_blocks(dim))
-
-
-def _finish(out: Path, meta: dict, rows: Rows, factory: str, dim: int) -> None:
-    """Catch the FAISS indexes up with the frames, then mark the index complete."""
-    final = rows.merged_frames(dim)
-    for b in final:
-        faiss_sync(out, final[b], factory, b, meta["faiss_frames"])
-    meta |= {"videos": len(rows.ids), "frames": rows.n_rows, "faiss_frames": rows.n_rows, "complete": True}
-    write_json(out / "index.json", meta)
+def _finish(out: Path, meta: dict, writer: StoreWriter) -> None:
+    """Catch the FAISS indexes up with what was appended (the frame index when the plan has one,
+    the block-summary index always), then mark the index complete."""
+    store = FrameStore.load(out)
+    for b in store.branches:
+        if meta["factory"]:
+            faiss_sync(out / f"faiss_{b}.index", store.frames[b], meta["factory"], meta["faiss_frames"])
+        factory, old = summary_factory(len(store.direction[b])), meta["summary"].get(b, {})
+        have = old.get("blocks", 0) if old.get("factory") == factory else 0
+        faiss_sync(out / f"summary_{b}.index", store.direction[b], factory, have, what="block directions")
+        meta["summary"][b] = {"factory": factory, "blocks": len(store.direction[b])}
+    meta["faiss_frames"] = writer.n_rows if meta["factory"] else 0
+    writer.commit(complete=True)
 
 
 def _store_bank(out: Path, model, ckpt: dict, cfg, device) -> None:
@@ -311,15 +285,18 @@ def build_index(
     data_root: str | Path | None = None,
     collection: str | None = None,
     feature: str | None = None,
-    factory: str = "Flat",
+    factory: str | None = None,
     add: bool = False,
     videos: list[str] | None = None,
     device="cpu",
     batch_size: int = 64,
     chunk_videos: int = 2000,
     progress=None,
+    memory: str | None = None,
 ) -> dict:
-    """Index the corpus ``data_root/collection`` (default: the run's training dataset)."""
+    """Index the corpus ``data_root/collection`` (default: the run's training dataset).
+    ``factory``: a frame-level FAISS factory (None: the plan for the corpus size and the
+    ``memory`` budget, see ``plan.py``)."""
     import faiss  # noqa: F401  (fail early with the real import error)
 
     out = Path(out)
@@ -329,24 +306,37 @@ def build_index(
     sha = file_sha256(ckpt_path)
     model, cfg, ckpt = model_from_checkpoint(ckpt_path, device)
     dim, max_len = cfg.model.hidden, cfg.data.max_ctx_l
-    check_factory(factory, dim)
+    if factory is not None:
+        check_factory(factory, dim)
     layout, feature, source = _open_corpus(ckpt, ckpt_path, data_root, collection, feature)
     all_times = read_frame_times(layout, feature)
     store = open_existing(out, factory, add, _trained_differs(sha, ckpt_path, feature))
     todo = videos_to_add(source, layout, videos, store)
-    rows = Rows.start(store, BRANCHES)
-    faiss_frames = store.meta.get("faiss_frames", 0) if store else 0
-    meta = _index_meta(
-        ckpt_path, sha, ckpt, cfg, layout, feature, factory, has_times=bool(all_times), faiss_frames=faiss_frames
-    )
+    frames = sum(min(source.num_frames(v), max_len) for v in todo) + (int(store.offsets[-1]) if store else 0)
+    plan = choose_plan(store, frames, dim, len(BRANCHES), memory, factory)
+    meta = _index_meta(ckpt_path, sha, ckpt, cfg, layout, feature, plan, has_times=bool(all_times), store=store)
     _store_bank(out, model, ckpt, cfg, device)
     copy_sources(layout, out)
 
     def encode(names: list[str]):
         return _encode_batch(model, source, names, all_times, max_len, device)
 
-    grow_index(out, meta, rows, todo, encode, dim, progress, batch_size, chunk_videos)
-    return {"out": str(out), "videos": len(rows.ids), "frames": rows.n_rows, "added": len(todo), "factory": factory}
+    writer = StoreWriter(out, meta, BRANCHES, store)
+    grow_index(out, meta, writer, todo, encode, progress, batch_size, chunk_videos)
+    return build_summary(out, writer, len(todo), plan)
+
+
+def build_summary(out: Path, writer: StoreWriter, added: int, plan: Plan) -> dict:
+    return {
+        "out": str(out),
+        "videos": len(writer.ids),
+        "frames": writer.n_rows,
+        "added": added,
+        "factory": plan.factory,
+        "storage": plan.storage,
+        "engine": plan.engine,
+        "why": plan.why,
+    }
 
 
 def copy_sources(layout: Layout, out: Path) -> None:
@@ -361,24 +351,28 @@ def copy_sources(layout: Layout, out: Path) -> None:
 def grow_index(
     out: Path,
     meta: dict,
-    rows: Rows,
+    writer: StoreWriter,
     todo: list[str],
     encode: Callable[[list[str]], tuple[dict[str, np.ndarray], list[int], list[np.ndarray]]],
-    dim: int,
     progress=None,
     batch_size: int = 64,
     chunk_videos: int = 2000,
-) -> None:
+) -> StoreWriter:
     """Encode the ``todo`` videos in batches (``encode(names)`` -> per branch the (sum L_i, d)
-    unit frames, each L_i, each (L_i, 2) times), saving after every chunk of ``chunk_videos``,
-    then bring FAISS up to date and mark the index complete."""
+    unit frames, each L_i, each (L_i, 2) times), streaming them to disk and committing after
+    every chunk of ``chunk_videos`` (an interrupted build resumes from the last commit), then
+    bring the FAISS indexes up to date and mark the index complete. Memory stays one batch."""
     task = progress.add_task("indexing", total=len(todo)) if progress else None
-    for c0 in range(0, len(todo), chunk_videos):
-        chunk = todo[c0 : c0 + chunk_videos]
-        for b0 in range(0, len(chunk), batch_size):
-            names = chunk[b0 : b0 + batch_size]
-            rows.add(names, *encode(names))
-            if progress:
-                progress.update(task, advance=len(names))
-        _save_chunk(out, meta, rows, dim)
-    _finish(out, meta, rows, meta["factory"], dim)
+    try:
+        for c0 in range(0, len(todo), chunk_videos):
+            chunk = todo[c0 : c0 + chunk_videos]
+            for b0 in range(0, len(chunk), batch_size):
+                names = chunk[b0 : b0 + batch_size]
+                writer.add(names, *encode(names))
+                if progress:
+                    progress.update(task, advance=len(names))
+            writer.commit()
+        _finish(out, meta, writer)
+    finally:
+        writer.close()
+    return writer

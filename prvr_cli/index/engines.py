@@ -37,24 +37,25 @@ def register_engine(name: str):
     return register
 
 
-def auto_engine(factory: str) -> str:
-    """Exact pruned search for a flat (exact) index; the FAISS threshold algorithm otherwise."""
-    return "bounds" if factory == "Flat" else "faiss"
+def auto_engine(meta: dict) -> str:
+    """The engine the index's plan chose (``plan.py``); an index from before plans: exact pruned
+    search for a flat (exact) FAISS index, the FAISS threshold algorithm otherwise."""
+    if "plan" in meta:
+        return meta["plan"]["engine"]
+    return "bounds" if meta["factory"] == "Flat" else "faiss"
 
 
 def engine_names() -> str:
-    """'auto, bounds, faiss': what ``--engine`` accepts."""
+    """'auto, bounds, faiss, blocks': what ``--engine`` accepts."""
     return ", ".join(["auto", *ENGINES])
 
 
 @register_engine("bounds")
 def bounds(searcher, q: dict[str, np.ndarray], k: int) -> Found:
     """Exact: score videos in order of their block upper bounds, stop when no bound can beat the k-th."""
-    from prvr_cli.index.search import search_bounds, search_bounds_batch
+    from prvr_cli.index.search import search_bounds_batch
 
-    if _count(q) > 1:
-        return search_bounds_batch(searcher.store, q, k)
-    return [search_bounds(searcher.store, {b: x[0] for b, x in q.items()}, k)[:2]]
+    return search_bounds_batch(searcher.store, q, k)
 
 
 @register_engine("faiss")
@@ -67,6 +68,14 @@ def faiss_ta(searcher, q: dict[str, np.ndarray], k: int) -> Found:
         search_faiss(searcher.store, searcher.indexes, {b: x[i] for b, x in q.items()}, k, exact=exact)[:2]
         for i in range(_count(q))
     ]
+
+
+@register_engine("blocks")
+def blocks(searcher, q: dict[str, np.ndarray], k: int) -> Found:
+    """Approximate: candidates from the index over block directions, re-scored exactly."""
+    from prvr_cli.index.search import search_blocks
+
+    return search_blocks(searcher.store, searcher.summaries, q, k)
 
 
 def _count(q: dict[str, np.ndarray]) -> int:

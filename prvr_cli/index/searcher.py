@@ -43,6 +43,7 @@ class Searcher:
         self.device = device
         self.zero_shot = meta.get("kind") == "zero-shot"
         self._indexes = None
+        self._summaries = None
         self._queries = None
         self._text = None
         self._clip_pretrained = clip_pretrained
@@ -71,6 +72,11 @@ class Searcher:
         if self._indexes is None:
             import faiss
 
+            if not self.store.meta["factory"]:
+                raise PrvrError(
+                    f"{self.store.root}: has no frame-level FAISS index (its plan: {auto_engine(self.store.meta)}); "
+                    "use --engine bounds or blocks, or rebuild with --factory"
+                )
             self._indexes = {}
             for b in self.store.branches:
                 index = faiss.read_index(str(self.store.root / f"faiss_{b}.index"))
@@ -78,6 +84,25 @@ class Searcher:
                     index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
                 self._indexes[b] = index
         return self._indexes
+
+    @property
+    def summaries(self) -> dict:
+        """The FAISS indexes over each branch's block directions (the ``blocks`` engine's)."""
+        if self._summaries is None:
+            import faiss
+
+            from prvr_cli.index.search import NPROBE
+
+            self._summaries = {}
+            for b in self.store.branches:
+                path = self.store.root / f"summary_{b}.index"
+                if not path.is_file():
+                    raise PrvrError(f"{self.store.root}: built by an older prvr, it has no block summaries; rebuild it")
+                index = faiss.read_index(str(path))
+                if "IVF" in self.store.meta["summary"][b]["factory"]:
+                    faiss.extract_index_ivf(index).nprobe = NPROBE
+                self._summaries[b] = index
+        return self._summaries
 
     @torch.no_grad()
     def encode_tokens(self, tokens: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -161,8 +186,11 @@ class Searcher:
             self._clip()
         elif self._record() is not None:
             self._text_encoder()
-        if (auto_engine(self.store.meta["factory"]) if engine == "auto" else engine) == "faiss":
+        engine = auto_engine(self.store.meta) if engine == "auto" else engine
+        if engine == "faiss":
             _ = self.indexes
+        elif engine == "blocks":
+            _ = self.summaries
 
     def _clip(self):
         """The CLIP text tower the zero-shot index recorded, checked against its fingerprint."""
@@ -186,7 +214,7 @@ class Searcher:
         if k < 1:
             raise PrvrError(f"-k {k}: must be at least 1")
         if engine == "auto":
-            engine = auto_engine(self.store.meta["factory"])
+            engine = auto_engine(self.store.meta)
         if engine not in ENGINES:
             raise PrvrError(f"unknown engine {engine!r}: use {engine_names()}")
         found = ENGINES[engine](self, q, k)

@@ -1,18 +1,25 @@
 """On-disk index layout and the frame store behind exact search.
 
     INDEX_DIR/
-      index.json            kind (trained | zero-shot), branches, what encodes queries (the checkpoint
-                            hash and the text-encoder record, or the CLIP model), features, dims,
-                            factory, counts, versions
-      videos.json           video ids, in row order
-      offsets.npy           (Nv + 1,) int64: frames of video j are rows offsets[j]:offsets[j+1]
-      times.npy             (N, 2) float32 start/end seconds per frame row (NaN when unknown)
-      sources.json          optional {"root": videos folder, "files": {video id: path under it}}, copied
-                            from the dataset's video_files.json, for exporting moment clips
-      frames_<branch>.npy   (N, d) float32 unit frame embeddings (memory-mapped at search time);
-                            the branches are theta and phi for a trained index, clip for zero-shot
-      blocks_<branch>.npz   per block of ``BLOCK`` frames: direction (Nb, d), min_cos (Nb,)
-      faiss_<branch>.index  the FAISS index of that branch's frames
+      index.json              kind (trained | zero-shot), branches, what encodes queries (the checkpoint
+                              hash and the text-encoder record, or the CLIP model), features, dims,
+                              storage (float32 | float16), the plan (engine, factories, why), counts
+                              (videos, frames, blocks per branch), versions
+      videos.json             video ids, in row order
+      offsets.npy             (Nv + 1,) int64: frames of video j are rows offsets[j]:offsets[j+1]
+      times.f32               (N, 2) float32 start/end seconds per frame row (NaN when unknown)
+      sources.json            optional {"root": videos folder, "files": {video id: path under it}}, copied
+                              from the dataset's video_files.json, for exporting moment clips
+      frames_<branch>.f32|f16 (N, d) unit frame embeddings in the storage precision; the branches are
+                              theta and phi for a trained index, clip for zero-shot
+      blockdirs_<branch>.f32  per block of at most ``BLOCK`` frames: its direction (Nb, d) ...
+      blockcos_<branch>.f32   ... and the smallest cosine of its frames to it (Nb,)
+      blockoffsets_<branch>.npy (Nv + 1,) int64: blocks of video j
+      summary_<branch>.index  FAISS index over the block directions (the ``blocks`` engine's candidates)
+      faiss_<branch>.index    optional FAISS index over the frames (``--factory``; the ``faiss`` engine)
+
+The ``.f32`` / ``.f16`` files are raw, append-only row tables whose row counts are in
+index.json: a build streams into them batch by batch, and search memory-maps them.
 
 Upper bound used by exact search (a spherical cap): each block of consecutive unit frames is
 summarised by its mean direction u and the smallest cosine m = min_k v_k . u, so every frame lies
@@ -24,6 +31,7 @@ in the cap of half-angle acos(m) around u. For a unit query at angle alpha from 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +42,7 @@ from prvr_cli.core.branches import BRANCHES
 from prvr_cli.core.moments import QueryBank
 from prvr_cli.errors import PrvrError
 
+FORMAT = "prvr-index/2"
 BLOCK = 16
 SPLIT_COS = 0.8
 BOUND_SLACK = 1e-5  # float32 rounding margin, on the cap and on the bound, so bounds never undershoot
@@ -57,8 +66,7 @@ def block_bounds(frames: np.ndarray, offsets: np.ndarray, block: int = BLOCK):
     """Blocks of consecutive frames inside each video (see ``split_blocks``).
     frames (N, d) unit, offsets (Nv+1,) -> direction (Nb, d) unit, min cosine (Nb,),
     block_offsets (Nv+1,): the blocks of video j are block_offsets[j]:block_offsets[j+1].
-    Videos are independent, so blocks of a batch of videos can be computed alone and joined
-    (``join_blocks``)."""
+    Videos are independent, so the blocks of a batch of videos are computed alone and appended."""
     import torch
 
     starts, counts = [], []
@@ -82,19 +90,6 @@ def block_bounds(frames: np.ndarray, offsets: np.ndarray, block: int = BLOCK):
     return direction.numpy(), min_cos, block_offsets
 
 
-def join_blocks(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], dim: int):
-    """``block_bounds`` of consecutive batches of videos -> the blocks of all of them, as
-    ``block_bounds`` of the whole would give."""
-    if not parts:
-        return np.zeros((0, dim), np.float32), np.zeros(0, np.float32), np.zeros(1, np.int64)
-    counts = np.concatenate([np.diff(bo) for _, _, bo in parts])
-    return (
-        np.concatenate([d for d, _, _ in parts]),
-        np.concatenate([m for _, m, _ in parts]),
-        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-    )
-
-
 def cap_bound(cos_qu: np.ndarray, min_cos: np.ndarray) -> np.ndarray:
     """Max of q . v over a spherical cap: cos(max(0, alpha - theta)), elementwise; min_cos
     broadcasts against cos_qu ((Nb,) or (Nb, B))."""
@@ -104,9 +99,23 @@ def cap_bound(cos_qu: np.ndarray, min_cos: np.ndarray) -> np.ndarray:
     return np.where(inside, 1.0, bound + BOUND_SLACK)
 
 
+STORAGE = {"float32": "f32", "float16": "f16"}  # frame precision on disk -> file suffix
+
+
+def _read_rows(path: Path, dtype, n: int, width: int | None = None) -> np.ndarray:
+    """The first ``n`` rows of a raw append-only file, memory-mapped: (n, width) or (n,)."""
+    shape = (n, width) if width else (n,)
+    if n == 0:
+        return np.zeros(shape, dtype)
+    if not path.is_file() or path.stat().st_size < n * np.dtype(dtype).itemsize * (width or 1):
+        raise PrvrError(f"{path}: shorter than index.json says (a damaged index?); rebuild it")
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+
+
 @dataclass
 class FrameStore:
-    """Everything exact search needs, loaded from an index folder."""
+    """Everything exact search needs, memory-mapped from an index folder: only the pages a query
+    reads come into memory, so an index can be larger than RAM."""
 
     root: Path
     branches: tuple[str, ...]
@@ -130,22 +139,131 @@ class FrameStore:
         if not meta_path.is_file():
             raise PrvrError(f"{root}: not a prvr index (no index.json; build one with `prvr index`)")
         meta = json.loads(meta_path.read_text())
+        if meta.get("format", LEGACY_FORMAT) == LEGACY_FORMAT:
+            return _load_legacy(root, meta)
         video_ids = json.loads((root / "videos.json").read_text())
         offsets = np.load(root / "offsets.npy")
-        branches = tuple(meta.get("branches", BRANCHES))  # indexes of ARL runs before zero-shot have none
+        if len(video_ids) != meta["videos"] or len(offsets) != meta["videos"] + 1 or offsets[-1] != meta["frames"]:
+            raise PrvrError(f"{root}: index files disagree with index.json (an interrupted write?); rebuild it")
+        branches, n, d = tuple(meta["branches"]), int(meta["frames"]), int(meta["dim"])
+        ext = STORAGE[meta["storage"]]
         frames, direction, min_cos, block_offsets = {}, {}, {}, {}
         for b in branches:
-            frames[b] = np.load(root / f"frames_{b}.npy", mmap_mode="r")
-            with np.load(root / f"blocks_{b}.npz") as z:
-                direction[b], min_cos[b], block_offsets[b] = z["direction"], z["min_cos"], z["block_offsets"]
-        if (
-            len(video_ids) != meta["videos"]
-            or offsets[-1] != meta["frames"]
-            or frames[branches[0]].shape[0] != meta["frames"]
-        ):
-            raise PrvrError(f"{root}: index files disagree with index.json (an interrupted write?); rebuild it")
-        times = np.load(root / "times.npy")
+            nb = int(meta["blocks"][b])
+            frames[b] = _read_rows(root / f"frames_{b}.{ext}", meta["storage"], n, d)
+            direction[b] = _read_rows(root / f"blockdirs_{b}.f32", np.float32, nb, d)
+            min_cos[b] = np.array(_read_rows(root / f"blockcos_{b}.f32", np.float32, nb))
+            block_offsets[b] = np.load(root / f"blockoffsets_{b}.npy")
+        times = _read_rows(root / "times.f32", np.float32, n, 2)
         return cls(root, branches, meta, video_ids, offsets, times, frames, direction, min_cos, block_offsets)
+
+
+LEGACY_FORMAT = "prvr-index/1"
+
+
+def _load_legacy(root: Path, meta: dict) -> FrameStore:
+    """An index written before the append-only layout (float32 .npy / .npz files): searchable as
+    it is; ``--add`` asks for a rebuild."""
+    video_ids = json.loads((root / "videos.json").read_text())
+    branches = tuple(meta.get("branches", BRANCHES))  # indexes of ARL runs before zero-shot have none
+    frames, direction, min_cos, block_offsets = {}, {}, {}, {}
+    for b in branches:
+        frames[b] = np.load(root / f"frames_{b}.npy", mmap_mode="r")
+        with np.load(root / f"blocks_{b}.npz") as z:
+            direction[b], min_cos[b], block_offsets[b] = z["direction"], z["min_cos"], z["block_offsets"]
+    offsets = np.load(root / "offsets.npy")
+    if len(video_ids) != meta["videos"] or offsets[-1] != meta["frames"] or len(frames[branches[0]]) != meta["frames"]:
+        raise PrvrError(f"{root}: index files disagree with index.json (an interrupted write?); rebuild it")
+    meta = {"storage": "float32", "blocks": {b: len(direction[b]) for b in branches}, **meta}
+    times = np.load(root / "times.npy")
+    return FrameStore(root, branches, meta, video_ids, offsets, times, frames, direction, min_cos, block_offsets)
+
+
+class StoreWriter:
+    """Appends videos to an index folder, streaming: each batch's frames, times and block bounds
+    go straight to raw append-only files, so memory stays one batch whatever the corpus size.
+    ``commit`` makes what was appended durable and then rewrites ``index.json`` with the new
+    counts; rows past the counts (an interrupted batch) are cut off when a writer reopens the
+    folder, so a resumed build ends byte-identical to an uninterrupted one."""
+
+    def __init__(self, root: Path, meta: dict, branches: tuple[str, ...], store: FrameStore | None = None):
+        if store is not None and store.meta.get("format", LEGACY_FORMAT) == LEGACY_FORMAT:
+            raise PrvrError(f"{root}: was built by an older prvr ({LEGACY_FORMAT}); rebuild it to add videos")
+        self.root, self.meta, self.branches = root, meta, branches
+        root.mkdir(parents=True, exist_ok=True)
+        ext = STORAGE[meta["storage"]]
+        self.dtype, self.dim = np.dtype(meta["storage"]), int(meta["dim"])
+        if store is None:
+            self.ids, self.offsets, self.nb = [], [0], {b: 0 for b in branches}
+            self.block_offsets = {b: [0] for b in branches}
+        else:
+            self.ids, self.offsets = list(store.video_ids), [int(x) for x in store.offsets]
+            self.nb = {b: int(store.meta["blocks"][b]) for b in branches}
+            self.block_offsets = {b: [int(x) for x in store.block_offsets[b]] for b in branches}
+        n, row = self.offsets[-1], self.dim * self.dtype.itemsize
+        self.files = {"times.f32": (n * 8, None)}
+        for b in branches:
+            self.files |= {
+                f"frames_{b}.{ext}": (n * row, None),
+                f"blockdirs_{b}.f32": (self.nb[b] * self.dim * 4, None),
+                f"blockcos_{b}.f32": (self.nb[b] * 4, None),
+            }
+        for name, (size, _) in self.files.items():  # cut off what an interrupted batch appended
+            with open(root / name, "ab") as fh:
+                fh.truncate(size)
+            self.files[name] = (size, open(root / name, "ab"))
+
+    @property
+    def n_rows(self) -> int:
+        return self.offsets[-1]
+
+    def _append(self, name: str, rows: np.ndarray, dtype) -> None:
+        self.files[name][1].write(np.ascontiguousarray(rows, dtype=dtype).tobytes())
+
+    def add(self, names: list[str], frames: dict[str, np.ndarray], lengths: list[int], times: list[np.ndarray]):
+        """Append videos: per branch their (sum of L_i, d) unit frames, each L_i, each (L_i, 2) times."""
+        local = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        ext = STORAGE[self.meta["storage"]]
+        for b in self.branches:
+            stored = np.array(frames[b], dtype=self.dtype)  # a copy: torch reads it writable
+            self._append(f"frames_{b}.{ext}", stored, self.dtype)
+            # bounds of the frames as stored (float16 rounding included), so they hold for what search reads
+            direction, min_cos, bo = block_bounds(stored.astype(np.float32), local)
+            self._append(f"blockdirs_{b}.f32", direction, np.float32)
+            self._append(f"blockcos_{b}.f32", min_cos, np.float32)
+            self.block_offsets[b].extend((self.nb[b] + bo[1:]).tolist())
+            self.nb[b] += len(direction)
+        self._append("times.f32", np.concatenate(times) if times else np.zeros((0, 2)), np.float32)
+        self.offsets.extend((self.n_rows + local[1:]).tolist())
+        self.ids.extend(names)
+
+    def commit(self, complete: bool = False) -> None:
+        """Make the appended rows durable, then write the small files and ``index.json`` last
+        (atomically), so a reader never sees counts that the files do not hold."""
+        for _, fh in self.files.values():
+            fh.flush()
+            os.fsync(fh.fileno())
+        for b in self.branches:
+            _save_npy(self.root / f"blockoffsets_{b}.npy", np.asarray(self.block_offsets[b], np.int64))
+        _save_npy(self.root / "offsets.npy", np.asarray(self.offsets, np.int64))
+        write_json(self.root / "videos.json", self.ids)
+        self.meta |= {
+            "branches": list(self.branches),
+            "videos": len(self.ids),
+            "frames": self.n_rows,
+            "blocks": dict(self.nb),
+            "complete": complete,
+        }
+        write_json(self.root / "index.json", self.meta)
+
+    def close(self) -> None:
+        for _, fh in self.files.values():
+            fh.close()
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
 
 
 def save_store(
@@ -155,25 +273,17 @@ def save_store(
     offsets: np.ndarray,
     times: np.ndarray,
     frames: dict[str, np.ndarray],
-    blocks: dict[str, tuple] | None = None,
-) -> None:
-    """Write every file atomically; ``index.json`` last, so a reader never sees new counts with
-    old arrays. The branches are the keys of ``frames`` (recorded in ``meta``); ``blocks``: their
-    ``block_bounds`` if already computed."""
-    root.mkdir(parents=True, exist_ok=True)
-    meta["branches"] = list(frames)
-    for b in frames:
-        with atomic_path(root / f"frames_{b}.npy") as tmp, open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(frames[b], dtype=np.float32))
-        c, r, bo = blocks[b] if blocks else block_bounds(frames[b], offsets)
-        with atomic_path(root / f"blocks_{b}.npz") as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, direction=c, min_cos=r, block_offsets=bo)
-    with atomic_path(root / "offsets.npy") as tmp, open(tmp, "wb") as fh:
-        np.save(fh, offsets.astype(np.int64))
-    with atomic_path(root / "times.npy") as tmp, open(tmp, "wb") as fh:
-        np.save(fh, times.astype(np.float32))
-    write_json(root / "videos.json", video_ids)
-    write_json(root / "index.json", meta)
+    storage: str = "float32",
+) -> FrameStore:
+    """Write a whole store at once (``meta`` gains the counts, the format and the storage);
+    the branches are the keys of ``frames``."""
+    meta |= {"format": FORMAT, "storage": storage, "dim": next(iter(frames.values())).shape[1]}
+    writer = StoreWriter(Path(root), meta, tuple(frames))
+    lengths = np.diff(offsets).tolist()
+    writer.add(video_ids, frames, lengths, np.split(np.asarray(times, np.float32), np.cumsum(lengths)[:-1]))
+    writer.commit(meta.get("complete", False))
+    writer.close()
+    return FrameStore.load(root)
 
 
 BANK_FILE = "query_bank.npz"

@@ -24,17 +24,18 @@ from prvr_cli.data.sources import open_videos
 from prvr_cli.errors import PrvrError
 from prvr_cli.features.clip_model import TINY_NAME, ClipQueries
 from prvr_cli.index.build import (
-    FORMAT,
-    Rows,
+    build_summary,
     check_factory,
+    choose_plan,
     copy_sources,
     finite_frames,
     grow_index,
     open_existing,
+    plan_meta,
     read_frame_times,
     videos_to_add,
 )
-from prvr_cli.index.store import BLOCK
+from prvr_cli.index.store import StoreWriter
 
 BRANCH = "clip"
 # Raw cosines (no query bank: there are no training queries); the rule's other settings are the
@@ -86,7 +87,7 @@ def _differs(feature: str, encoder: dict):
 def build_zero_shot(
     data: str | Path,
     out: str | Path,
-    factory: str = "Flat",
+    factory: str | None = None,
     add: bool = False,
     videos: list[str] | None = None,
     clip_pretrained: str | None = None,
@@ -95,6 +96,7 @@ def build_zero_shot(
     chunk_videos: int = 5000,
     progress=None,
     encoder=None,
+    memory: str | None = None,
 ) -> dict:
     """Index every video of the extracted dataset ``data`` (a ``ROOT/NAME`` folder) for
     zero-shot search. Loads the CLIP text tower now (or takes ``encoder``, a loaded
@@ -114,13 +116,14 @@ def build_zero_shot(
             f"{source.path}: frames are {source.dim}-d, CLIP {encoder.model_name} embeds text in {encoder.dim}-d"
         )
     record = encoder.record() | {"pretrained": visual["pretrained"]}  # the weights the frames came from
-    check_factory(factory, source.dim)
+    if factory is not None:
+        check_factory(factory, source.dim)
     all_times = read_frame_times(layout, feature)
     store = open_existing(out, factory, add, _differs(feature, record))
     todo = videos_to_add(source, layout, videos, store)
-    rows = Rows.start(store, (BRANCH,))
+    frames = sum(source.num_frames(v) for v in todo) + (int(store.offsets[-1]) if store else 0)
+    plan = choose_plan(store, frames, source.dim, 1, memory, factory)
     meta = {
-        "format": FORMAT,
         "kind": "zero-shot",
         "encoder": record,
         "dataset": {
@@ -130,12 +133,10 @@ def build_zero_shot(
             "visual_dim": source.dim,
         },
         "dim": source.dim,
-        "factory": factory,
-        "block": BLOCK,
+        **plan_meta(plan, store),
         "has_times": bool(all_times),
         "moments": dataclasses.asdict(ZERO_SHOT_MOMENTS),
         "versions": versions("open_clip"),
-        "faiss_frames": store.meta.get("faiss_frames", 0) if store else 0,
     }
     copy_sources(layout, out)
 
@@ -146,5 +147,6 @@ def build_zero_shot(
         times = [resampled_times(all_times.get(v), n, n) for v, n in zip(names, lengths)]  # every frame kept
         return {BRANCH: unit.astype(np.float32)}, lengths, times
 
-    grow_index(out, meta, rows, todo, encode, source.dim, progress, batch_size, chunk_videos)
-    return {"out": str(out), "videos": len(rows.ids), "frames": rows.n_rows, "added": len(todo), "factory": factory}
+    writer = StoreWriter(out, meta, (BRANCH,), store)
+    grow_index(out, meta, writer, todo, encode, progress, batch_size, chunk_videos)
+    return build_summary(out, writer, len(todo), plan)

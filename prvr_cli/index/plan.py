@@ -1,0 +1,78 @@
+"""How an index is built and searched, chosen from the corpus size and a memory budget (as
+autofaiss does), or forced with ``--factory``. Pure arithmetic: nothing is imported or measured.
+
+Measured on a 2-core CPU (``benchmarks/search.py``): one exact query reads every frame that no
+bound rules out, and on real-shaped embeddings the 100th score lies in the noise floor, where
+the block bounds rule out almost nothing, so an exact query costs about 65 ns per frame row
+(both branches). Past ``EXACT_MAX_ROWS`` rows that is over ~65 ms a query, and the default
+becomes the ``blocks`` engine: candidates from the block summaries, re-scored exactly (it reads
+a few hundred videos whatever the corpus size). Exact search stays one flag away
+(``--engine bounds``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass
+
+from prvr_cli.errors import PrvrError
+
+EXACT_MAX_ROWS = 1_000_000  # frame rows over all branches that one exact query can read in ~65 ms
+SUMMARY_FLAT_MAX = 50_000  # blocks per branch below which the summary index is exhaustive
+GB = 1024**3
+
+
+@dataclass(frozen=True)
+class Plan:
+    storage: str  # frame precision on disk: float32 | float16
+    engine: str  # what `prvr search` uses by default: bounds | blocks | faiss
+    factory: str | None  # FAISS factory of the frame-level index; None: none is built
+    why: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_memory(text: str | None) -> int:
+    """'8G', '512M', '16GB', a number of bytes, or None / 'auto' (half of this machine's RAM) -> bytes."""
+    if text is None or text == "auto":
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not m:
+        raise PrvrError(f"--memory {text!r}: expected a size such as 8G, 512M or 16GB")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " "))
+
+
+def plan_index(frames: int, dim: int, branches: int, memory: int, factory: str | None = None) -> Plan:
+    """The plan for ``frames`` frame rows per branch of width ``dim`` under ``memory`` bytes.
+    ``factory`` (``--factory``): a frame-level FAISS index with that factory string, float32."""
+    if factory is not None:
+        engine = "bounds" if factory == "Flat" else "faiss"
+        return Plan("float32", engine, factory, f"--factory {factory}: frame-level FAISS, {engine} engine")
+    rows = frames * branches
+    full = rows * dim * 4
+    size = f"{frames:,} frames x {branches} branch(es) x {dim}-d = {full / GB:.2f} GB in float32"
+    if rows <= EXACT_MAX_ROWS and full <= memory // 2:
+        return Plan("float32", "bounds", "Flat", f"{size}: exact search reads it all in well under 100 ms a query")
+    storage = "float32" if full <= memory // 2 else "float16"
+    budget = f"half the {memory / GB:.1f} GB budget"
+    held = f"float32 (fits {budget})"
+    if storage == "float16":
+        held = f"float16 ({full / 2 / GB:.2f} GB; float32 exceeds {budget})"
+    return Plan(
+        storage,
+        "blocks",
+        None,
+        f"{size}: past {EXACT_MAX_ROWS:,} rows an exact query reads too much, so candidates come from the block "
+        f"summaries and are re-scored exactly (--engine bounds stays exact); frames in {held}",
+    )
+
+
+def summary_factory(blocks: int) -> str:
+    """FAISS factory of the index over a branch's block directions: exhaustive while small, else
+    an inverted file with the largest power of two <= 4 sqrt(blocks) lists."""
+    if blocks <= SUMMARY_FLAT_MAX:
+        return "Flat"
+    nlist = 1 << round(4 * blocks**0.5).bit_length() - 1
+    return f"IVF{nlist},Flat"
