@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -150,17 +151,26 @@ def data_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def two_ranks(data_root, tmp_path_factory):
-    """OUT after two processes ran ``_worker``."""
+    """OUT after two processes ran ``_worker``; if one fails, the other is stopped, not waited for."""
     out = tmp_path_factory.mktemp("ranks")
     env = os.environ | {"WORLD_SIZE": str(WORLD), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
     env |= {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     cmd = [sys.executable, __file__, str(out), str(data_root)]
-    procs = [
-        subprocess.Popen(cmd, env=env | {"RANK": str(r), "LOCAL_RANK": str(r)}, stderr=subprocess.PIPE, text=True)
-        for r in range(WORLD)
-    ]
-    errors = [p.communicate(timeout=300)[1] for p in procs]
-    assert all(p.returncode == 0 for p in procs), "\n".join(errors)
+    logs = [out / f"stderr_{r}.txt" for r in range(WORLD)]
+    procs = []
+    for r in range(WORLD):
+        with open(logs[r], "w") as log:
+            procs.append(subprocess.Popen(cmd, env=env | {"RANK": str(r), "LOCAL_RANK": str(r)}, stderr=log))
+    deadline = time.monotonic() + 300
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        if any(p.poll() not in (None, 0) for p in procs):
+            break
+        time.sleep(0.1)
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+    assert all(p.returncode == 0 for p in procs), "\n".join(log.read_text() for log in logs)
     return out
 
 
