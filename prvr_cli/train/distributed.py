@@ -81,7 +81,7 @@ def session(device) -> Iterator[World]:
     """
     import torch.distributed as dist
 
-    if launched_world_size() == 1 or dist.is_initialized():
+    if launched_world_size() == 1 or (dist.is_available() and dist.is_initialized()):
         yield current_world()
         return
     if not dist.is_available():
