@@ -3,22 +3,35 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 from prvr_cli.errors import PrvrError
 
 
 def resolve_device(name: str = "auto"):
-    """``auto`` -> cuda when available, else cpu. ``cuda`` without a GPU is a clear error."""
+    """``auto`` -> cuda when available, else cpu. ``cuda`` without a GPU is a clear error.
+
+    Under ``torchrun`` (``LOCAL_RANK`` set) ``cuda`` means this process's own GPU, ``cuda:LOCAL_RANK``."""
     import torch
 
     name = (name or "auto").lower()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    elif name.startswith("cuda") and not torch.cuda.is_available():
         raise PrvrError("--device cuda was asked for, but torch sees no CUDA GPU (use auto or cpu)")
     if name != "cpu" and not name.startswith("cuda"):
         raise PrvrError(f"unknown device {name!r}: use auto, cpu or cuda")
-    return torch.device(name)
+    device = torch.device(name)
+    local_rank = os.environ.get("LOCAL_RANK")
+    if device.type == "cuda" and device.index is None and local_rank is not None:
+        n_gpus = torch.cuda.device_count()
+        if not local_rank.isdigit() or int(local_rank) >= n_gpus:
+            raise PrvrError(
+                f"LOCAL_RANK={local_rank}, but torch sees {n_gpus} GPU(s) on this machine: start at most one "
+                "process per GPU (torchrun --nproc-per-node), or use --device cpu"
+            )
+        device = torch.device("cuda", int(local_rank))
+    return device
 
 
 def autocast(device, enabled: bool = True):

@@ -3,3 +3,8 @@
 
 class PrvrError(Exception):
     """A user-facing problem: bad input, missing file, mismatch. The message names the file."""
+
+
+class ReportedByRankZero(PrvrError):
+    """Rank 0's error, raised on the other processes of a distributed run so that they stop too.
+    Rank 0 prints it; the others exit without repeating it."""

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -135,9 +136,14 @@ def test_i3d_loads_public_checkpoint_names_strictly(tmp_path, classes):
         load_i3d(None)
 
 
+LAUNCHER = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")
+
+
 def prvr(*args, env=None):
+    """``prvr ARGS`` as one process, whatever launcher runs the tests (its variables pick a shard)."""
+    base = {k: v for k, v in os.environ.items() if k not in LAUNCHER}
     return subprocess.run(
-        [sys.executable, "-m", "prvr_cli", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+        [sys.executable, "-m", "prvr_cli", *args], capture_output=True, text=True, env=base | (env or {})
     )
 
 
@@ -253,13 +259,67 @@ def test_broken_files_are_reported_and_skipped(tmp_path):
 
 
 def test_shards_merged_equal_one_run(one_run, tmp_path):
-    for shard in ("0/2", "1/2"):
-        res = prvr(*extract_args(SAMPLES, tmp_path, "--shard", shard))
+    """Shard 0 by --shard, shard 1 from torchrun's variables (as each process of
+    ``torchrun -m prvr_cli extract`` sees them); neither finalizes; --merge assembles."""
+    for extra, env in ((["--shard", "0/2"], {}), ([], {"RANK": "1", "WORLD_SIZE": "2"})):
+        res = prvr(*extract_args(SAMPLES, tmp_path, *extra), env=env)
         assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["shard"] == ("0/2" if extra else "1/2")
         assert not (tmp_path / "samples" / "FeatureData" / "clip_prvr_tiny_clip" / "feature.bin").exists()
+    assert "shard 1/2 (torchrun RANK 1 of WORLD_SIZE 2)" in res.stderr
+    res = prvr(*extract_args(SAMPLES, tmp_path, "--merge"), env={"RANK": "0", "WORLD_SIZE": "2"})
+    assert res.returncode == 1 and "run it in one process" in res.stderr and "Traceback" not in res.stderr
     res = prvr(*extract_args(SAMPLES, tmp_path, "--merge"))
     assert res.returncode == 0, res.stderr
     assert digest(tmp_path / "samples") == digest(one_run[0] / "samples")
+
+
+@pytest.mark.parametrize(
+    "env, option, expected",
+    [
+        ({}, None, (0, 1, "one process")),
+        ({"RANK": "0", "WORLD_SIZE": "1"}, None, (0, 1, "one process")),
+        ({"RANK": "3", "WORLD_SIZE": "4"}, None, (3, 4, "torchrun RANK 3 of WORLD_SIZE 4")),
+        ({"RANK": "3", "WORLD_SIZE": "4"}, "1/2", (1, 2, "--shard")),  # the option wins
+        ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "8"}, None, (2, 8, "SLURM array task 2 of 8")),
+        (  # --array=1-8
+            {"SLURM_ARRAY_TASK_ID": "8", "SLURM_ARRAY_TASK_COUNT": "8", "SLURM_ARRAY_TASK_MIN": "1"},
+            None,
+            (7, 8, "SLURM array task 7 of 8"),
+        ),
+        (  # --array=0-6:2
+            {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_STEP": "2"},
+            None,
+            (2, 4, "SLURM array task 2 of 4"),
+        ),
+        (  # an array of two-process torchrun jobs
+            {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "3", "RANK": "1", "WORLD_SIZE": "2"},
+            None,
+            (3, 6, "SLURM array task 1 of 3 x torchrun RANK 1 of WORLD_SIZE 2"),
+        ),
+    ],
+)
+def test_shard_comes_from_the_option_or_the_launcher(env, option, expected):
+    from prvr_cli.features.shards import choose_shard
+
+    assert choose_shard(option, env) == expected
+
+
+@pytest.mark.parametrize(
+    "env, option, message",
+    [
+        ({}, "2/2", "--shard 2/2: expected I/N with 0 <= I < N"),
+        ({}, "half", "--shard 'half': expected I/N"),
+        ({"WORLD_SIZE": "2"}, None, "WORLD_SIZE is set but RANK is not"),
+        ({"SLURM_ARRAY_TASK_ID": "3"}, None, "SLURM_ARRAY_TASK_COUNT is not"),
+        ({"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "3"}, None, "not one of evenly spaced ids"),
+    ],
+)
+def test_bad_shard_settings_are_one_line_errors(env, option, message):
+    from prvr_cli.features.shards import choose_shard
+
+    with pytest.raises(PrvrError, match=re.escape(message)):
+        choose_shard(option, env)
 
 
 def test_offline_error_messages(tmp_path, monkeypatch):

@@ -139,6 +139,19 @@ class StatsAccumulator:
         self.sum_pos_mean_frame += mean_frame[labels].sum(0).double()
         self.sum_pos_mean_sf += float((q_hat * mean_frame[labels]).sum())
 
+    def to_vector(self) -> torch.Tensor:
+        """Every sum and count as one float64 vector (4d + 4,): what processes that each
+        accumulated a share of the data add up (``all_reduce``) before ``stats``."""
+        scalars = [self.n_frames, self.n_queries, self.sum_pos_s, self.sum_pos_mean_sf]
+        tail = torch.tensor(scalars, dtype=torch.float64, device=self.sum_v.device)
+        return torch.cat([self.sum_v, self.sum_q, self.sum_pos_frame, self.sum_pos_mean_frame, tail])
+
+    def load_vector(self, vector: torch.Tensor) -> None:
+        """The inverse of ``to_vector``: take these sums and counts."""
+        self.sum_v, self.sum_q, self.sum_pos_frame, self.sum_pos_mean_frame = vector[:-4].view(4, -1).clone()
+        n_frames, n_queries, self.sum_pos_s, self.sum_pos_mean_sf = vector[-4:].tolist()
+        self.n_frames, self.n_queries = round(n_frames), round(n_queries)
+
     def stats(self, tau_u_over: str = "positive") -> EpochStats:
         mean_v = (self.sum_v / max(self.n_frames, 1)).float()
         mean_q = (self.sum_q / max(self.n_queries, 1)).float()

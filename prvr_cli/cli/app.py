@@ -39,17 +39,27 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def main() -> None:
-    from prvr_cli.errors import PrvrError
+    from prvr_cli.errors import PrvrError, ReportedByRankZero
 
     try:
         app(standalone_mode=True)
+    except ReportedByRankZero:  # a process of a distributed run other than rank 0, which says why
+        sys.exit(1)
     except PrvrError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
+        typer.secho(f"error{_rank()}: {err}", fg="red", err=True)
         sys.exit(1)
     except OSError as err:  # disk full, permission denied, a path under a file: one line, no traceback
         where = f"{err.filename}: " if err.filename else ""
-        typer.secho(f"error: {where}{err.strerror or err}", fg="red", err=True)
+        typer.secho(f"error{_rank()}: {where}{err.strerror or err}", fg="red", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         typer.secho("interrupted", fg="yellow", err=True)
         sys.exit(130)
+
+
+def _rank() -> str:
+    """`` (rank R)`` in the processes R > 0 of a torchrun launch, whose errors are their own."""
+    import os
+
+    rank, size = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+    return f" (rank {rank})" if rank != "0" and size != "1" else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -30,8 +31,14 @@ def extract(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     batch_size: int = typer.Option(32, help="frames (or windows) per forward pass"),
     workers: int = typer.Option(2, help="videos decoded in parallel"),
-    shard: str = typer.Option("0/1", help="I/N: this process takes every N-th video starting at I"),
-    merge: bool = typer.Option(False, "--merge", help="join the shards' work into one dataset"),
+    shard: str = typer.Option(
+        None,
+        help="I/N: this process takes every N-th group of videos starting at I (default: from torchrun's "
+        "RANK/WORLD_SIZE or a SLURM array's task id and count, else 0/1)",
+    ),
+    merge: bool = typer.Option(
+        False, "--merge", help="join the shards' work into one dataset (once, after every shard has finished)"
+    ),
     timeout: float = typer.Option(120.0, help="seconds before a hanging decode is abandoned"),
     test_tiny_models: bool = typer.Option(
         False, "--test-tiny-models", hidden=True, help="random tiny models (tests only)"
@@ -44,11 +51,16 @@ def extract(
     from prvr_cli.device import resolve_device
     from prvr_cli.errors import PrvrError
     from prvr_cli.features.extract import ExtractSpec, finalize, run_extract
+    from prvr_cli.features.shards import choose_shard, launcher_shard
 
-    try:
-        i, n = (int(x) for x in shard.split("/"))
-    except ValueError:
-        raise PrvrError(f"--shard {shard!r}: expected I/N, e.g. 0/4") from None
+    if merge and launcher_shard(os.environ) is not None:
+        raise PrvrError(
+            "--merge assembles the dataset once, after every shard has finished: run it in one process, "
+            "outside torchrun or the SLURM array"
+        )
+    i, n, how = choose_shard(shard, os.environ)
+    if n > 1 and how != "--shard":
+        console.print(f"shard {i}/{n} ({how})")
     spec = ExtractSpec(
         videos_dir=videos_dir,
         out=out,
@@ -82,6 +94,8 @@ def extract(
         )
         with Progress(*columns, console=console, transient=True, disable=json_out) as progress:
             summary = run_extract(spec, dev, progress, log=console.print)
+        if n > 1:
+            summary["shard_from"] = how
     if json_out:
         print_json(summary)
     else:

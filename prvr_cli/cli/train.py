@@ -39,7 +39,10 @@ def train(
     list_presets: bool = typer.Option(False, "--list-presets", help="list the model zoo and exit"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ):
-    """Train ARL (two branches, ambiguity detection, cross-model exchange) and test the best epoch."""
+    """Train ARL (two branches, ambiguity detection, cross-model exchange) and test the best epoch.
+
+    On several GPUs or machines: torchrun --nproc-per-node N -m prvr_cli train ... (batches split over
+    the processes; see the README)."""
     from prvr_cli.config import list_presets as zoo
     from prvr_cli.config import preset_card
 
@@ -49,6 +52,7 @@ def train(
         raise typer.Exit()
 
     from prvr_cli.device import resolve_device
+    from prvr_cli.train.distributed import is_main_process
     from prvr_cli.train.run import TrainRequest, train_run
 
     at_least("--epochs", epochs, 1)
@@ -68,6 +72,8 @@ def train(
         dry_run=dry_run,
     )
     summary = train_run(request, resolve_device(device), show_progress=not json_out, log=console.print)
+    if not is_main_process():  # under torchrun, rank 0 speaks for the run
+        return
     if json_out:
         print_json(summary)
     else:

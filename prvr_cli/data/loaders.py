@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 
 from prvr_cli.data.splits import SplitData
 
@@ -91,18 +91,69 @@ def collate_eval(items: list[tuple[np.ndarray, int]]) -> dict:
     return {"feats": feats, "mask": mask, "index": torch.tensor([i for _, i in items])}
 
 
-def train_loader(data: SplitData, batch_size: int, seed: int, epoch: int, num_workers: int = 0) -> DataLoader:
-    """Shuffled batches of videos; the order depends only on (seed, epoch), so resume is exact."""
+def share(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Rows [lo, hi) of ``n`` that process ``rank`` of ``world_size`` takes: contiguous, in rank
+    order, sizes differing by at most one (empty when ``n < world_size``)."""
+    return rank * n // world_size, (rank + 1) * n // world_size
+
+
+def train_loader(
+    data: SplitData, batch_size: int, seed: int, epoch: int, num_workers: int = 0, rank: int = 0, world_size: int = 1
+) -> DataLoader:
+    """Shuffled batches of videos; the order depends only on (seed, epoch), so resume is exact.
+
+    With ``world_size`` > 1, process ``rank`` gets its ``share`` of each of those same global batches
+    (a batch of B videos is the concatenation of the shares in rank order, so ``text_labels`` stay
+    local to the share). A share left empty by a short last batch holds that batch's first video
+    instead, with ``ghost=True``: the process still steps with the others but its video counts for
+    nothing (``train/distributed.py``).
+    """
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    if world_size == 1:
+        return DataLoader(
+            TrainVideos(data),
+            batch_size=batch_size,
+            shuffle=True,
+            generator=gen,
+            collate_fn=collate_train,
+            num_workers=num_workers,
+            persistent_workers=False,
+        )
+    # the sampler a single process's loader builds, drawing from the same generator in the same order
+    batches = BatchSampler(RandomSampler(range(data.num_videos), generator=gen), batch_size, drop_last=False)
     return DataLoader(
-        TrainVideos(data),
-        batch_size=batch_size,
-        shuffle=True,
+        _ShareVideos(data),
+        batch_sampler=_Shares(batches, rank, world_size),
         generator=gen,
-        collate_fn=collate_train,
+        collate_fn=_collate_share,
         num_workers=num_workers,
         persistent_workers=False,
     )
+
+
+class _Shares(Sampler):
+    """Process ``rank``'s share of each global batch: a list of (video, ghost) pairs."""
+
+    def __init__(self, batches: BatchSampler, rank: int, world_size: int):
+        self.batches, self.rank, self.world_size = batches, rank, world_size
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        for batch in self.batches:
+            lo, hi = share(len(batch), self.rank, self.world_size)
+            yield [(j, False) for j in batch[lo:hi]] or [(batch[0], True)]
+
+
+class _ShareVideos(TrainVideos):
+    def __getitem__(self, key: tuple[int, bool]) -> dict:
+        j, ghost = key
+        return super().__getitem__(j) | {"ghost": ghost}
+
+
+def _collate_share(items: list[dict]) -> dict:
+    return collate_train(items) | {"ghost": items[0]["ghost"]}
 
 
 def eval_loaders(data: SplitData, batch_size: int, num_workers: int = 0) -> tuple[DataLoader, DataLoader]:

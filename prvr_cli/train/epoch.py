@@ -5,17 +5,25 @@ from __future__ import annotations
 from collections import defaultdict
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from prvr_cli.arl.objective import arl_loss
 from prvr_cli.arl.uncertainty import EpochStats, StatsAccumulator
 from prvr_cli.config import Config
-from prvr_cli.data.loaders import TrainVideos, collate_train, train_loader
+from prvr_cli.data.loaders import TrainVideos, collate_train, share, train_loader
 from prvr_cli.data.splits import SplitData
 from prvr_cli.device import autocast
 from prvr_cli.errors import PrvrError
 from prvr_cli.nets.dual import BRANCHES
 from prvr_cli.train.diagnostics import AmbiguityMeter
+from prvr_cli.train.distributed import (
+    World,
+    all_reduce_stats,
+    current_world,
+    gather_batch,
+    local_objective,
+    process_seed,
+)
 
 BATCH_KEYS = ("video", "video_mask", "text", "text_mask", "text_labels")
 
@@ -29,11 +37,17 @@ def _to(batch: dict, device) -> dict:
 
 
 @torch.no_grad()
-def uncertainty_pass(model, data: SplitData, cfg: Config, device) -> dict[str, EpochStats]:
-    """One no-grad pass over the training set: mean unit embeddings and thresholds per branch."""
+def uncertainty_pass(model, data: SplitData, cfg: Config, device, world: World | None = None) -> dict[str, EpochStats]:
+    """One no-grad pass over the training set: mean unit embeddings and thresholds per branch.
+    With several processes each passes over its ``share`` of the videos and the sums are added up.
+    ``model`` is the bare model (not its DDP wrapper)."""
+    world = world or current_world()
     model.eval()
+    videos = TrainVideos(data)
+    if world.size > 1:
+        videos = Subset(videos, range(*share(len(videos), world.rank, world.size)))
     loader = DataLoader(
-        TrainVideos(data),
+        videos,
         batch_size=cfg.data.eval_batch_size,
         shuffle=False,
         collate_fn=collate_train,
@@ -46,6 +60,7 @@ def uncertainty_pass(model, data: SplitData, cfg: Config, device) -> dict[str, E
             emb = model(batch["text"], batch["text_mask"], batch["video"], batch["video_mask"])
         for b in BRANCHES:
             acc[b].add(emb[b].q, emb[b].V, batch["video_mask"], batch["text_labels"])
+    all_reduce_stats(acc, world)
     return {b: acc[b].stats(cfg.loss.tau_u_over) for b in BRANCHES}
 
 
@@ -62,19 +77,34 @@ def train_epoch(
     online: dict[str, StatsAccumulator] | None = None,
     meter: AmbiguityMeter | None = None,
     on_step=None,
+    world: World | None = None,
 ) -> dict[str, float]:
     """Train both branches for one epoch; returns mean loss terms. ``stats=None`` = warmup.
     ``online`` accumulators, when given, collect next epoch's statistics from this epoch's
-    detached embeddings (``uncertainty = online``)."""
+    detached embeddings (``uncertainty = online``).
+
+    With several processes (``world``, default: the current process group) ``model`` is the DDP
+    wrapper; each process trains on its share of every global batch, the loss terms (and the
+    ``meter``) see the global batch (``train/distributed.py``), the ``online`` sums are those of
+    the whole epoch on return, and each process's dropout stream is seeded from (seed, epoch, rank)."""
+    world = world or current_world()
+    if world.size > 1:
+        torch.manual_seed(process_seed(cfg.train.seed, epoch, world.rank))
     model.train()
     sums: dict[str, float] = defaultdict(float)
     steps = 0
-    for batch in train_loader(data, cfg.data.batch_size, cfg.train.seed, epoch, cfg.data.num_workers):
-        batch = _to(batch, device)
+    batches = train_loader(
+        data, cfg.data.batch_size, cfg.train.seed, epoch, cfg.data.num_workers, world.rank, world.size
+    )
+    for share_batch in batches:  # this process's share of the batch (all of it with one process)
+        share_batch = _to(share_batch, device)
         with autocast(device, cfg.train.amp):
-            emb = model(batch["text"], batch["text_mask"], batch["video"], batch["video_mask"])
-        for b in emb.values():
+            share_emb = model(
+                share_batch["text"], share_batch["text_mask"], share_batch["video"], share_batch["video_mask"]
+            )
+        for b in share_emb.values():
             b.q, b.V = b.q.float(), b.V.float()
+        emb, batch = gather_batch(share_emb, share_batch, world) if world.size > 1 else (share_emb, share_batch)
         loss, terms, used = arl_loss(emb, batch["video_mask"], batch["text_labels"], stats, cfg.loss)
         if not torch.isfinite(loss):
             bad = ", ".join(k for k, v in terms.items() if not torch.isfinite(v)) or "loss"
@@ -82,7 +112,8 @@ def train_epoch(
                 f"epoch {epoch + 1}, step {steps + 1}: the loss became {float(loss.detach())} ({bad})"
             )
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        ghost = bool(share_batch.get("ghost", False))
+        scaler.scale(local_objective(loss, share_emb, ghost, world)).backward()
         scaler.unscale_(optimizer)
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
         # with AMP an overflowing step is the scaler's to skip; in full precision it is a divergence
@@ -91,9 +122,10 @@ def train_epoch(
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        if online is not None:
+        if online is not None and not ghost:
             for name in BRANCHES:
-                online[name].add(emb[name].q.detach(), emb[name].V.detach(), batch["video_mask"], batch["text_labels"])
+                q, V = share_emb[name].q.detach(), share_emb[name].V.detach()
+                online[name].add(q, V, share_batch["video_mask"], share_batch["text_labels"])
         if meter is not None:
             meter.add(used, batch)
         for k, v in terms.items():
@@ -101,4 +133,6 @@ def train_epoch(
         steps += 1
         if on_step is not None:
             on_step(float(loss.detach()))
+    if online is not None:
+        all_reduce_stats(online, world)
     return {k: round(v / max(steps, 1), 5) for k, v in sorted(sums.items())}

@@ -2,7 +2,9 @@
 line per epoch), last.pt (every epoch, for --resume), best.pt (best val SumR) and test.json.
 
 The steps: check the run folder, load the data, start or resume a ``TrainerState``, then per
-epoch train, validate and checkpoint; finally test the best epoch."""
+epoch train, validate and checkpoint; finally test the best epoch. Inside a process group
+(``torchrun``, ``train/distributed.py``) every process trains its share of each batch; rank 0
+alone checks the folder, reads the run to resume, validates, tests and writes."""
 
 from __future__ import annotations
 
@@ -14,13 +16,14 @@ from prvr_cli.atomic import dumps, write_json, write_text
 from prvr_cli.config import Config
 from prvr_cli.data.splits import SplitData
 from prvr_cli.data.truth import GroundTruth
-from prvr_cli.errors import PrvrError
+from prvr_cli.errors import PrvrError, ReportedByRankZero
 from prvr_cli.evaluation.moments import bank_from_split, bank_tensors
 from prvr_cli.evaluation.scoring import evaluate_split, split_relevance
 from prvr_cli.nets.checkpoint import model_from_checkpoint, nonfinite_weights, save_checkpoint
 from prvr_cli.nets.dual import BRANCHES, count_parameters
 from prvr_cli.train.dataset import dataset_identity, load_training_data
 from prvr_cli.train.diagnostics import AmbiguityMeter, AmbiguityTruth
+from prvr_cli.train.distributed import World, broadcast, current_world, on_main, wrap
 from prvr_cli.train.epoch import NonFiniteTraining, train_epoch, uncertainty_pass
 from prvr_cli.train.resume import prepare_out_dir, resume_checkpoint, run_history
 from prvr_cli.train.state import TrainerState, steps_per_epoch
@@ -40,48 +43,72 @@ def fit(
     ``resume`` continues the run in ``out_dir`` from its last epoch with the run's settings
     (``train.resume.resumed_config``); a larger ``cfg.train.epochs`` extends it: the learning rate then follows
     the schedule of a run of that many epochs from the current step on, and the early-stopping
-    patience count restarts. Any other changed setting is refused, by name.
+    patience count restarts. Any other changed setting is refused, by name. The number of processes
+    may change: the global batch, and so the run, stays the same.
+
+    Inside a process group every process calls ``fit`` alike and gets the same summary; only rank 0
+    logs and writes (``out_dir`` need only exist on its machine).
     """
-    log = log or (lambda msg: None)
+    world = current_world()
+    log = (log or (lambda msg: None)) if world.main else (lambda msg: None)
     out_dir = Path(out_dir)
-    prepare_out_dir(out_dir, resume)
+    if cfg.data.batch_size < world.size:
+        raise PrvrError(
+            f"data.batch_size {cfg.data.batch_size} is smaller than the {world.size} processes: each process "
+            "needs a share of every batch; use fewer processes or a larger batch"
+        )
+    on_main(lambda: prepare_out_dir(out_dir, resume), world)
     splits = load_training_data(cfg, data_root)
     relevance = {name: split_relevance(data) for name, data in splits.items() if name != "train"}
-    state = _start(cfg, splits["train"], out_dir, device, resume, log)
-    write_json(out_dir / "config.json", cfg.to_dict())
-    _write_metrics(out_dir, state.history)
+    state = _start(cfg, splits["train"], out_dir, device, resume, log, world)
+    if world.main:
+        write_json(out_dir / "config.json", cfg.to_dict() | {"world_size": world.size})
+        _write_metrics(out_dir, state.history)
     params = count_parameters(state.model)
-    log(f"parameters: {params}")
+    log(f"parameters: {params}" + (f" (on {world.size} processes)" if world.size > 1 else ""))
     identity = dataset_identity(splits["train"])
     meta = {"preset": cfg.name, "config": cfg.to_dict(), "dataset": identity, "param_counts": params}
-    truth = _ambiguity_truth(splits["train"])
-    with _progress(show_progress) as progress:
+    meta["world_size"] = world.size  # what the checkpoints record of the processes that trained them
+    truth = _ambiguity_truth(splits["train"]) if world.main else None
+    net = wrap(state.model, device, world)  # what trains; state.model stays the bare model
+    with _progress(show_progress and world.main) as progress:
         while state.epoch < cfg.train.epochs and not state.stopped(cfg.train.patience):
-            record = _train_one_epoch(state, cfg, splits["train"], device, truth, progress, out_dir)
-            val = _validate(state.model, splits.get("val"), relevance.get("val"), cfg, device)
+            record = _train_one_epoch(state, net, cfg, splits["train"], device, truth, progress, out_dir, world)
+            val = _validate(state.model, splits.get("val"), relevance.get("val"), cfg, device) if world.main else {}
+            record, val = broadcast((record, val), world)  # rank 0's: every process takes the same decisions
             record |= {f"val/{k}": v for k, v in val.items()}
-            _checkpoint(state, record, val, meta, out_dir, device)
+            _checkpoint(state, record, val, meta, out_dir, device, write=world.main)
             log(_epoch_line(record))
             if state.stopped(cfg.train.patience):
                 log(f"early stop: no better val SumR for {state.bad_epochs} epochs")
     summary = {"out": str(out_dir), "epochs_run": len(state.history), "best_epoch": state.best_epoch + 1}
-    return summary | _test_best(
+    test = lambda: _test_best(  # noqa: E731
         out_dir, splits["train"], splits.get("test"), relevance.get("test"), params, cfg, device
     )
+    return summary | on_main(test, world)
 
 
-def _start(cfg: Config, train: SplitData, out_dir: Path, device, resume: bool, log) -> TrainerState:
-    """A fresh state, or the state of the run in ``out_dir`` when ``resume`` finds one."""
-    ckpt = resume_checkpoint(out_dir, cfg, train) if resume else None
-    if ckpt is None:
+def _start(cfg: Config, train: SplitData, out_dir: Path, device, resume: bool, log, world: World) -> TrainerState:
+    """A fresh state, or the state of the run in ``out_dir`` when ``resume`` finds one (read by
+    rank 0 and handed to every process)."""
+
+    def read() -> tuple[dict, list[dict]] | None:
+        ckpt = resume_checkpoint(out_dir, cfg, train) if resume else None
+        return None if ckpt is None else (ckpt, run_history(ckpt, out_dir / "metrics.jsonl", log))
+
+    found = on_main(read, world)
+    if found is None:
         return TrainerState.from_scratch(cfg, train.num_videos, device)
-    history = run_history(ckpt, out_dir / "metrics.jsonl", log)
+    ckpt, history = found
     state = TrainerState.from_checkpoint(ckpt, cfg.train.epochs, train.num_videos, device, history)
     run_epochs = ckpt["config"]["train"]["epochs"]
     if cfg.train.epochs > run_epochs:
         log(f"extending {out_dir} from {run_epochs} to {cfg.train.epochs} epochs after epoch {state.epoch}")
     else:
         log(f"resuming {out_dir} after epoch {state.epoch}")
+    run_world = ckpt.get("world_size", 1)
+    if run_world != world.size:
+        log(f"{out_dir} was trained on {run_world} process(es) so far, now on {world.size}: same global batches")
     return state
 
 
@@ -92,7 +119,7 @@ def _ambiguity_truth(train: SplitData) -> AmbiguityTruth | None:
     return AmbiguityTruth(GroundTruth(train.layout.ground_truth()), train)
 
 
-def _epoch_stats(state: TrainerState, cfg: Config, train: SplitData, device) -> tuple[dict | None, float]:
+def _epoch_stats(state: TrainerState, cfg: Config, train: SplitData, device, world: World) -> tuple[dict | None, float]:
     """The uncertainty statistics epoch ``state.epoch`` trains with (None in warmup), and the
     seconds their pass took (0 when the last epoch collected them online)."""
     if state.epoch < cfg.loss.warmup_epochs or not cfg.loss.arl_on:
@@ -100,25 +127,28 @@ def _epoch_stats(state: TrainerState, cfg: Config, train: SplitData, device) -> 
     if cfg.loss.uncertainty == "online" and state.online is not None:
         return state.online, 0.0
     t0 = time.perf_counter()
-    stats = uncertainty_pass(state.model, train, cfg, device)
+    stats = uncertainty_pass(state.model, train, cfg, device, world)
     return stats, time.perf_counter() - t0
 
 
-def _train_one_epoch(state: TrainerState, cfg: Config, train: SplitData, device, truth, progress, out_dir) -> dict:
-    """Train epoch ``state.epoch``; returns its record (loss terms, detection, timings, LR)."""
+def _train_one_epoch(
+    state: TrainerState, net, cfg: Config, train: SplitData, device, truth, progress, out_dir, world: World
+) -> dict:
+    """Train epoch ``state.epoch`` with ``net`` (the model, or its DDP wrapper); returns its record
+    (loss terms, detection on rank 0, timings, LR)."""
     epoch, t0 = state.epoch, time.perf_counter()
-    stats, unc_seconds = _epoch_stats(state, cfg, train, device)
+    stats, unc_seconds = _epoch_stats(state, cfg, train, device, world)
     online = (
         {b: StatsAccumulator(cfg.model.hidden, device) for b in BRANCHES}
         if cfg.loss.uncertainty == "online" and cfg.loss.arl_on
         else None
     )
-    meter = AmbiguityMeter(truth)
+    meter = AmbiguityMeter(truth) if world.main else None
     total = steps_per_epoch(cfg, train.num_videos)
     task = progress.add_task(f"epoch {epoch + 1}/{cfg.train.epochs}", total=total, info="")
     try:
         terms = train_epoch(
-            state.model,
+            net,
             train,
             cfg,
             state.optimizer,
@@ -130,12 +160,13 @@ def _train_one_epoch(state: TrainerState, cfg: Config, train: SplitData, device,
             online,
             meter,
             on_step=lambda loss: progress.update(task, advance=1, info=f"loss {loss:.4f}"),
+            world=world,
         )
     except NonFiniteTraining as err:
-        raise _diverged(out_dir, str(err), epoch) from None
+        raise _diverged(out_dir, str(err), epoch, world) from None
     bad_weights = nonfinite_weights(state.model.state_dict())
     if bad_weights:  # never save a NaN model as best.pt or last.pt
-        raise _diverged(out_dir, f"epoch {epoch + 1} left NaN or Inf in {bad_weights[0]}", epoch)
+        raise _diverged(out_dir, f"epoch {epoch + 1} left NaN or Inf in {bad_weights[0]}", epoch, world)
     progress.remove_task(task)
     if online is not None:
         state.online = {b: online[b].stats(cfg.loss.tau_u_over) for b in BRANCHES}
@@ -143,7 +174,7 @@ def _train_one_epoch(state: TrainerState, cfg: Config, train: SplitData, device,
         "epoch": epoch + 1,
         "warmup": stats is None,
         **terms,
-        **meter.summary(),
+        **(meter.summary() if meter is not None else {}),
         "epoch_seconds": round(time.perf_counter() - t0, 3),
         "uncertainty_seconds": round(unc_seconds, 3),
         "lr": state.scheduler.get_last_lr()[0],
@@ -166,22 +197,28 @@ def _validate(model, val: SplitData | None, relevant, cfg: Config, device) -> di
     return evaluate_split(model, val, device, cfg.data.eval_batch_size, relevant=relevant)
 
 
-def _checkpoint(state: TrainerState, record: dict, val: dict, meta: dict, out_dir: Path, device) -> None:
+def _checkpoint(
+    state: TrainerState, record: dict, val: dict, meta: dict, out_dir: Path, device, write: bool = True
+) -> None:
     """Close epoch ``state.epoch``: best.pt when its score is the best yet, then last.pt and metrics.jsonl.
-    Without a val split the score is minus the training loss."""
+    Without a val split the score is minus the training loss. ``write=False`` (ranks > 0) keeps
+    the bookkeeping and writes nothing."""
     epoch = state.epoch
     score = val.get("SumR", -float(record["theta/loss"] + record["phi/loss"]))
     payload = {"preset": meta["preset"], "config": meta["config"], "model": state.model.state_dict()}
     payload |= {"dataset": meta["dataset"], "param_counts": meta["param_counts"], "epoch": epoch}
+    payload["world_size"] = meta["world_size"]
     if score > state.best:
         state.best, state.best_epoch, state.bad_epochs = score, epoch, 0
-        save_checkpoint(out_dir / "best.pt", {**payload, "val": val})
+        if write:
+            save_checkpoint(out_dir / "best.pt", {**payload, "val": val})
     else:
         state.bad_epochs += 1
     state.history.append(record)
     state.epoch = epoch + 1
-    save_checkpoint(out_dir / "last.pt", {**payload, **state.checkpoint_payload(device)})
-    _write_metrics(out_dir, state.history)
+    if write:
+        save_checkpoint(out_dir / "last.pt", {**payload, **state.checkpoint_payload(device)})
+        _write_metrics(out_dir, state.history)
 
 
 def _write_metrics(out_dir: Path, history: list[dict]) -> None:
@@ -225,13 +262,16 @@ def _progress(enabled: bool):
     )
 
 
-def _diverged(out_dir: Path, err: str, last_epoch: int | None) -> PrvrError:
+def _diverged(out_dir: Path, err: str, last_epoch: int | None, world: World) -> PrvrError:
+    """The error of a diverged step; the processes see the same global loss, so all stop at once,
+    and rank 0 says why."""
     kept = (
         f"the last good checkpoint (epoch {last_epoch}) is kept in {out_dir / 'last.pt'}"
         if last_epoch
         else "no checkpoint had been written"
     )
-    return PrvrError(f"{out_dir}: training stopped, {err}; {kept}. Lower train.lr or check the data")
+    error = PrvrError if world.main else ReportedByRankZero
+    return error(f"{out_dir}: training stopped, {err}; {kept}. Lower train.lr or check the data")
 
 
 def _epoch_line(r: dict) -> str:

@@ -1,6 +1,7 @@
 """``train_run``: what ``prvr train`` asks for, as one library call: pick the settings (a preset,
 the run's own on resume, the tiny preset for a dry run), the data (synthetic for a dry run) and
-the run folder, then ``fit``. A dry run's temporary folder is removed however training ends."""
+the run folder, then ``fit``. A dry run's temporary folder is removed however training ends.
+Under ``torchrun`` it joins the launch's processes for the run (``train/distributed.py``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from prvr_cli.config import Config, load_preset
 from prvr_cli.errors import PrvrError
+from prvr_cli.train.distributed import on_main, session
 from prvr_cli.train.fit import fit
 from prvr_cli.train.resume import resumed_config
 
@@ -36,18 +38,20 @@ class TrainRequest:
 
 
 def train_run(request: TrainRequest, device, show_progress: bool = True, log=None) -> dict:
-    """Train what ``request`` asks for on ``device``; returns ``fit``'s summary."""
-    log = log or (lambda msg: None)
-    with _dry_run_folder(request.dry_run) as tmp:
+    """Train what ``request`` asks for on ``device``; returns ``fit``'s summary. Under ``torchrun``
+    every process calls it alike, with its own GPU as ``device`` on CUDA (``resolve_device``)."""
+    with session(device) as world, _dry_run_folder(request.dry_run) as tmp:
+        log = (log or (lambda msg: None)) if world.main else (lambda msg: None)
         data_root, collection = request.data_root, request.collection
         if request.dry_run and data_root is None:
             data_root, collection = _synthetic_data(tmp), "synth"
         if data_root is None:
             raise PrvrError("--data-root is required (or use --dry-run)")
         out = request.out or (tmp / "run" if request.dry_run else Path("runs") / _preset_name(request))
-        cfg = _settings(request, out)
+        cfg = on_main(lambda: _settings(request, out), world)  # a resumed run's own, read where it is
         _select_data(cfg, collection, request.visual_feature, request.text_feature)
-        log(f"training [bold]{cfg.name}[/bold] on {data_root}/{cfg.data.collection} ({device.type}) -> {out}")
+        where = f"{world.size} processes, {device.type}" if world.size > 1 else device.type
+        log(f"training [bold]{cfg.name}[/bold] on {data_root}/{cfg.data.collection} ({where}) -> {out}")
         return fit(cfg, data_root, out, device, resume=request.resume, show_progress=show_progress, log=log)
 
 
