@@ -23,7 +23,7 @@ import numpy as np
 
 from prvr_cli.config import MomentConfig
 from prvr_cli.core.moments import QueryBank, frame_signal, locate, standardise
-from prvr_cli.core.score import branch_mean, float32_rows, ragged_max, ragged_scores
+from prvr_cli.core.score import branch_mean, float32_rows, ragged_max, ragged_rows, ragged_scores
 from prvr_cli.index.store import FrameStore, cap_bound
 
 
@@ -204,29 +204,22 @@ def search_blocks(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Approximate top-k for queries Q[b] (B, d) whose candidates come from block summaries, not
     frames: each branch's ``summaries[b]`` (a FAISS index over its block directions) returns the
-    ``candidates`` blocks nearest the query. A video's estimate is the mean over branches of its
-    best returned block's cosine (a branch that returned none of its blocks counts that branch's
-    last returned cosine, as the threshold algorithm does); the ``rescore`` best estimates are
+    ``candidates`` blocks nearest the query; their videos are ranked by the mean over branches of
+    their best block's cosine (all their blocks, both branches), and the best ``rescore`` are
     scored exactly. A frame-level index spends its probes on frames of the same few videos; a
     block stands for up to ``BLOCK`` frames of one event, so the same probes reach many more
     videos. Returns per query (videos, exact scores), best first."""
     nq = len(next(iter(Q.values())))
-    found = {b: summaries[b].search(np.ascontiguousarray(Q[b], np.float32), candidates) for b in store.branches}
+    found = {b: summaries[b].search(np.ascontiguousarray(Q[b], np.float32), candidates)[1] for b in store.branches}
     results = []
     for i in range(nq):
-        best = {}
-        for b, (D, I) in found.items():
-            ok = I[i] >= 0
-            owner = np.searchsorted(store.block_offsets[b], I[i][ok], side="right") - 1
-            best[b] = (owner, D[i][ok])
-        cand = np.unique(np.concatenate([o for o, _ in best.values()]))
-        guess = np.zeros(len(cand), np.float32)
-        for owner, cos in best.values():
-            floor = cos[-1] if len(cos) else -1.0
-            per = np.full(len(cand), floor, np.float32)
-            np.maximum.at(per, np.searchsorted(cand, owner), cos)
-            guess += per / len(best)
-        keep = cand[np.argsort(-guess, kind="stable")[: max(rescore, k)]]
+        owners = [np.searchsorted(store.block_offsets[b], I[i][I[i] >= 0], side="right") - 1 for b, I in found.items()]
+        cand = np.unique(np.concatenate(owners))
+        guess = {}
+        for b in store.branches:
+            rows, seg = ragged_rows(store.block_offsets[b], cand)
+            guess[b] = ragged_max(store.direction[b][rows] @ Q[b][i], seg)
+        keep = cand[np.argsort(-branch_mean(guess), kind="stable")[: max(rescore, k)]]
         exact = branch_mean(exact_scores(store, {b: x[i] for b, x in Q.items()}, keep))
         results.append(_top([keep], [exact], k))
     return results

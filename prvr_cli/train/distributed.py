@@ -96,6 +96,9 @@ def session(device) -> Iterator[World]:
         ) from None
     try:
         yield current_world()
+        # leave together: a process that tore its group down (and exited) while rank 0, which
+        # hosts the rendezvous store, was still finishing made rank 0 abort now and then
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
