@@ -240,7 +240,8 @@ def test_no_times_no_pictures(tmp_path, demo):
     shutil.copytree(demo[0] / "index", index, ignore=shutil.ignore_patterns("thumbs", "sources.json"))
     meta = json.loads((index / "index.json").read_text())
     (index / "index.json").write_text(json.dumps(meta | {"has_times": False}))
-    np.save(index / "times.npy", np.full_like(np.load(index / "times.npy"), np.nan))
+    times = np.fromfile(index / "times.f32", np.float32)  # the raw (N, 2) table of frame times
+    np.full_like(times, np.nan).tofile(index / "times.f32")
     c = client(index)
     assert c.get("/api/info").json()["sources"] is False
     hit = c.get("/api/search", params={"q": demo[1]["free_text"]["text"], "k": 1}).json()["results"][0]
