@@ -256,19 +256,14 @@ def do_exact(args):
 def do_query(args):
     """Subprocess: time one engine, one query at a time (or batched), on a split; print JSON with
     latency, recall against the saved exact answers and this process's memory."""
-    import faiss
-
-    from prvr_cli.index.search import search_blocks, search_bounds_batch
+    from prvr_cli.index.search import open_summaries, search_blocks, search_bounds_batch
 
     store = FrameStore.load(args.index)
     z = np.load(Path(args.index) / f"{args.split}_queries.npz")
     Q = {b: z[b] for b in BR}
     exact = np.load(Path(args.index) / f"{args.split}_exact.npy")[: args.limit]
     if args.engine == "blocks":
-        summaries = {b: faiss.read_index(str(Path(args.index) / f"summary_{b}.index")) for b in BR}
-        for ix in summaries.values():
-            if "IVF" in store.meta["summary"]["theta"]["factory"]:
-                faiss.extract_index_ivf(ix).nprobe = args.nprobe
+        summaries = open_summaries(store, args.nprobe)
 
         def run(sl):
             return search_blocks(store, summaries, {b: Q[b][sl] for b in BR}, 100, args.candidates, args.rescore)

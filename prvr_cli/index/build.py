@@ -29,7 +29,7 @@ from prvr_cli.errors import PrvrError
 from prvr_cli.evaluation.evaluate import run_layout
 from prvr_cli.evaluation.moments import query_bank
 from prvr_cli.index.meta import text_record
-from prvr_cli.index.plan import Plan, parse_memory, plan_index, summary_factory
+from prvr_cli.index.plan import Plan, forced_plan, parse_memory, plan_index, summary_factory
 from prvr_cli.index.store import (
     BANK_FILE,
     BLOCK,
@@ -126,7 +126,7 @@ def open_existing(
         if meta.get("complete") or meta["storage"] != "float32":
             raise PrvrError(f"{out}: was built with factory {meta['factory']!r}, not {factory!r}")
         meta["faiss_frames"] = 0  # the frames do not depend on the factory; FAISS is rebuilt
-        meta["plan"] = plan_index(0, 0, 1, 0, factory).to_dict()
+        meta["plan"] = forced_plan(factory).to_dict()
         meta["factory"] = factory
     if not add and meta.get("complete"):
         raise PrvrError(f"{out}: an index is already here; pass --add to append new videos")
@@ -137,7 +137,7 @@ def choose_plan(store: FrameStore | None, frames: int, dim: int, branches: int, 
     """The plan an index keeps for life: the existing index's, else one for ``frames`` rows per
     branch under the ``--memory`` budget (or forced by ``--factory``)."""
     if store is not None:
-        return Plan(**store.meta["plan"]) if "plan" in store.meta else plan_index(0, 0, 1, 0, store.meta["factory"])
+        return Plan(**store.meta["plan"]) if "plan" in store.meta else forced_plan(store.meta["factory"])
     return plan_index(frames, dim, branches, parse_memory(memory), factory)
 
 

@@ -48,8 +48,7 @@ def plan_index(frames: int, dim: int, branches: int, memory: int, factory: str |
     """The plan for ``frames`` frame rows per branch of width ``dim`` under ``memory`` bytes.
     ``factory`` (``--factory``): a frame-level FAISS index with that factory string, float32."""
     if factory is not None:
-        engine = "bounds" if factory == "Flat" else "faiss"
-        return Plan("float32", engine, factory, f"--factory {factory}: frame-level FAISS, {engine} engine")
+        return forced_plan(factory)
     rows = frames * branches
     full = rows * dim * 4
     size = f"{frames:,} frames x {branches} branch(es) x {dim}-d = {full / GB:.2f} GB in float32"
@@ -67,6 +66,13 @@ def plan_index(frames: int, dim: int, branches: int, memory: int, factory: str |
         f"{size}: past {EXACT_MAX_ROWS:,} rows an exact query reads too much, so candidates come from the block "
         f"summaries and are re-scored exactly (--engine bounds stays exact); frames in {held}",
     )
+
+
+def forced_plan(factory: str) -> Plan:
+    """The plan ``--factory`` forces: float32 frames and that frame-level FAISS index (also the plan
+    of an index built before plans, from the factory it recorded)."""
+    engine = "bounds" if factory == "Flat" else "faiss"
+    return Plan("float32", engine, factory, f"--factory {factory}: frame-level FAISS, {engine} engine")
 
 
 def summary_factory(blocks: int) -> str:

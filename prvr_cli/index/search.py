@@ -24,6 +24,7 @@ import numpy as np
 from prvr_cli.config import MomentConfig
 from prvr_cli.core.moments import QueryBank, frame_signal, locate, standardise
 from prvr_cli.core.score import branch_mean, float32_rows, ragged_max, ragged_rows, ragged_scores
+from prvr_cli.errors import PrvrError
 from prvr_cli.index.store import FrameStore, cap_bound
 
 
@@ -192,6 +193,23 @@ def search_faiss(
 CANDIDATES = 1000  # blocks fetched per branch from the summary index
 RESCORE = 300  # candidate videos re-scored exactly, ranked by their best block
 NPROBE = 32  # inverted lists a summary IVF visits
+
+
+def open_summaries(store: FrameStore, nprobe: int = NPROBE) -> dict:
+    """Each branch's FAISS index over its block directions (``nprobe`` lists visited when it is
+    an inverted file), for ``search_blocks``."""
+    import faiss
+
+    summaries = {}
+    for b in store.branches:
+        path = store.root / f"summary_{b}.index"
+        if not path.is_file():
+            raise PrvrError(f"{store.root}: built by an older prvr, it has no block summaries; rebuild it")
+        index = faiss.read_index(str(path))
+        if "IVF" in store.meta["summary"][b]["factory"]:
+            faiss.extract_index_ivf(index).nprobe = nprobe
+        summaries[b] = index
+    return summaries
 
 
 def search_blocks(

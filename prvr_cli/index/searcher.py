@@ -89,19 +89,9 @@ class Searcher:
     def summaries(self) -> dict:
         """The FAISS indexes over each branch's block directions (the ``blocks`` engine's)."""
         if self._summaries is None:
-            import faiss
+            from prvr_cli.index.search import open_summaries
 
-            from prvr_cli.index.search import NPROBE
-
-            self._summaries = {}
-            for b in self.store.branches:
-                path = self.store.root / f"summary_{b}.index"
-                if not path.is_file():
-                    raise PrvrError(f"{self.store.root}: built by an older prvr, it has no block summaries; rebuild it")
-                index = faiss.read_index(str(path))
-                if "IVF" in self.store.meta["summary"][b]["factory"]:
-                    faiss.extract_index_ivf(index).nprobe = NPROBE
-                self._summaries[b] = index
+            self._summaries = open_summaries(self.store)
         return self._summaries
 
     @torch.no_grad()

@@ -191,8 +191,7 @@ class StoreWriter:
             raise PrvrError(f"{root}: was built by an older prvr ({LEGACY_FORMAT}); rebuild it to add videos")
         self.root, self.meta, self.branches = root, meta, branches
         root.mkdir(parents=True, exist_ok=True)
-        ext = STORAGE[meta["storage"]]
-        self.dtype, self.dim = np.dtype(meta["storage"]), int(meta["dim"])
+        self.ext, self.dtype, self.dim = STORAGE[meta["storage"]], np.dtype(meta["storage"]), int(meta["dim"])
         if store is None:
             self.ids, self.offsets, self.nb = [], [0], {b: 0 for b in branches}
             self.block_offsets = {b: [0] for b in branches}
@@ -200,35 +199,33 @@ class StoreWriter:
             self.ids, self.offsets = list(store.video_ids), [int(x) for x in store.offsets]
             self.nb = {b: int(store.meta["blocks"][b]) for b in branches}
             self.block_offsets = {b: [int(x) for x in store.block_offsets[b]] for b in branches}
-        n, row = self.offsets[-1], self.dim * self.dtype.itemsize
-        self.files = {"times.f32": (n * 8, None)}
+        n = self.offsets[-1]
+        sizes = {"times.f32": n * 8}  # bytes each table holds at the last commit
         for b in branches:
-            self.files |= {
-                f"frames_{b}.{ext}": (n * row, None),
-                f"blockdirs_{b}.f32": (self.nb[b] * self.dim * 4, None),
-                f"blockcos_{b}.f32": (self.nb[b] * 4, None),
-            }
-        for name, (size, _) in self.files.items():  # cut off what an interrupted batch appended
-            with open(root / name, "ab") as fh:
-                fh.truncate(size)
-            self.files[name] = (size, open(root / name, "ab"))
+            sizes[f"frames_{b}.{self.ext}"] = n * self.dim * self.dtype.itemsize
+            sizes[f"blockdirs_{b}.f32"] = self.nb[b] * self.dim * 4
+            sizes[f"blockcos_{b}.f32"] = self.nb[b] * 4
+        self.files = {}
+        for name, size in sizes.items():
+            fh = open(root / name, "ab")
+            fh.truncate(size)  # cut off what an interrupted batch appended
+            self.files[name] = fh
 
     @property
     def n_rows(self) -> int:
         return self.offsets[-1]
 
     def _append(self, name: str, rows: np.ndarray, dtype) -> None:
-        self.files[name][1].write(np.ascontiguousarray(rows, dtype=dtype).tobytes())
+        self.files[name].write(np.ascontiguousarray(rows, dtype=dtype).tobytes())
 
     def add(self, names: list[str], frames: dict[str, np.ndarray], lengths: list[int], times: list[np.ndarray]):
         """Append videos: per branch their (sum of L_i, d) unit frames, each L_i, each (L_i, 2) times."""
         local = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        ext = STORAGE[self.meta["storage"]]
         for b in self.branches:
             stored = np.array(frames[b], dtype=self.dtype)  # a copy: torch reads it writable
-            self._append(f"frames_{b}.{ext}", stored, self.dtype)
+            self._append(f"frames_{b}.{self.ext}", stored, self.dtype)
             # bounds of the frames as stored (float16 rounding included), so they hold for what search reads
-            direction, min_cos, bo = block_bounds(stored.astype(np.float32), local)
+            direction, min_cos, bo = block_bounds(stored, local)
             self._append(f"blockdirs_{b}.f32", direction, np.float32)
             self._append(f"blockcos_{b}.f32", min_cos, np.float32)
             self.block_offsets[b].extend((self.nb[b] + bo[1:]).tolist())
@@ -240,7 +237,7 @@ class StoreWriter:
     def commit(self, complete: bool = False) -> None:
         """Make the appended rows durable, then write the small files and ``index.json`` last
         (atomically), so a reader never sees counts that the files do not hold."""
-        for _, fh in self.files.values():
+        for fh in self.files.values():
             fh.flush()
             os.fsync(fh.fileno())
         for b in self.branches:
@@ -257,7 +254,7 @@ class StoreWriter:
         write_json(self.root / "index.json", self.meta)
 
     def close(self) -> None:
-        for _, fh in self.files.values():
+        for fh in self.files.values():
             fh.close()
 
 
