@@ -79,7 +79,7 @@ def block_bounds(frames: np.ndarray, offsets: np.ndarray, block: int = BLOCK):
     owner = np.repeat(np.arange(len(starts)), ends - starts)
     # Any direction gives a valid bound (min_cos is measured against the direction used), so a
     # float32 sum will do; index_add_ is ~50x faster than np.add.reduceat over rows.
-    x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
+    x = torch.from_numpy(np.array(frames, dtype=np.float32))  # a copy: frames may be a read-only map
     sums = torch.zeros(len(starts), frames.shape[1]).index_add_(0, torch.from_numpy(owner), x)
     direction = torch.nn.functional.normalize(sums, dim=1, eps=1e-12)
     cos = (x * direction[torch.from_numpy(owner)]).sum(1).numpy()  # (N,) each frame against its block
@@ -222,7 +222,7 @@ class StoreWriter:
         """Append videos: per branch their (sum of L_i, d) unit frames, each L_i, each (L_i, 2) times."""
         local = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         for b in self.branches:
-            stored = np.array(frames[b], dtype=self.dtype)  # a copy: torch reads it writable
+            stored = np.asarray(frames[b], dtype=self.dtype)
             self._append(f"frames_{b}.{self.ext}", stored, self.dtype)
             # bounds of the frames as stored (float16 rounding included), so they hold for what search reads
             direction, min_cos, bo = block_bounds(stored, local)
