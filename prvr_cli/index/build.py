@@ -133,12 +133,12 @@ def open_existing(
     return store
 
 
-def choose_plan(store: FrameStore | None, frames: int, dim: int, branches: int, memory: str | None, factory) -> Plan:
+def choose_plan(store: FrameStore | None, frames: int, dim: int, branches: int, budget: int, factory) -> Plan:
     """The plan an index keeps for life: the existing index's, else one for ``frames`` rows per
-    branch under the ``--memory`` budget (or forced by ``--factory``)."""
+    branch under ``budget`` bytes (``--memory``) or forced by ``--factory``."""
     if store is not None:
         return Plan(**store.meta["plan"]) if "plan" in store.meta else forced_plan(store.meta["factory"])
-    return plan_index(frames, dim, branches, parse_memory(memory), factory)
+    return plan_index(frames, dim, branches, budget, factory)
 
 
 def _trained_differs(sha: str, ckpt_path: Path, feature: str) -> Callable[[dict], str | None]:
@@ -302,6 +302,7 @@ def build_index(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PrvrError(f"{out}: is a file, not an index folder")
+    budget = parse_memory(memory)  # a bad --memory is refused before anything loads
     ckpt_path = checkpoint_file(run)
     sha = file_sha256(ckpt_path)
     model, cfg, ckpt = model_from_checkpoint(ckpt_path, device)
@@ -313,7 +314,7 @@ def build_index(
     store = open_existing(out, factory, add, _trained_differs(sha, ckpt_path, feature))
     todo = videos_to_add(source, layout, videos, store)
     frames = sum(min(source.num_frames(v), max_len) for v in todo) + (int(store.offsets[-1]) if store else 0)
-    plan = choose_plan(store, frames, dim, len(BRANCHES), memory, factory)
+    plan = choose_plan(store, frames, dim, len(BRANCHES), budget, factory)
     meta = _index_meta(ckpt_path, sha, ckpt, cfg, layout, feature, plan, has_times=bool(all_times), store=store)
     _store_bank(out, model, ckpt, cfg, device)
     copy_sources(layout, out)

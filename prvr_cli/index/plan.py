@@ -51,21 +51,27 @@ def plan_index(frames: int, dim: int, branches: int, memory: int, factory: str |
         return forced_plan(factory)
     rows = frames * branches
     full = rows * dim * 4
-    size = f"{frames:,} frames x {branches} branch(es) x {dim}-d = {full / GB:.2f} GB in float32"
-    if rows <= EXACT_MAX_ROWS and full <= memory // 2:
+    size = f"{frames:,} frames x {branches} branch(es) x {dim}-d = {_size(full)} in float32"
+    fits = full <= memory // 2
+    budget = f"half the {_size(memory)} budget"
+    if rows <= EXACT_MAX_ROWS and fits:
         return Plan("float32", "bounds", "Flat", f"{size}: exact search reads it all in well under 100 ms a query")
-    storage = "float32" if full <= memory // 2 else "float16"
-    budget = f"half the {memory / GB:.1f} GB budget"
-    held = f"float32 (fits {budget})"
-    if storage == "float16":
-        held = f"float16 ({full / 2 / GB:.2f} GB; float32 exceeds {budget})"
+    if rows > EXACT_MAX_ROWS:
+        reason = f"past {EXACT_MAX_ROWS:,} rows an exact query reads too much"
+    else:
+        reason = f"float32 exceeds {budget}"
+    held = f"float32 (fits {budget})" if fits else f"float16 ({_size(full // 2)} on disk, memory-mapped)"
     return Plan(
-        storage,
+        "float32" if fits else "float16",
         "blocks",
         None,
-        f"{size}: past {EXACT_MAX_ROWS:,} rows an exact query reads too much, so candidates come from the block "
-        f"summaries and are re-scored exactly (--engine bounds stays exact); frames in {held}",
+        f"{size}: {reason}, so candidates come from the block summaries and are re-scored exactly "
+        f"(--engine bounds stays exact); frames in {held}",
     )
+
+
+def _size(n: int) -> str:
+    return f"{n / GB:.2f} GB" if n >= GB // 100 else f"{n / 1024**2:.1f} MB"
 
 
 def forced_plan(factory: str) -> Plan:

@@ -35,6 +35,7 @@ from prvr_cli.index.build import (
     read_frame_times,
     videos_to_add,
 )
+from prvr_cli.index.plan import parse_memory
 from prvr_cli.index.store import StoreWriter
 
 BRANCH = "clip"
@@ -107,6 +108,7 @@ def build_zero_shot(
     data, out = Path(data), Path(out)
     if out.exists() and not out.is_dir():
         raise PrvrError(f"{out}: is a file, not an index folder")
+    budget = parse_memory(memory)  # a bad --memory is refused before anything loads
     layout = Layout(data.parent, data.name)
     feature, visual = clip_record(layout)
     source = open_videos(layout, feature)
@@ -122,7 +124,7 @@ def build_zero_shot(
     store = open_existing(out, factory, add, _differs(feature, record))
     todo = videos_to_add(source, layout, videos, store)
     frames = sum(source.num_frames(v) for v in todo) + (int(store.offsets[-1]) if store else 0)
-    plan = choose_plan(store, frames, source.dim, 1, memory, factory)
+    plan = choose_plan(store, frames, source.dim, 1, budget, factory)
     meta = {
         "kind": "zero-shot",
         "encoder": record,
