@@ -213,16 +213,10 @@ def do_build(args):
     np.savez(root / "val_queries.npz", **query_set(corpus, picks[: args.n_queries], seed=1))
     np.savez(root / "test_queries.npz", **query_set(corpus, picks[args.n_queries :], seed=2))
     disk = sum(f.stat().st_size for f in root.iterdir() if not f.name.endswith("queries.npz"))
-    print(
-        json.dumps(
-            {
-                "build_seconds": round(seconds, 1),
-                "disk_mib": round(disk / 2**20, 1),
-                "plan": plan.to_dict(),
-                **memory_status(),
-            }
-        )
-    )
+    out = {"build_seconds": round(seconds, 1), "disk_mib": round(disk / 2**20, 1), "plan": plan.to_dict()}
+    out = json.dumps(out | memory_status())
+    (root / "build.json").write_text(out)  # --reuse reads it back
+    print(out)
 
 
 def do_exact(args):
@@ -250,23 +244,24 @@ def do_exact(args):
                 floor["bound_median"].extend(np.median(ub, axis=0))
                 floor["bound_above_kth"].extend((ub >= kth[None]).mean(0))
         np.save(Path(args.index) / f"{split}_exact.npy", np.stack(tops))
-    print(json.dumps({k: round(float(np.mean(v)), 4) for k, v in floor.items()}))
+    out = json.dumps({k: round(float(np.mean(v)), 4) for k, v in floor.items()})
+    (Path(args.index) / "noise_floor.json").write_text(out)
+    print(out)
 
 
 def do_query(args):
     """Subprocess: time one engine, one query at a time (or batched), on a split; print JSON with
     latency, recall against the saved exact answers and this process's memory."""
-    from prvr_cli.index.search import open_summaries, search_blocks, search_bounds_batch
+    from prvr_cli.index.search import search_blocks, search_bounds_batch
 
     store = FrameStore.load(args.index)
     z = np.load(Path(args.index) / f"{args.split}_queries.npz")
     Q = {b: z[b] for b in BR}
     exact = np.load(Path(args.index) / f"{args.split}_exact.npy")[: args.limit]
     if args.engine == "blocks":
-        summaries = open_summaries(store, args.nprobe)
 
         def run(sl):
-            return search_blocks(store, summaries, {b: Q[b][sl] for b in BR}, 100, args.candidates, args.rescore)
+            return search_blocks(store, {b: Q[b][sl] for b in BR}, 100, args.rescore)
     else:
 
         def run(sl):
@@ -294,44 +289,51 @@ def sub(*argv):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def large(nv, n_q, memory, noise, work, sweep):
-    """Build (streamed) and search a corpus of nv videos; the plan comes from --memory."""
+def large(nv, n_q, memory, noise, work, sweep, reuse=False):
+    """Build (streamed) and search a corpus of nv videos; the plan comes from --memory. With
+    ``reuse``, an index this script built in ``work`` earlier (its build.json, exact answers and
+    noise_floor.json) is searched again instead of rebuilt."""
     root = Path(work) / f"v{nv}"
-    shutil.rmtree(root, ignore_errors=True)
     res = {"videos": nv, "dim": 256, "memory_budget": memory}
-    res["build"] = sub(
-        "_build", "--videos", nv, "--out", root, "--n-queries", n_q, "--memory", memory, "--frame-noise", noise
-    )
+    if reuse and (root / "build.json").is_file() and (root / "noise_floor.json").is_file():
+        res["build"] = json.loads((root / "build.json").read_text())
+        res["noise_floor"] = json.loads((root / "noise_floor.json").read_text())
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+        res["build"] = sub(
+            "_build", "--videos", nv, "--out", root, "--n-queries", n_q, "--memory", memory, "--frame-noise", noise
+        )
+        res["noise_floor"] = sub("_exact", "--index", root)  # test-query means
     print(json.dumps({"videos": nv, "build": res["build"]}), flush=True)
     meta = json.loads((root / "index.json").read_text())
-    res |= {"frames": meta["frames"], "blocks": meta["blocks"], "summary": meta["summary"]["theta"]["factory"]}
-    res["noise_floor"] = sub("_exact", "--index", root)  # test-query means
+    res |= {"frames": meta["frames"], "blocks": meta["blocks"]}
     if sweep:  # choose the blocks engine's settings on val queries only
         res["val_sweep"] = {}
-        for nprobe, rescore in sweep:
-            key = f"nprobe={nprobe},rescore={rescore}"
+        for rescore in sweep:
+            key = f"rescore={rescore}"
             res["val_sweep"][key] = sub(
-                "_query",
-                "--index",
-                root,
-                "--split",
-                "val",
-                "--engine",
-                "blocks",
-                "--nprobe",
-                nprobe,
-                "--rescore",
-                rescore,
+                "_query", "--index", root, "--split", "val", "--engine", "blocks", "--rescore", rescore
             )
             print(json.dumps({key: res["val_sweep"][key]}), flush=True)
-    from prvr_cli.index.search import NPROBE, RESCORE
+    from prvr_cli.index.search import RESCORE
 
-    res["blocks_test"] = sub(
-        "_query", "--index", root, "--split", "test", "--engine", "blocks", "--nprobe", NPROBE, "--rescore", RESCORE
-    )
-    res["blocks_test"] |= {"nprobe": NPROBE, "rescore": RESCORE}
-    print(json.dumps({"blocks_test": res["blocks_test"]}), flush=True)
     for batch in (1, 64):
+        key = f"blocks_batch{batch}"
+        res[key] = sub(
+            "_query",
+            "--index",
+            root,
+            "--split",
+            "test",
+            "--engine",
+            "blocks",
+            "--rescore",
+            RESCORE,
+            "--query-batch",
+            batch,
+        ) | {"rescore": RESCORE}
+        print(json.dumps({key: res[key]}), flush=True)
+    for batch in (1, 256):
         key = f"exact_batch{batch}"
         # one query at a time reads every frame per query: 20 queries say enough
         limit = ["--limit", 20] if batch == 1 else []
@@ -351,9 +353,10 @@ def main():
     ap.add_argument("--large", default="50000,200000", help="corpus sizes built and searched at scale")
     ap.add_argument("--large-queries", type=int, default=100)
     ap.add_argument("--memory", default="8G", help="the --memory budget the large indexes are planned for")
-    ap.add_argument("--sweep", default="16:300,32:150,32:300,64:300", help="nprobe:rescore settings tried on val")
+    ap.add_argument("--sweep", default="100,200,300", help="blocks engine --rescore values tried on val")
     ap.add_argument("--work", default=None, help="folder to keep the large indexes in (default: a temporary one)")
     ap.add_argument("--skip-table4", action="store_true")
+    ap.add_argument("--reuse", action="store_true", help="search the indexes an earlier run left in --work again")
     ap.add_argument(
         "--frame-noise",
         type=float,
@@ -369,8 +372,6 @@ def main():
     ap.add_argument("--engine")
     ap.add_argument("--query-batch", type=int, default=1)
     ap.add_argument("--limit", type=int, default=None, help="only the first N queries")
-    ap.add_argument("--nprobe", type=int, default=32)
-    ap.add_argument("--candidates", type=int, default=1000)
     ap.add_argument("--rescore", type=int, default=300)
     args = ap.parse_args()
     if args.command != "all":
@@ -379,11 +380,11 @@ def main():
     out = {"threads": torch.get_num_threads(), "frame_noise": args.frame_noise}
     if not args.skip_table4:
         out["table4"] = part1([int(s) for s in args.sizes.split(",")], args.queries, args.batch, args.frame_noise)
-    sweep = [tuple(int(x) for x in kv.split(":")) for kv in args.sweep.split(",")] if args.sweep else []
+    sweep = [int(x) for x in args.sweep.split(",")] if args.sweep else []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or tmp  # --work: the indexes stay there (re-run a subcommand on them)
         for nv in [int(x) for x in args.large.split(",") if x]:
-            out[f"large_{nv}"] = large(nv, args.large_queries, args.memory, args.frame_noise, work, sweep)
+            out[f"large_{nv}"] = large(nv, args.large_queries, args.memory, args.frame_noise, work, sweep, args.reuse)
     print(json.dumps(out, indent=2))
 
 

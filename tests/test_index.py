@@ -407,7 +407,7 @@ def test_a_store_written_in_batches_equals_one_written_whole(tmp_path, storage):
 
 
 def test_the_plan_follows_corpus_size_and_memory():
-    from prvr_cli.index.plan import EXACT_MAX_ROWS, GB, parse_memory, plan_index, summary_factory
+    from prvr_cli.index.plan import EXACT_MAX_ROWS, GB, parse_memory, plan_index
 
     assert parse_memory("8G") == 8 * GB and parse_memory("512MiB") == 512 * 1024**2 and parse_memory("100") == 100
     with pytest.raises(PrvrError, match="--memory 'lots'"):
@@ -420,15 +420,12 @@ def test_the_plan_follows_corpus_size_and_memory():
     assert (tight.storage, tight.engine) == ("float16", "blocks") and "float16" in tight.why
     forced = plan_index(10_000_000, 256, 2, 8 * GB, factory="IVF4096,Flat")
     assert (forced.storage, forced.engine, forced.factory) == ("float32", "faiss", "IVF4096,Flat")
-    assert summary_factory(1000) == "Flat" and summary_factory(232_000) == "IVF1024,Flat"
 
 
 @pytest.mark.parametrize("storage", ["float32", "float16"])
 def test_blocks_engine_finds_the_exact_answer_and_scores_it_exactly(tmp_path, storage):
-    """Approximate candidates from the block summaries, but every returned score is the exact
-    score of the stored frames; on clustered data the candidates hold the true top-10."""
-    import faiss
-
+    """Approximate candidates from the best block directions, but every returned score is the
+    exact score of the stored frames; on clustered data the candidates hold the true top-10."""
     from prvr_cli.index.search import search_blocks
 
     rng = np.random.default_rng(5)
@@ -438,13 +435,9 @@ def test_blocks_engine_finds_the_exact_answer_and_scores_it_exactly(tmp_path, st
         tmp_path, meta, [f"v{j}" for j in range(400)], offsets, np.zeros((offsets[-1], 2)), frames, storage
     )
     stored = {b: np.asarray(store.frames[b], np.float32) for b in frames}
-    summaries = {}
-    for b in frames:
-        faiss_sync(tmp_path / f"summary_{b}.index", store.direction[b], "Flat", 0)
-        summaries[b] = faiss.read_index(str(tmp_path / f"summary_{b}.index"))
     Q = {b: _unit(frames[b][rng.integers(0, offsets[-1], 6)] + 0.5 * rng.standard_normal((6, 24))) for b in frames}
     hits = 0
-    for i, (v, s) in enumerate(search_blocks(store, summaries, Q, 10, candidates=300, rescore=100)):
+    for i, (v, s) in enumerate(search_blocks(store, Q, 10, rescore=40)):
         truth = brute_force(stored, offsets, {b: Q[b][i] for b in Q})
         np.testing.assert_allclose(s, truth[v], atol=1e-5)  # exact scores of what it returns
         hits += len(set(v.tolist()) & set(np.argsort(-truth)[:10].tolist()))

@@ -6,7 +6,7 @@ import torch
 
 from prvr_cli.config import load_preset
 from prvr_cli.core.branches import BRANCHES
-from prvr_cli.core.score import branch_mean, ragged_scores, retrieval_score
+from prvr_cli.core.score import branch_mean, ragged_max, ragged_scores, retrieval_score
 from prvr_cli.data.loaders import pad_sequences
 from prvr_cli.data.splits import load_split
 from prvr_cli.evaluation.scoring import encode_split, score_matrix
@@ -55,3 +55,42 @@ def test_index_evaluation_and_training_score_identically(tiny_data, tmp_path):
     order = [column[v] for v in store.video_ids]
     np.testing.assert_allclose(branch_mean(one), evaluation[0, order], atol=1e-5)
     assert not np.allclose(score_matrix(encode_split(model, data, CPU), ("theta",)), evaluation, atol=1e-3)
+
+
+def test_ragged_max_of_query_columns_is_the_max_over_each_segment():
+    values = np.array([[1.0, -1.0], [3.0, -2.0], [2.0, 5.0], [0.5, 0.5], [9.0, 9.0]], np.float32)
+    starts = np.array([1, 3, 4])  # row 0 belongs to no segment
+    np.testing.assert_array_equal(ragged_max(values, starts), [[3.0, 5.0], [0.5, 0.5], [9.0, 9.0]])
+    np.testing.assert_array_equal(ragged_max(values[:, 0], starts), [3.0, 0.5, 9.0])  # one query
+
+
+def test_segment_scan_is_the_max_of_each_segment_whatever_the_slicing():
+    """A scan in slices of whole segments, float16 rows widened into one buffer, gives each
+    segment's max of table @ Q.T: two segments on a hand-checkable table, then random ones
+    against numpy, for slices smaller than, equal to and larger than the segments."""
+    from prvr_cli.index.search import segment_scan
+    from prvr_cli.index.store import cap_bound
+
+    table = np.array([[1, 0], [0, 1], [0.6, 0.8], [-1, 0]], np.float32)
+    Q = np.array([[1, 0], [0, 1]], np.float32)
+    out = segment_scan(table, np.array([0, 2, 4]), Q, rows=1)
+    np.testing.assert_allclose(out.numpy(), [[1.0, 1.0], [0.6, 0.8]], rtol=1e-6)
+    rng = np.random.default_rng(0)
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(1, 30, 40))])
+    table = rng.standard_normal((offsets[-1], 8)).astype(np.float32)
+    Q = rng.standard_normal((3, 8)).astype(np.float32)
+    truth = np.maximum.reduceat(table @ Q.T, offsets[:-1], axis=0)
+    for rows in (1, 7, 64, 10_000):
+        np.testing.assert_allclose(segment_scan(table, offsets, Q, rows=rows).numpy(), truth, rtol=1e-5, atol=1e-5)
+    half = table.astype(np.float16)
+    widened = np.maximum.reduceat(half.astype(np.float32) @ Q.T, offsets[:-1], axis=0)
+    np.testing.assert_allclose(segment_scan(half, offsets, Q, rows=16).numpy(), widened, rtol=1e-5, atol=1e-5)
+    caps = rng.uniform(0.5, 1.0, len(table)).astype(np.float32)
+    unit = table / np.linalg.norm(table, axis=1, keepdims=True)
+    bound = np.maximum.reduceat(cap_bound(unit @ Q.T, caps[:, None]), offsets[:-1], axis=0)
+    best = np.maximum.reduceat(unit @ Q.T, offsets[:-1], axis=0)
+    for rows, q in ((16, Q), (16, Q[:1])):  # a batch, and one query (its own path)
+        got = segment_scan(unit, offsets, q, caps=caps, rows=rows)
+        np.testing.assert_allclose(got[0].numpy(), best[:, : len(q)], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got[1].numpy(), bound[:, : len(q)], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(segment_scan(table, offsets, Q[:1]).numpy(), truth[:, :1], rtol=1e-5, atol=1e-5)

@@ -59,10 +59,22 @@ def retrieval_score(q: Mapping[str, torch.Tensor], V: Mapping[str, torch.Tensor]
 
 def ragged_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Eq. 3 on ragged rows: the max of ``values`` (n_rows, ...) over each segment that starts at
-    ``starts`` (n,) and runs to the next start (the last to the end) -> (n, ...)."""
+    ``starts`` (n,) and runs to the next start (the last to the end) -> (n, ...). Segments are
+    non-empty and rows before ``starts[0]`` belong to none."""
     if not len(starts):
         return np.zeros((0, *values.shape[1:]), np.float32)
-    return np.maximum.reduceat(values, starts, axis=0)
+    if values.ndim == 1:
+        return np.maximum.reduceat(values, starts)
+    # columns of queries: torch's segment max is ~8x faster than numpy's reduceat along axis 0
+    lengths = torch.from_numpy(np.diff(starts, append=len(values)))
+    rows = torch.from_numpy(np.ascontiguousarray(values[starts[0] :]))
+    return segment_max(rows, lengths).numpy()
+
+
+def segment_max(rows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Max over consecutive non-empty segments of ``lengths`` (n,) rows: rows (sum of lengths,
+    ...) -> (n, ...)."""
+    return torch.segment_reduce(rows, "max", lengths=lengths, axis=0, unsafe=True)
 
 
 def ragged_rows(offsets: np.ndarray, videos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,9 +92,23 @@ def ragged_scores(
 ) -> dict[str, np.ndarray]:
     """s (Eq. 3) per branch of ``q`` for ``videos`` (n,), ragged form: frames[b] (N, d) unit rows,
     q[b] (d,) unit -> {b: (n,)}. ``branch_mean`` of the result is S (Eq. 13). The frames may be
-    stored in float16; they are scored in float32."""
+    stored in float16 (a memory map); they are scored in float32."""
     rows, seg = ragged_rows(offsets, videos)
-    return {b: ragged_max(float32_rows(frames[b][rows]) @ qb, seg) for b, qb in q.items()}
+    index = torch.from_numpy(rows)
+    out = {}
+    for b, qb in q.items():
+        picked = torch_rows(frames[b]).index_select(0, index).float()  # (n rows, d)
+        column = torch.from_numpy(np.ascontiguousarray(qb, np.float32))[:, None]  # mm: faster than mv here
+        out[b] = ragged_max((picked @ column).numpy()[:, 0], seg)
+    return out
+
+
+def torch_rows(table: np.ndarray) -> torch.Tensor:
+    """A torch view of an index table (N, d), float32 or float16, read-only memory map or not:
+    torch only reads it, so its warning about non-writable arrays does not apply."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(table)
 
 
 def float32_rows(rows: np.ndarray) -> np.ndarray:
@@ -90,6 +116,4 @@ def float32_rows(rows: np.ndarray) -> np.ndarray:
     torch, ~10x faster than numpy's cast; the source may be a read-only memory map)."""
     if rows.dtype != np.float16:
         return np.ascontiguousarray(rows, dtype=np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # read-only source: torch only reads it
-        return torch.from_numpy(np.ascontiguousarray(rows)).float().numpy()
+    return torch_rows(np.ascontiguousarray(rows)).float().numpy()

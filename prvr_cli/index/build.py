@@ -29,7 +29,7 @@ from prvr_cli.errors import PrvrError
 from prvr_cli.evaluation.evaluate import run_layout
 from prvr_cli.evaluation.moments import query_bank
 from prvr_cli.index.meta import text_record
-from prvr_cli.index.plan import Plan, forced_plan, parse_memory, plan_index, summary_factory
+from prvr_cli.index.plan import Plan, forced_plan, parse_memory, plan_index
 from prvr_cli.index.store import (
     BANK_FILE,
     BLOCK,
@@ -46,7 +46,7 @@ FAISS_ADD_BATCH = 200_000  # frames handed to FAISS per add() call
 VideoSource = BigFileVideos | HDF5Videos
 
 
-def faiss_sync(path: Path, rows: np.ndarray, factory: str, have: int, what: str = "frames") -> None:
+def faiss_sync(path: Path, rows: np.ndarray, factory: str, have: int) -> None:
     """Bring the FAISS index file ``path`` up to ``rows`` (N, d) (memory-mapped is fine: it is read
     in batches): add the rows after the ``have`` it already holds, or build (and train) it afresh
     when ``have`` is 0 or the file is missing."""
@@ -65,7 +65,7 @@ def faiss_sync(path: Path, rows: np.ndarray, factory: str, have: int, what: str 
                 index.train(sample)
             except RuntimeError as err:
                 raise PrvrError(
-                    f"--factory {factory!r}: FAISS could not train it on {len(sample)} {what} ({_faiss_message(err)}); "
+                    f"--factory {factory!r}: FAISS could not train it on {len(sample)} frames ({_faiss_message(err)}); "
                     f"the frames are saved in {path.parent}: run `prvr index` again with another --factory"
                 ) from None
     for s in range(have, len(rows), FAISS_ADD_BATCH):
@@ -215,7 +215,6 @@ def plan_meta(plan: Plan, store: FrameStore | None) -> dict:
         "plan": plan.to_dict(),
         "block": BLOCK,
         "faiss_frames": old.get("faiss_frames", 0),
-        "summary": old.get("summary", {}),
     }
 
 
@@ -253,16 +252,12 @@ def _encode_batch(
 
 
 def _finish(out: Path, meta: dict, writer: StoreWriter) -> None:
-    """Catch the FAISS indexes up with what was appended (the frame index when the plan has one,
-    the block-summary index always), then mark the index complete."""
-    store = FrameStore.load(out)
-    for b in store.branches:
-        if meta["factory"]:
+    """Catch the frame-level FAISS index up with what was appended (when the plan has one), then
+    mark the index complete."""
+    if meta["factory"]:
+        store = FrameStore.load(out)
+        for b in store.branches:
             faiss_sync(out / f"faiss_{b}.index", store.frames[b], meta["factory"], meta["faiss_frames"])
-        factory, old = summary_factory(len(store.direction[b])), meta["summary"].get(b, {})
-        have = old.get("blocks", 0) if old.get("factory") == factory else 0
-        faiss_sync(out / f"summary_{b}.index", store.direction[b], factory, have, what="block directions")
-        meta["summary"][b] = {"factory": factory, "blocks": len(store.direction[b])}
     meta["faiss_frames"] = writer.n_rows if meta["factory"] else 0
     writer.commit(complete=True)
 

@@ -72,10 +72,10 @@ def faiss_ta(searcher, q: dict[str, np.ndarray], k: int) -> Found:
 
 @register_engine("blocks")
 def blocks(searcher, q: dict[str, np.ndarray], k: int) -> Found:
-    """Approximate: candidates from the index over block directions, re-scored exactly."""
+    """Approximate: candidates by their best block direction, re-scored exactly."""
     from prvr_cli.index.search import search_blocks
 
-    return search_blocks(searcher.store, searcher.summaries, q, k)
+    return search_blocks(searcher.store, q, k)
 
 
 def _count(q: dict[str, np.ndarray]) -> int:

@@ -3,11 +3,11 @@ autofaiss does), or forced with ``--factory``. Pure arithmetic: nothing is impor
 
 Measured on a 2-core CPU (``benchmarks/search.py``): one exact query reads every frame that no
 bound rules out, and on real-shaped embeddings the 100th score lies in the noise floor, where
-the block bounds rule out almost nothing, so an exact query costs about 65 ns per frame row
-(both branches). Past ``EXACT_MAX_ROWS`` rows that is over ~65 ms a query, and the default
-becomes the ``blocks`` engine: candidates from the block summaries, re-scored exactly (it reads
-a few hundred videos whatever the corpus size). Exact search stays one flag away
-(``--engine bounds``).
+the block bounds rule out almost nothing, so an exact query costs about 80-200 ns per
+frame row (both branches; a batch shares the pass). Past ``EXACT_MAX_ROWS`` rows that is over
+~100 ms a query, and the default becomes the ``blocks`` engine: every video ranked by its best
+block direction (the block table, about a tenth of the rows), the best few hundred re-scored
+exactly. Exact search stays one flag away (``--engine bounds``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from dataclasses import asdict, dataclass
 
 from prvr_cli.errors import PrvrError
 
-EXACT_MAX_ROWS = 1_000_000  # frame rows over all branches that one exact query can read in ~65 ms
-SUMMARY_FLAT_MAX = 50_000  # blocks per branch below which the summary index is exhaustive
+EXACT_MAX_ROWS = 1_000_000  # frame rows over all branches that one exact query can read in ~100 ms
 GB = 1024**3
 
 
@@ -79,12 +78,3 @@ def forced_plan(factory: str) -> Plan:
     of an index built before plans, from the factory it recorded)."""
     engine = "bounds" if factory == "Flat" else "faiss"
     return Plan("float32", engine, factory, f"--factory {factory}: frame-level FAISS, {engine} engine")
-
-
-def summary_factory(blocks: int) -> str:
-    """FAISS factory of the index over a branch's block directions: exhaustive while small, else
-    an inverted file with the largest power of two <= 4 sqrt(blocks) lists."""
-    if blocks <= SUMMARY_FLAT_MAX:
-        return "Flat"
-    nlist = 1 << round(4 * blocks**0.5).bit_length() - 1
-    return f"IVF{nlist},Flat"

@@ -11,8 +11,9 @@ Three engines over the same frame store (``engines.py`` names them):
   at most the mean of the two F-th frame scores, so a k-th score above that proves the answer
   (flat index); otherwise F grows. With an approximate factory (IVF, HNSW, PQ) the candidates
   come from approximate rankings and the answer is approximate; re-scoring stays exact.
-- ``blocks`` (default past ``plan.EXACT_MAX_ROWS``): approximate; candidates from an index over
-  the block directions, re-scored exactly (``search_blocks``).
+- ``blocks`` (default past ``plan.EXACT_MAX_ROWS``): approximate; every video's best block
+  direction (a scan of the block table, ~10x smaller than the frames) picks the candidates, which
+  are re-scored exactly (``search_blocks``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from prvr_cli.config import MomentConfig
 from prvr_cli.core.moments import QueryBank, frame_signal, locate, standardise
-from prvr_cli.core.score import branch_mean, float32_rows, ragged_max, ragged_rows, ragged_scores
-from prvr_cli.errors import PrvrError
+from prvr_cli.core.score import branch_mean, float32_rows, ragged_scores, segment_max, torch_rows
 from prvr_cli.index.store import FrameStore, cap_bound
 
 
@@ -71,17 +72,28 @@ def _top(videos: list[np.ndarray], scores: list[np.ndarray], k: int) -> tuple[np
     return v[order], s[order]
 
 
-def video_upper_bounds(store: FrameStore, q: dict[str, np.ndarray], cos: dict | None = None) -> np.ndarray:
+def video_upper_bounds(store: FrameStore, q: dict[str, np.ndarray]) -> np.ndarray:
     """Upper bound of s(q, V_j) for every video, from block caps (see store.py).
-    q[b] (d,) -> (Nv,), or a batch q[b] (B, d) -> (Nv, B) in one matrix product per branch;
-    ``cos``: those products (Nb,) or (Nb, B) per branch, if already computed."""
-    ub = 0.0
-    for b in store.branches:
-        cos_b = store.direction[b] @ q[b].T if cos is None else cos[b]  # (Nb,) or (Nb, B)
-        m = store.min_cos[b] if cos_b.ndim == 1 else store.min_cos[b][:, None]
-        block_ub = cap_bound(cos_b, m)
-        ub = ub + ragged_max(block_ub, store.block_offsets[b][:-1]) / len(store.branches)
-    return ub
+    q[b] (d,) -> (Nv,), or a batch q[b] (B, d) -> (Nv, B)."""
+    one = next(iter(q.values())).ndim == 1
+    ub = block_scan(store, {b: np.atleast_2d(x) for b, x in q.items()})[1].numpy()
+    return ub[:, 0] if one else ub
+
+
+def block_scan(store: FrameStore, Q: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over the block table for queries Q[b] (B, d) unit: every video's best block
+    cosine (an estimate of S) and the best of its blocks' cap bounds (an upper bound of S),
+    each the mean over the branches -> (Nv, B), (Nv, B)."""
+    per = {
+        b: segment_scan(store.direction[b], store.block_offsets[b], Q[b], caps=store.min_cos[b]) for b in store.branches
+    }
+    return branch_mean({b: p[0] for b, p in per.items()}), branch_mean({b: p[1] for b, p in per.items()})
+
+
+def best_blocks(store: FrameStore, Q: dict[str, np.ndarray]) -> torch.Tensor:
+    """Every video's best block cosine, mean over the branches: an estimate of S that reads the
+    block table only. Q[b] (B, d) unit -> (Nv, B)."""
+    return branch_mean({b: segment_scan(store.direction[b], store.block_offsets[b], Q[b]) for b in store.branches})
 
 
 def score_pairs(store: FrameStore, Q: dict[str, np.ndarray], pq: np.ndarray, pv: np.ndarray) -> np.ndarray:
@@ -99,7 +111,7 @@ def score_pairs(store: FrameStore, Q: dict[str, np.ndarray], pq: np.ndarray, pv:
     return out
 
 
-SCAN_ROWS = 32_768  # frame rows per matrix product of a full scan (measured fastest on 2 cores)
+SCAN_ROWS = 8_192  # table rows per matrix product of a scan (fits the cache; measured fastest on 2 cores)
 DENSE = 0.25  # past this share of (query, video) pairs left to score, one sequential scan is cheaper
 
 
@@ -125,11 +137,10 @@ def search_exact(store: FrameStore, Q: dict[str, np.ndarray], k: int, first: int
     (B, k) and scores (B, k), score descending then video ascending; with ``with_count``, also
     the videos scored per query."""
     k = min(k, store.num_videos)
-    cos = {b: store.direction[b] @ Q[b].T for b in store.branches}  # (Nb, B) per branch
-    ub = video_upper_bounds(store, Q, cos)  # (Nv, B)
-    guess = branch_mean({b: ragged_max(c, store.block_offsets[b][:-1]) for b, c in cos.items()})
+    guess, ub = block_scan(store, Q)  # (Nv, B) each
+    ub = ub.numpy()
     nq, m = ub.shape[1], min(max(first, k), store.num_videos)
-    head = np.argpartition(-guess, m - 1, axis=0)[:m].T  # (B, m)
+    head = torch.topk(guess, m, dim=0).indices.T.numpy()  # (B, m)
     pq, pv = np.repeat(np.arange(nq), m), head.reshape(-1)
     s1 = score_pairs(store, Q, pq, pv).reshape(nq, m)
     kth = -np.sort(-s1, axis=1)[:, k - 1]  # (B,)
@@ -150,17 +161,44 @@ def search_exact(store: FrameStore, Q: dict[str, np.ndarray], k: int, first: int
 
 
 def scan_scores(store: FrameStore, Q: dict[str, np.ndarray]) -> np.ndarray:
-    """S (Eq. 13) of every video for queries Q[b] (B, d), reading the frames once, in order and
-    in slices of about ``SCAN_ROWS`` rows (whole videos) -> (Nv, B)."""
-    off = store.offsets
-    out = np.empty((store.num_videos, len(next(iter(Q.values())))), np.float32)
-    cuts = np.unique(np.searchsorted(off, np.arange(0, int(off[-1]), SCAN_ROWS), side="right") - 1)
-    for v0, v1 in zip(cuts, [*cuts[1:], store.num_videos]):
-        r0, r1 = int(off[v0]), int(off[v1])
-        out[v0:v1] = branch_mean(
-            {b: ragged_max(float32_rows(store.frames[b][r0:r1]) @ Q[b].T, off[v0:v1] - r0) for b in store.branches}
-        )
-    return out
+    """S (Eq. 13) of every video for queries Q[b] (B, d), reading the frames once, in order -> (Nv, B)."""
+    return branch_mean({b: segment_scan(store.frames[b], store.offsets, Q[b]) for b in store.branches}).numpy()
+
+
+def segment_scan(
+    table: np.ndarray, offsets: np.ndarray, Q: np.ndarray, caps: np.ndarray | None = None, rows: int = SCAN_ROWS
+):
+    """Max over each segment of ``table`` @ Q.T: table (N, d) float32 or float16 rows (a memory
+    map is read once, in order, about ``rows`` rows at a time: whole segments), offsets (n+1,)
+    the bounds of n non-empty segments, Q (B, d) -> (n, B) float32. With ``caps`` (N,) the rows
+    are block directions with their caps, and the max of their cap bounds (``store.cap_bound``)
+    comes too, from the same products: -> ((n, B), (n, B)). float16 rows are widened into one
+    reused buffer: allocating a fresh one per slice costs more than the product."""
+    n, B = len(offsets) - 1, len(Q)
+    if B == 1 and table.dtype == np.float32:
+        # one query over float32 rows (the block table): OpenBLAS's matrix-vector product reads
+        # them ~2x faster than torch's, and nothing needs widening
+        m = np.asarray(table) @ Q[0]
+        parts = [m] if caps is None else [m, cap_bound(m, caps).astype(np.float32, copy=False)]
+        out = [torch.from_numpy(np.maximum.reduceat(x, offsets[:-1]) if n else x[:0])[:, None] for x in parts]
+        return out[0] if caps is None else tuple(out)
+    out = [torch.empty(n, B) for _ in range(1 if caps is None else 2)]
+    T, q = torch_rows(table), torch.from_numpy(np.ascontiguousarray(Q.T, np.float32))  # (d, B)
+    lengths = torch.from_numpy(np.diff(offsets))
+    cuts = np.unique(np.searchsorted(offsets, np.arange(0, int(offsets[-1]), rows), side="right") - 1)
+    ends = np.append(cuts[1:], n).astype(np.int64)
+    most = int((offsets[ends] - offsets[cuts]).max()) if n else 0
+    buf = torch.empty(most, T.shape[1]) if T.dtype != torch.float32 else None
+    prod = torch.empty(most * B)
+    for s0, s1 in zip(cuts, ends) if n else []:
+        r0, r1 = int(offsets[s0]), int(offsets[s1])
+        x = T[r0:r1] if buf is None else buf[: r1 - r0].copy_(T[r0:r1])
+        m = torch.mm(x, q, out=prod[: (r1 - r0) * B].view(r1 - r0, B))
+        out[0][s0:s1] = segment_max(m, lengths[s0:s1])
+        if caps is not None:
+            bound = cap_bound(m.numpy(), caps[r0:r1, None]).astype(np.float32, copy=False)
+            out[1][s0:s1] = segment_max(torch.from_numpy(bound), lengths[s0:s1])
+    return out[0] if caps is None else tuple(out)
 
 
 def search_faiss(
@@ -190,54 +228,25 @@ def search_faiss(
         f = min(f * 4, n_frames)
 
 
-CANDIDATES = 1000  # blocks fetched per branch from the summary index
-RESCORE = 300  # candidate videos re-scored exactly, ranked by their best block
-NPROBE = 32  # inverted lists a summary IVF visits
-
-
-def open_summaries(store: FrameStore, nprobe: int = NPROBE) -> dict:
-    """Each branch's FAISS index over its block directions (``nprobe`` lists visited when it is
-    an inverted file), for ``search_blocks``."""
-    import faiss
-
-    summaries = {}
-    for b in store.branches:
-        path = store.root / f"summary_{b}.index"
-        if not path.is_file():
-            raise PrvrError(f"{store.root}: built by an older prvr, it has no block summaries; rebuild it")
-        index = faiss.read_index(str(path))
-        if "IVF" in store.meta["summary"][b]["factory"]:
-            faiss.extract_index_ivf(index).nprobe = nprobe
-        summaries[b] = index
-    return summaries
+RESCORE = 200  # videos re-scored exactly per query, the best by their best block (chosen on val queries:
+# benchmarks/results/search_scale.json, val_sweep)
 
 
 def search_blocks(
-    store: FrameStore,
-    summaries: dict,
-    Q: dict[str, np.ndarray],
-    k: int,
-    candidates: int = CANDIDATES,
-    rescore: int = RESCORE,
+    store: FrameStore, Q: dict[str, np.ndarray], k: int, rescore: int = RESCORE
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Approximate top-k for queries Q[b] (B, d) whose candidates come from block summaries, not
-    frames: each branch's ``summaries[b]`` (a FAISS index over its block directions) returns the
-    ``candidates`` blocks nearest the query; their videos are ranked by the mean over branches of
-    their best block's cosine (all their blocks, both branches), and the best ``rescore`` are
-    scored exactly. A frame-level index spends its probes on frames of the same few videos; a
-    block stands for up to ``BLOCK`` frames of one event, so the same probes reach many more
-    videos. Returns per query (videos, exact scores), best first."""
+    """Approximate top-k for queries Q[b] (B, d) whose candidates come from the block
+    directions, not the frames: every video's best block (``best_blocks``, one scan of the
+    block table, about a tenth of the frame rows) ranks the videos, and each query's best
+    ``rescore`` are scored exactly. An index over frames or blocks spends its probes near the
+    query, while the 100th video lies in the noise floor, where only a scan of every video
+    finds it. Returns per query (videos, exact scores), best first."""
     nq = len(next(iter(Q.values())))
-    found = {b: summaries[b].search(np.ascontiguousarray(Q[b], np.float32), candidates)[1] for b in store.branches}
+    m = min(max(rescore, k), store.num_videos)
+    head = torch.topk(best_blocks(store, Q), m, dim=0).indices.T.numpy()  # (B, m)
     results = []
     for i in range(nq):
-        owners = [np.searchsorted(store.block_offsets[b], I[i][I[i] >= 0], side="right") - 1 for b, I in found.items()]
-        cand = np.unique(np.concatenate(owners))
-        guess = {}
-        for b in store.branches:
-            rows, seg = ragged_rows(store.block_offsets[b], cand)
-            guess[b] = ragged_max(store.direction[b][rows] @ Q[b][i], seg)
-        keep = cand[np.argsort(-branch_mean(guess), kind="stable")[: max(rescore, k)]]
+        keep = np.sort(head[i])  # in storage order: the frames are read forwards
         exact = branch_mean(exact_scores(store, {b: x[i] for b, x in Q.items()}, keep))
         results.append(_top([keep], [exact], k))
     return results

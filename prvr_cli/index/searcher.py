@@ -43,7 +43,6 @@ class Searcher:
         self.device = device
         self.zero_shot = meta.get("kind") == "zero-shot"
         self._indexes = None
-        self._summaries = None
         self._queries = None
         self._text = None
         self._clip_pretrained = clip_pretrained
@@ -84,15 +83,6 @@ class Searcher:
                     index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
                 self._indexes[b] = index
         return self._indexes
-
-    @property
-    def summaries(self) -> dict:
-        """The FAISS indexes over each branch's block directions (the ``blocks`` engine's)."""
-        if self._summaries is None:
-            from prvr_cli.index.search import open_summaries
-
-            self._summaries = open_summaries(self.store)
-        return self._summaries
 
     @torch.no_grad()
     def encode_tokens(self, tokens: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -179,8 +169,6 @@ class Searcher:
         engine = auto_engine(self.store.meta) if engine == "auto" else engine
         if engine == "faiss":
             _ = self.indexes
-        elif engine == "blocks":
-            _ = self.summaries
 
     def _clip(self):
         """The CLIP text tower the zero-shot index recorded, checked against its fingerprint."""

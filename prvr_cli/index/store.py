@@ -14,8 +14,8 @@
                               theta and phi for a trained index, clip for zero-shot
       blockdirs_<branch>.f32  per block of at most ``BLOCK`` frames: its direction (Nb, d) ...
       blockcos_<branch>.f32   ... and the smallest cosine of its frames to it (Nb,)
-      blockoffsets_<branch>.npy (Nv + 1,) int64: blocks of video j
-      summary_<branch>.index  FAISS index over the block directions (the ``blocks`` engine's candidates)
+      blockoffsets_<branch>.npy (Nv + 1,) int64: blocks of video j (the ``blocks`` engine ranks videos
+                              by their best block direction)
       faiss_<branch>.index    optional FAISS index over the frames (``--factory``; the ``faiss`` engine)
 
 The ``.f32`` / ``.f16`` files are raw, append-only row tables whose row counts are in
