@@ -25,7 +25,7 @@ import torch
 
 from prvr_cli.config import MomentConfig
 from prvr_cli.core.moments import QueryBank, frame_signal, locate, standardise
-from prvr_cli.core.score import branch_mean, float32_rows, ragged_scores, segment_max, torch_rows
+from prvr_cli.core.score import branch_mean, float32_rows, ragged_max, ragged_scores, segment_max, torch_rows
 from prvr_cli.index.store import FrameStore, cap_bound
 
 
@@ -180,7 +180,7 @@ def segment_scan(
         # them ~2x faster than torch's, and nothing needs widening
         m = np.asarray(table) @ Q[0]
         parts = [m] if caps is None else [m, cap_bound(m, caps).astype(np.float32, copy=False)]
-        out = [torch.from_numpy(np.maximum.reduceat(x, offsets[:-1]) if n else x[:0])[:, None] for x in parts]
+        out = [torch.from_numpy(ragged_max(x, offsets[:-1]))[:, None] for x in parts]
         return out[0] if caps is None else tuple(out)
     out = [torch.empty(n, B) for _ in range(1 if caps is None else 2)]
     T, q = torch_rows(table), torch.from_numpy(np.ascontiguousarray(Q.T, np.float32))  # (d, B)
