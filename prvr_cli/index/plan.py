@@ -70,7 +70,9 @@ def plan_index(frames: int, dim: int, branches: int, memory: int, factory: str |
 
 
 def _size(n: int) -> str:
-    return f"{n / GB:.2f} GB" if n >= GB // 100 else f"{n / 1024**2:.1f} MB"
+    if n >= GB // 100:
+        return f"{n / GB:.2f} GB"
+    return f"{n / 1024**2:.1f} MB" if n >= 1024**2 // 10 else f"{n:,} bytes"
 
 
 def forced_plan(factory: str) -> Plan:
