@@ -44,8 +44,30 @@ class ModelConfig:
     # bias on the attention logits (0 = that head sees the whole video); () = the paper's layer
     attention_widths: tuple[float, ...] = ()
     video_context: str = "none"  # none | mean | attention: add a pooled video summary to every frame
+    # the encoder of each branch, by registry name (nets/encoders.py): frame (the ARL paper's one
+    # layer over frames) | gmm (GMMFormer) | gmm2 (GMMFormer v2); encoder_phi: phi's, if different
+    encoder: str = "frame"
+    encoder_phi: str = ""
+    branches: int = 2  # 2: theta and phi (ARL); 1: theta alone (a single-model method such as GMMFormer)
+    clips: int = 32  # K clip tokens of the gmm encoders, each an average of an equal run of frames
+    clip_weight: float = 0.7  # score = clip_weight * max over clips + (1 - clip_weight) * the frame-scale score
+    # gmm2 pads frames to max_ctx_l as its official code does; "zero" scores the padding as zero
+    # vectors (a video's frame score floors at 0), "masked" leaves it out
+    frame_padding: str = "zero"
+    mix_temperature: float = 0.09  # gmm2: softmax temperature of the per-position mix of attention paths
 
     def __post_init__(self):
+        # encoder names are checked against the registry where the model is built (nets/encoders.py)
+        if self.branches not in (1, 2):
+            raise PrvrError(f"model.branches must be 1 or 2, not {self.branches}")
+        if self.encoder_phi and self.branches == 1:
+            raise PrvrError("model.encoder_phi needs model.branches=2")
+        if self.frame_padding not in ("zero", "masked"):
+            raise PrvrError(f"model.frame_padding must be zero|masked, not {self.frame_padding!r}")
+        if not 0.0 <= self.clip_weight <= 1.0:
+            raise PrvrError(f"model.clip_weight must lie in [0, 1], not {self.clip_weight}")
+        if self.clips < 1:
+            raise PrvrError(f"model.clips must be >= 1, not {self.clips}")
         if self.video_context not in ("none", "mean", "attention"):
             raise PrvrError(f"model.video_context must be none|mean|attention, not {self.video_context!r}")
         if self.attention_widths and len(self.attention_widths) != self.heads:
@@ -58,6 +80,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
+    method: str = "arl"  # arl | gmmformer: the objective (methods/); --method on the command line
     margin: float = 0.1  # m, for negatives
     margin_ambiguous: float = 0.05  # m_a < m, for ambiguous items
     lambda_nce: float = 0.02  # weight of the contrastive term (GMMFormer's nce weight)
@@ -73,8 +96,20 @@ class LossConfig:
     tf_thresholds: str = "frame"  # frame (from frame-level distributions) | video (reuse tau_s, tau_u)
     thresholds: str = "epoch"  # epoch (from the uncertainty statistics) | batch (this batch's positive pairs)
     extra_terms: str = ""  # "name:weight,...": terms registered in arl/terms.py, added to each branch's loss
+    # GMMFormer's objective (method = gmmformer; official defaults of v1, the gmm2 presets set v2's)
+    gmm_clip_nce: float = 0.05  # weight of the NCE on clip-scale scores
+    gmm_frame_nce: float = 0.04  # weight of the NCE on frame-scale (v1: video-level) scores
+    gmm_qdl: float = 0.001  # weight of the query-diversity term
+    gmm_qdl_margin: float = 0.15
+    gmm_qdl_alpha: float = 32.0
+    gmm_qdl_focal: float = 0.0  # v2's focal exponent on (1 + cos); 0 = v1's form (log of the summed exponentials)
+    gmm_ot: float = 0.0  # v2: weight of the clip-query matching term (linear_sum_assignment)
+    gmm_hard_negative_epoch: int = 30  # from this epoch on, triplet negatives come from the hardest hard_pool
+    gmm_hard_pool: int = 20
 
     def __post_init__(self):
+        if self.method not in ("arl", "gmmformer"):
+            raise PrvrError(f"loss.method must be arl|gmmformer, not {self.method!r}")
         if self.ambiguous_as not in ("ours", "positive", "ignore"):
             raise PrvrError(f"loss.ambiguous_as must be ours|positive|ignore, not {self.ambiguous_as!r}")
         if self.uncertainty not in ("pass", "online"):
@@ -88,7 +123,8 @@ class LossConfig:
 
     @property
     def arl_on(self) -> bool:
-        return self.tv_ambiguity or self.tf_ambiguity
+        """Whether ARL's detection runs (its switches, under the arl method only)."""
+        return self.method == "arl" and (self.tv_ambiguity or self.tf_ambiguity)
 
 
 @dataclass
@@ -97,10 +133,15 @@ class TrainConfig:
     lr: float = 3e-4
     weight_decay: float = 0.01
     warmup_ratio: float = 0.01  # linear warmup share of all steps, then linear decay
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # max norm of all gradients together; 0 = no global clipping
+    optimizer: str = "adamw"  # adamw | bertadam (MS-SL's and GMMFormer's; see train/optim.py)
     patience: int = 10  # early stop after this many epochs without a better val SumR
     seed: int = 0
     amp: bool = True  # mixed precision, CUDA only
+
+    def __post_init__(self):
+        if self.optimizer not in ("adamw", "bertadam"):
+            raise PrvrError(f"train.optimizer must be adamw|bertadam, not {self.optimizer!r}")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from prvr_cli.arl.uncertainty import (
     query_uncertainty,
 )
 from prvr_cli.config import LossConfig
-from prvr_cli.core.score import frame_similarity, valid_frames, video_similarity
+from prvr_cli.core.score import branch_score, frame_similarity, valid_frames, video_similarity
 
 
 @dataclass
@@ -38,9 +38,12 @@ def detect(
     V: torch.Tensor,
     stats: EpochStats,
     cfg: LossConfig,
+    s: torch.Tensor | None = None,
 ) -> BranchDetections:
     """One branch's ambiguous sets from its own similarities and uncertainties.
-    sf (Nq, B, L), mask (B, L), labels (Nq,), q (Nq, d), V (B, L, d).
+    sf (Nq, B, L), mask (B, L), labels (Nq,), q (Nq, d), V (B, L, d) of the finest tokens;
+    ``s`` (Nq, B) the branch's retrieval score when its encoder fuses several token kinds
+    (default: the max of ``sf``). The text-video level reads ``s``, the text-frame level ``sf``.
 
     Uncertainties always read the dataset-wide means of ``stats`` (Eq. 4). The thresholds are the
     epoch's (``loss.thresholds = epoch``) or the same means over this batch's positive pairs
@@ -51,7 +54,8 @@ def detect(
     U_q = query_uncertainty(q.detach().float(), stats.mean_v.to(q.device))  # (Nq,)
     U_v = frame_uncertainty(V.detach().float(), stats.mean_q.to(V.device))  # (B, L)
     rows = torch.arange(sf.shape[0], device=sf.device)
-    s, k_hat = video_similarity(sf, mask)  # (Nq, B)
+    s_max, k_hat = video_similarity(sf, mask)  # (Nq, B)
+    s = s_max if s is None else s.detach().float()
     u = pair_uncertainty(U_q, U_v, k_hat)
     sf_own, uf_own, mask_own = sf[rows, labels], frame_pair_uncertainty(U_q, U_v[labels]), mask[labels]
     if cfg.thresholds == "batch":
@@ -68,16 +72,23 @@ def detect(
 
 
 def branch_loss(
-    sf: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, given: BranchDetections | None, cfg: LossConfig
+    sf: torch.Tensor,
+    mask: torch.Tensor,
+    labels: torch.Tensor,
+    given: BranchDetections | None,
+    cfg: LossConfig,
+    s: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Loss of one branch from its similarities and the ambiguous sets it is given.
 
-    sf (Nq, B, L) with gradient. ``given=None`` (warmup, or baseline) = triplet with hardest
-    negative + InfoNCE at video level only. Returns named terms and ``loss``:
+    sf (Nq, B, L) finest-token similarities with gradient; ``s`` (Nq, B) the fused retrieval
+    score with gradient (default: the max of ``sf``) for the video level. ``given=None`` (warmup,
+    or baseline) = triplet with hardest negative + InfoNCE at video level only. Returns named terms and ``loss``:
     L = L_video + frame_weight * L_frame, each L_x = lambda_nce * nce + trip_n + trip_a.
     """
     nq, b, _ = sf.shape
-    s, k_hat = video_similarity(sf, mask)  # (Nq, B)
+    s_max, k_hat = video_similarity(sf, mask)  # (Nq, B)
+    s = s_max if s is None else s
     rows = torch.arange(nq, device=sf.device)
     tv = given.tv if given is not None else None
     pos = positives(labels, b)
@@ -131,21 +142,28 @@ def arl_loss(
 ):
     """Total loss of both branches with cross-model exchange.
 
-    ``embeddings[branch]`` has q (Nq, d) and V (B, L, d). ``stats=None`` means warmup (or the
+    ``embeddings[branch]`` has q (Nq, d) and its token kinds; the text-video level and detection
+    read the branch's fused score, the text-frame level its finest tokens V (B, L, d) under their
+    own mask (``video_mask`` (B, L) for the frame encoder). ``stats=None`` means warmup (or the
     baseline): no detection. Returns (loss, {"theta/...": term, ...}, {branch: detections used
     to train that branch}).
     """
     names = list(embeddings)
     sims = {n: frame_similarity(embeddings[n].q, embeddings[n].V) for n in names}
+    masks = {n: video_mask if len(embeddings[n].kinds) == 1 else embeddings[n].V_mask for n in names}
+    fused = {
+        n: branch_score(embeddings[n].q, embeddings[n].kinds) if len(embeddings[n].kinds) > 1 else None for n in names
+    }
     detected = {}
     if stats is not None and cfg.arl_on:
         for n in names:
-            detected[n] = detect(sims[n], video_mask, labels, embeddings[n].q, embeddings[n].V, stats[n], cfg)
+            e = embeddings[n]
+            detected[n] = detect(sims[n], masks[n], labels, e.q, e.V, stats[n], cfg, fused[n])
     total, terms, used = 0.0, {}, {}
     for i, n in enumerate(names):
         source = names[1 - i] if cfg.cross_model and len(names) == 2 else n
         used[n] = detected.get(source)
-        branch_terms = branch_loss(sims[n], video_mask, labels, used[n], cfg)
+        branch_terms = branch_loss(sims[n], masks[n], labels, used[n], cfg, fused[n])
         total = total + branch_terms["loss"]
         terms |= {f"{n}/{k}": v for k, v in branch_terms.items()}
     return total, terms, used

@@ -22,7 +22,12 @@ def train(
     ),
     text_feature: str = typer.Option(None, help="text feature prefix (TextData/<name>_<collection>_query_feat.hdf5)"),
     preset: str = typer.Option(
-        None, help="model zoo preset (default: --dataset, else tvr); `prvr train --list-presets`"
+        None,
+        help="model zoo preset (default: <method>_<dataset> for gmmformer, else --dataset, else tvr); --list-presets",
+    ),
+    method: str = typer.Option(
+        None,
+        help="arl (two branches, ambiguity detection) | gmmformer (GMMFormer's own objective); default: the preset's",
     ),
     set_: list[str] = typer.Option(
         None, "--set", help="override a setting: section.key=value, e.g. loss.cross_model=false"
@@ -65,6 +70,7 @@ def train(
         collection=collection,
         visual_feature=feature,
         text_feature=text_feature,
+        method=method,
         overrides=set_ or [],
         epochs=epochs,
         out=out,

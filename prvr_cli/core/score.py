@@ -4,7 +4,11 @@
     s(q, V)     = max over valid frames k of s_f                                    (Eq. 3)
     S(q, V)     = mean over the branches (theta, phi) of s                          (Eq. 13)
 
-in two forms: padded torch tensors with a frame mask (training, detection, evaluation), and
+An encoder may score several kinds of video token (GMMFormer: 32 clip tokens and the frames);
+a branch's s is then the weighted sum of the kinds' maxima, s = sum_k w_k max_{t in kind k} s_f
+(``fused_score``), and S stays the branch mean. The frame encoder has one kind of weight 1.
+
+In two forms: padded torch tensors with a frame mask (training, detection, evaluation), and
 ragged numpy arrays, the unit frames of all videos concatenated in rows with each video's
 segment start (the index). Everything that ranks videos calls these.
 """
@@ -13,12 +17,11 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from prvr_cli.core.branches import BRANCHES
 
 
 def unit(x: torch.Tensor) -> torch.Tensor:
@@ -46,15 +49,64 @@ def video_similarity(sf: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor
     return sf.masked_fill(~valid_frames(mask)[None], float("-inf")).max(dim=-1)
 
 
+@dataclass
+class TokenSet:
+    """One kind of video token of one branch: emb (B, L, d), mask (B, L) valid tokens, the kind's
+    weight in the fused score, and ``pad_length``: when set, a video is scored as if padded with
+    zero vectors up to that many tokens (GMMFormer v2's official frames), so its max floors at 0
+    when it has fewer valid tokens."""
+
+    emb: torch.Tensor
+    mask: torch.Tensor
+    weight: float = 1.0
+    pad_length: int | None = None
+
+
+def kind_max(sf: torch.Tensor, mask: torch.Tensor, pad_length: int | None = None) -> torch.Tensor:
+    """One kind's max over valid tokens: sf (Nq, B, L), mask (B, L) -> (Nq, B); with
+    ``pad_length``, max(s, 0) for videos with fewer than ``pad_length`` valid tokens."""
+    s = video_similarity(sf, mask)[0]
+    return zero_floor(s, valid_frames(mask).sum(-1), pad_length)
+
+
+def zero_floor(s, counts, pad_length: int | None):
+    """The zero-padding rule of ``TokenSet.pad_length`` on scores s (..., B) of videos with
+    ``counts`` (B,) valid tokens, torch or numpy."""
+    if pad_length is None:
+        return s
+    short = counts < pad_length
+    if isinstance(s, torch.Tensor):
+        return torch.where(short.to(s.device), s.clamp(min=0), s)
+    return np.where(short, np.maximum(s, 0), s)
+
+
+def fused_score(per_kind: Mapping, weights: Mapping[str, float]):
+    """s = sum_k w_k s_k of the kinds' maxima (tensors or arrays of one shape). One kind of
+    weight 1 returns its maximum unchanged (the frame encoder's scores, bit for bit)."""
+    if len(per_kind) == 1 and next(iter(weights.values())) == 1.0:
+        return next(iter(per_kind.values()))
+    return sum(weights[k] * s for k, s in per_kind.items())
+
+
+def branch_score(q: torch.Tensor, kinds: Mapping[str, TokenSet]) -> torch.Tensor:
+    """One branch's s of raw embeddings: q (Nq, d), kinds of (B, L_k, d) tokens -> (Nq, B)."""
+    per_kind = {k: kind_max(frame_similarity(q, t.emb), t.mask, t.pad_length) for k, t in kinds.items()}
+    return fused_score(per_kind, {k: t.weight for k, t in kinds.items()})
+
+
 def branch_mean(per_branch: Mapping):
     """Eq. 13's mean over the branches given (theta and phi; a zero-shot index has one), of
     tensors or arrays of one shape."""
     return sum(per_branch.values()) / len(per_branch)
 
 
-def retrieval_score(q: Mapping[str, torch.Tensor], V: Mapping[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-    """S (Eq. 13) of raw embeddings, padded form. q[b] (Nq, d), V[b] (B, L, d), mask (B, L) -> (Nq, B)."""
-    return branch_mean({b: video_similarity(frame_similarity(q[b], V[b]), mask)[0] for b in BRANCHES})
+def retrieval_score(q: Mapping[str, torch.Tensor], V: Mapping, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """S (Eq. 13) of raw embeddings, padded form: q[b] (Nq, d) -> (Nq, B). ``V[b]`` is either the
+    frames (B, L, d) of the frame encoder with ``mask`` (B, L), or a branch's token kinds
+    ({kind: TokenSet}); the branches are those of ``q``."""
+    return branch_mean(
+        {b: branch_score(q[b], V[b] if isinstance(V[b], Mapping) else {"frames": TokenSet(V[b], mask)}) for b in q}
+    )
 
 
 def ragged_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:

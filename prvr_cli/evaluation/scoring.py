@@ -3,13 +3,12 @@ chunked over queries and videos so memory stays bounded (TVR val: 10,895 x 2,179
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from prvr_cli.core.branches import BRANCHES
-from prvr_cli.core.score import cosines, valid_frames, video_similarity
+from prvr_cli.core.score import TokenSet, cosines, fused_score, kind_max
 from prvr_cli.data.loaders import eval_loaders
 from prvr_cli.data.splits import SplitData
 from prvr_cli.data.truth import GroundTruth
@@ -18,22 +17,30 @@ from prvr_cli.evaluation.metrics import paired_ranks, recall_metrics, relevance_
 
 @dataclass
 class EncodedSplit:
-    """Unit embeddings per branch: q[b] (Nq, d), V[b] (Nv, L, d) zero-padded, mask (Nv, L)."""
+    """Unit embeddings per branch: q[b] (Nq, d) and the token kinds of its encoder,
+    kinds[b][k] a ``TokenSet`` of (Nv, L_k, d) zero-padded tokens; mask (Nv, L) the frames'.
+    The "frames" kind is frame-aligned (L_k = L); the others have a fixed count per video."""
 
     q: dict[str, torch.Tensor]
-    V: dict[str, torch.Tensor]
+    kinds: dict[str, dict[str, TokenSet]]
     mask: torch.Tensor
+
+    @property
+    def V(self) -> dict[str, torch.Tensor]:
+        """The finest kind per branch, (Nv, L_k, d): the frames where the encoder scores them."""
+        return {b: k.get("frames", next(iter(k.values()))).emb for b, k in self.kinds.items()}
 
 
 @torch.no_grad()
 def encode_split(
-    model, data: SplitData, device, batch_size: int = 256, num_workers: int = 0, branches=BRANCHES
+    model, data: SplitData, device, batch_size: int = 256, num_workers: int = 0, branches=None
 ) -> EncodedSplit:
     model.eval()
+    branches = tuple(branches or model.names)
     videos, queries = eval_loaders(data, batch_size, num_workers)
     L = min(max(data.frame_counts()), data.max_ctx_l)
     d = model.cfg.hidden
-    V = {b: torch.zeros(data.num_videos, L, d) for b in branches}
+    kinds: dict[str, dict[str, TokenSet]] = {b: {} for b in branches}
     mask = torch.zeros(data.num_videos, L)
     q = {b: torch.zeros(data.num_queries, d) for b in branches}
     for batch in videos:
@@ -41,9 +48,17 @@ def encode_split(
         n = m.shape[1]
         mask[idx, :n] = m.cpu()
         for b in branches:
-            V[b][idx, :n] = model.encode_video(x, m, b, normalize=True).cpu()
+            for k, t in model.encode_tokens(x, m, b, normalize=True).items():
+                if k not in kinds[b]:  # allocate once: frames to the split's L, others their own count
+                    size = L if k == "frames" else t.emb.shape[1]
+                    kinds[b][k] = replace(
+                        t, emb=torch.zeros(data.num_videos, size, d), mask=torch.zeros(data.num_videos, size)
+                    )
+                width = t.emb.shape[1]
+                kinds[b][k].emb[idx, :width] = t.emb.cpu()
+                kinds[b][k].mask[idx, :width] = t.mask.float().cpu()
     _encode_queries(model, queries, q, device, branches)
-    return EncodedSplit(q, V, mask)
+    return EncodedSplit(q, kinds, mask)
 
 
 def _encode_queries(model, loader, q: dict[str, torch.Tensor], device, branches) -> None:
@@ -54,9 +69,10 @@ def _encode_queries(model, loader, q: dict[str, torch.Tensor], device, branches)
 
 
 @torch.no_grad()
-def encode_queries(model, data: SplitData, device, batch_size: int = 256, branches=BRANCHES) -> dict[str, torch.Tensor]:
+def encode_queries(model, data: SplitData, device, batch_size: int = 256, branches=None) -> dict[str, torch.Tensor]:
     """Unit query embeddings of a split, q[b] (Nq, d), without touching its videos."""
     model.eval()
+    branches = tuple(branches or model.names)
     _, queries = eval_loaders(data, batch_size)
     q = {b: torch.zeros(data.num_queries, model.cfg.hidden) for b in branches}
     _encode_queries(model, queries, q, device, branches)
@@ -64,20 +80,24 @@ def encode_queries(model, data: SplitData, device, batch_size: int = 256, branch
 
 
 @torch.no_grad()
-def score_matrix(
-    enc: EncodedSplit, branches=BRANCHES, device="cpu", q_chunk: int = 2048, v_chunk: int = 256
-) -> np.ndarray:
-    """(Nq, Nv) mean over ``branches`` of max over valid frames of the cosine. Peak extra memory
+def score_matrix(enc: EncodedSplit, branches=None, device="cpu", q_chunk: int = 2048, v_chunk: int = 256) -> np.ndarray:
+    """(Nq, Nv) S (Eq. 13): mean over ``branches`` (default: all encoded) of each branch's fused
+    score (``core/score.py``; the max over valid frames for the frame encoder). Peak extra memory
     is one (q_chunk, v_chunk, L) block."""
+    branches = tuple(branches or enc.kinds)
     nq, nv = enc.q[branches[0]].shape[0], enc.mask.shape[0]
     out = np.zeros((nq, nv), dtype=np.float32)
-    valid = valid_frames(enc.mask).to(device)
     for b in branches:
-        Q, V = enc.q[b], enc.V[b]
+        Q, kinds = enc.q[b], enc.kinds[b]
+        weights = {k: t.weight for k, t in kinds.items()}
         for v0 in range(0, nv, v_chunk):
-            Vc, vc = V[v0 : v0 + v_chunk].to(device), valid[v0 : v0 + v_chunk]
+            chunk = {
+                k: (t.emb[v0 : v0 + v_chunk].to(device), t.mask[v0 : v0 + v_chunk].to(device)) for k, t in kinds.items()
+            }
             for q0 in range(0, nq, q_chunk):
-                s = video_similarity(cosines(Q[q0 : q0 + q_chunk].to(device), Vc), vc)[0]
+                Qc = Q[q0 : q0 + q_chunk].to(device)
+                per_kind = {k: kind_max(cosines(Qc, T), m, kinds[k].pad_length) for k, (T, m) in chunk.items()}
+                s = fused_score(per_kind, weights)
                 out[q0 : q0 + q_chunk, v0 : v0 + v_chunk] += s.cpu().numpy() / len(branches)
     return out
 
@@ -94,12 +114,12 @@ def split_relevance(data: SplitData) -> np.ndarray | None:
 
 
 def evaluate_split(
-    model, data: SplitData, device, batch_size: int = 256, branches=BRANCHES, num_workers: int = 0, relevant=None
+    model, data: SplitData, device, batch_size: int = 256, branches=None, num_workers: int = 0, relevant=None
 ) -> dict[str, float]:
     """R@1/5/10/100, SumR, MedR, MeanR of ``model`` on ``data`` with the given branches; with
     ``relevant`` (Nq, Nv) also mAP and any-relevant R@K over all truly relevant videos."""
     enc = encode_split(model, data, device, batch_size, num_workers, branches)
-    scores = score_matrix(enc, tuple(branches), device=device)
+    scores = score_matrix(enc, device=device)
     out = recall_metrics(paired_ranks(scores, data.query_video))
     if relevant is not None:
         out |= relevance_metrics(scores, relevant)

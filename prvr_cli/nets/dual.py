@@ -1,25 +1,51 @@
-"""``DualBranch``: two identical branches (theta, phi) initialised with different seeds,
-sharing no parameters. ``create_model`` builds it from a preset name or a ``Config``."""
+"""``DualBranch``: two branches (theta, phi) initialised with different seeds, sharing no
+parameters, each an encoder of the registry (``model.encoder``, phi's ``model.encoder_phi``); with
+``model.branches = 1`` theta alone (a single-model method). ``create_model`` builds it from a
+preset name or a ``Config``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from prvr_cli.config import Config, ModelConfig, load_preset
 from prvr_cli.core.branches import BRANCHES
-from prvr_cli.core.score import unit
-from prvr_cli.nets.encoders import Branch
+from prvr_cli.core.score import TokenSet, unit
+from prvr_cli.nets.encoders import make_branch
+
+
+def finest_kind(kinds) -> str:
+    """The kind ARL's text-frame level, the uncertainty statistics and moments read: the frames
+    when the encoder scores them, else its first kind (GMMFormer v1: the clips)."""
+    return "frames" if "frames" in kinds else next(iter(kinds))
 
 
 @dataclass
 class Embeddings:
-    """q (Nq, d) query embeddings and V (B, L, d) frame embeddings of one branch (not normalised)."""
+    """q (Nq, d) query embeddings and the video token kinds of one branch (not normalised):
+    ``kinds[k].emb`` (B, L_k, d). ``V`` is the finest kind's (B, L, d), ``V_mask`` its mask."""
 
     q: torch.Tensor | None
-    V: torch.Tensor | None
+    kinds: dict[str, TokenSet] | None = None
+
+    @property
+    def V(self) -> torch.Tensor | None:
+        return None if self.kinds is None else self.kinds[finest_kind(self.kinds)].emb
+
+    @property
+    def V_mask(self) -> torch.Tensor | None:
+        return None if self.kinds is None else self.kinds[finest_kind(self.kinds)].mask
+
+    def map(self, q_fn, kind_fn) -> Embeddings:
+        """The same embeddings with ``q_fn`` applied to q and each kind replaced by
+        ``kind_fn(name, TokenSet) -> TokenSet``."""
+        kinds = None if self.kinds is None else {k: kind_fn(k, t) for k, t in self.kinds.items()}
+        return Embeddings(None if self.q is None else q_fn(self.q), kinds)
+
+    def float(self) -> Embeddings:
+        return self.map(lambda q: q.float(), lambda k, t: replace(t, emb=t.emb.float()))
 
 
 class DualBranch(nn.Module):
@@ -27,10 +53,12 @@ class DualBranch(nn.Module):
         super().__init__()
         self.cfg = cfg
         branches = {}
-        for name, seed in zip(BRANCHES, cfg.seeds):
+        self.names = BRANCHES[: cfg.branches]
+        self.encoders = dict(zip(BRANCHES, (cfg.encoder, cfg.encoder_phi or cfg.encoder)))
+        for name, seed in zip(self.names, cfg.seeds):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                branches[name] = Branch(cfg)
+                branches[name] = make_branch(self.encoders[name], cfg)
         self.branches = nn.ModuleDict(branches)
 
     def encode_text(self, tokens, mask, branch: str, normalize: bool = False) -> torch.Tensor:
@@ -38,19 +66,27 @@ class DualBranch(nn.Module):
         q = self.branches[branch].text(tokens, mask)
         return unit(q) if normalize else q
 
+    def encode_tokens(self, frames, mask, branch: str, normalize: bool = False) -> dict[str, TokenSet]:
+        """(B, L, D_v), mask (B, L) -> one branch's token kinds; with ``normalize`` unit float32
+        tokens, and invalid ones (mask 0) exactly zero."""
+        kinds = self.branches[branch].video_tokens(frames, mask)
+        if not normalize:
+            return kinds
+        return {k: replace(t, emb=unit(t.emb) * t.mask[..., None].to(torch.float32)) for k, t in kinds.items()}
+
     def encode_video(self, frames, mask, branch: str, normalize: bool = False) -> torch.Tensor:
-        """(B, L, D_v) -> (B, L, d) for one branch; with ``normalize`` unit float32 frames, and
-        padded frames (mask 0) exactly zero."""
-        V = self.branches[branch].video(frames, mask)
-        return unit(V) * mask[..., None] if normalize else V
+        """(B, L, D_v) -> (B, L, d) the finest kind of one branch (the frames of the frame
+        encoder); with ``normalize`` unit float32 tokens, and padded ones exactly zero."""
+        kinds = self.encode_tokens(frames, mask, branch, normalize)
+        return kinds[finest_kind(kinds)].emb
 
     def forward(self, text=None, text_mask=None, video=None, video_mask=None) -> dict[str, Embeddings]:
-        """Embeddings of both branches: {"theta": Embeddings, "phi": Embeddings}."""
+        """Embeddings of every branch: {"theta": Embeddings, "phi": Embeddings}."""
         out = {}
-        for name in BRANCHES:
+        for name in self.names:
             q = self.encode_text(text, text_mask, name) if text is not None else None
-            V = self.encode_video(video, video_mask, name) if video is not None else None
-            out[name] = Embeddings(q, V)
+            kinds = self.encode_tokens(video, video_mask, name) if video is not None else None
+            out[name] = Embeddings(q, kinds)
         return out
 
 
@@ -63,6 +99,6 @@ def create_model(preset: str | Config = "tiny", **overrides) -> DualBranch:
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
-    counts = {name: sum(p.numel() for p in model.branches[name].parameters()) for name in BRANCHES}
+    counts = {name: sum(p.numel() for p in model.branches[name].parameters()) for name in model.names}
     counts["total"] = sum(counts.values())
     return counts

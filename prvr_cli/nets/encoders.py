@@ -1,7 +1,14 @@
-"""Text and video encoders of one branch (the MS-SL / GMMFormer single-scale design).
+"""The encoders of one branch, by name (``model.encoder``): a new encoder is one class and one
+registry line. Each maps query tokens to q (Nq, d) and a video's frames to the token kinds its
+score reads ({kind: TokenSet}, ``core/score.py``).
 
-features -> LayerNorm, dropout, Linear, ReLU -> + learned positions (LayerNorm, dropout)
--> one Transformer layer -> (video) frame embeddings V, or (text) attention pooling -> q.
+- ``frame`` (the ARL paper's, the MS-SL single-scale design): features -> LayerNorm, dropout,
+  Linear, ReLU -> + learned positions (LayerNorm, dropout) -> one Transformer layer -> frame
+  embeddings V, or (text) attention pooling -> q. Kinds: frames (weight 1).
+- ``gmm`` (GMMFormer): 32 clip tokens (averaged runs of frames) through two Gaussian blocks, and
+  the frames through two more, attention-pooled to one video vector. Kinds: clips (0.7), video (0.3).
+- ``gmm2`` (GMMFormer v2): one mixed Gaussian block per scale over 32 clips and the frames
+  padded to max_ctx_l. Kinds: clips (0.7), frames (0.3).
 """
 
 from __future__ import annotations
@@ -10,7 +17,9 @@ import torch
 from torch import nn
 
 from prvr_cli.config import ModelConfig
-from prvr_cli.core.score import valid_frames
+from prvr_cli.core.score import TokenSet, valid_frames
+from prvr_cli.errors import PrvrError
+from prvr_cli.nets.gmm import AttentionV1, AttentionV2, GaussianBlock, MixedGaussianBlock, clip_average
 
 
 class InputProjection(nn.Module):
@@ -145,11 +154,118 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-class Branch(nn.Module):
-    """One of the two identical encoders (theta or phi)."""
+class FrameBranch(nn.Module):
+    """``frame``: one of the ARL paper's two identical encoders (theta or phi)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.text = TextEncoder(cfg)
         self.video = VideoEncoder(cfg)
         self.apply(init_weights)
+
+    def video_tokens(self, frames: torch.Tensor, mask: torch.Tensor) -> dict[str, TokenSet]:
+        """frames (B, L, D_v), mask (B, L) -> {"frames": (B, L, d)}."""
+        return {"frames": TokenSet(self.video(frames, mask), mask)}
+
+
+class GMMTextEncoder(nn.Module):
+    """GMMFormer's query side: projection, positions, one attention layer (v1: no feed-forward;
+    v2: a full layer), attention pooling. (Nq, T, D_q), mask (Nq, T) -> (Nq, d)."""
+
+    def __init__(self, cfg: ModelConfig, layer: nn.Module):
+        super().__init__()
+        self.proj = InputProjection(cfg.text_dim, cfg.hidden, cfg.input_dropout)
+        self.pos = LearnedPositions(cfg.max_desc_l, cfg.hidden, cfg.input_dropout)
+        self.layer = layer
+        self.pool = AttentionPooling(cfg.hidden)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.layer(self.pos(self.proj(tokens)), mask), mask)
+
+
+def _lengths(mask: torch.Tensor) -> torch.Tensor:
+    return valid_frames(mask).sum(-1).clamp(min=1)
+
+
+class GMMBranch(nn.Module):
+    """``gmm``: GMMFormer (v1). Clip scale: K averaged clips -> projection, positions, two
+    Gaussian blocks -> (B, K, d). Video scale: frames -> projection, positions, two Gaussian
+    blocks (padding masked) -> attention pooling -> (B, 1, d)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d, h, p = cfg.hidden, cfg.heads, cfg.dropout
+        self.cfg = cfg
+        self.text = GMMTextEncoder(cfg, AttentionV1(d, h, p))
+        self.clip_proj = InputProjection(cfg.visual_dim, d, cfg.input_dropout)
+        self.clip_pos = LearnedPositions(max(cfg.max_ctx_l, cfg.clips), d, cfg.input_dropout)
+        self.clip_blocks = nn.ModuleList([GaussianBlock(d, h, p), GaussianBlock(d, h, p)])
+        self.frame_proj = InputProjection(cfg.visual_dim, d, cfg.input_dropout)
+        self.frame_pos = LearnedPositions(cfg.max_ctx_l, d, cfg.input_dropout)
+        self.frame_blocks = nn.ModuleList([GaussianBlock(d, h, p), GaussianBlock(d, h, p)])
+        self.frame_pool = AttentionPooling(d)
+        self.apply(init_weights)
+
+    def video_tokens(self, frames: torch.Tensor, mask: torch.Tensor) -> dict[str, TokenSet]:
+        """frames (B, L, D_v), mask (B, L) -> {"clips": (B, K, d), "video": (B, 1, d)}."""
+        c = self.clip_pos(self.clip_proj(clip_average(frames, _lengths(mask), self.cfg.clips)))
+        for block in self.clip_blocks:
+            c = block(c)
+        f = self.frame_pos(self.frame_proj(frames))
+        for block in self.frame_blocks:
+            f = block(f, mask)
+        v = self.frame_pool(f, mask)[:, None]
+        ones = mask.new_ones(mask.shape[0], 1)
+        w = self.cfg.clip_weight
+        return {"clips": TokenSet(c, mask.new_ones(c.shape[:2]), w), "video": TokenSet(v, ones, 1 - w)}
+
+
+class GMM2Branch(nn.Module):
+    """``gmm2``: GMMFormer v2. Clip scale: K averaged clips -> projection, positions, one mixed
+    Gaussian block over K positions. Frame scale: frames zero-padded to max_ctx_l -> projection,
+    positions, one mixed block over max_ctx_l positions (padding masked); the two blocks share
+    the learned mixing token (N(0, 1), as the official code, which re-initialises modules only)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d, h, p, t = cfg.hidden, cfg.heads, cfg.dropout, cfg.mix_temperature
+        self.cfg = cfg
+        self.text = GMMTextEncoder(cfg, AttentionV2(d, h, p))
+        self.clip_proj = InputProjection(cfg.visual_dim, d, cfg.input_dropout)
+        self.clip_pos = LearnedPositions(max(cfg.max_ctx_l, cfg.clips), d, cfg.input_dropout)
+        self.clip_block = MixedGaussianBlock(d, h, p, cfg.clips, t)
+        self.frame_proj = InputProjection(cfg.visual_dim, d, cfg.input_dropout)
+        self.frame_pos = LearnedPositions(cfg.max_ctx_l, d, cfg.input_dropout)
+        self.frame_block = MixedGaussianBlock(d, h, p, cfg.max_ctx_l, t)
+        self.apply(init_weights)
+        self.mix_token = nn.Parameter(torch.randn(1, 1, d))
+
+    def video_tokens(self, frames: torch.Tensor, mask: torch.Tensor) -> dict[str, TokenSet]:
+        """frames (B, L, D_v), mask (B, L), L <= max_ctx_l -> {"clips": (B, K, d), "frames": (B, L, d)}."""
+        B, L, _ = frames.shape
+        n = self.cfg.max_ctx_l
+        if L > n:
+            raise PrvrError(f"gmm2 encodes at most model.max_ctx_l={n} frames, got {L}")
+        c = self.clip_block(
+            self.clip_pos(self.clip_proj(clip_average(frames, _lengths(mask), self.cfg.clips))), None, self.mix_token
+        )
+        padded = nn.functional.pad(frames, (0, 0, 0, n - L))
+        full_mask = nn.functional.pad(mask, (0, n - L))
+        f = self.frame_block(self.frame_pos(self.frame_proj(padded)), full_mask, self.mix_token)[:, :L]
+        f = f * mask[..., None].to(f.dtype)  # padded frames are zero vectors, as the official code
+        w = self.cfg.clip_weight
+        pad = n if self.cfg.frame_padding == "zero" else None
+        return {"clips": TokenSet(c, mask.new_ones(B, self.cfg.clips), w), "frames": TokenSet(f, mask, 1 - w, pad)}
+
+
+ENCODERS: dict[str, type[nn.Module]] = {"frame": FrameBranch, "gmm": GMMBranch, "gmm2": GMM2Branch}
+
+
+def make_branch(name: str, cfg: ModelConfig) -> nn.Module:
+    """A branch by registry name; an unknown name is a one-line error listing the known ones."""
+    if name not in ENCODERS:
+        raise PrvrError(f"model.encoder: unknown encoder {name!r} (known: {', '.join(ENCODERS)})")
+    return ENCODERS[name](cfg)
+
+
+Branch = FrameBranch  # the name earlier code and tests use

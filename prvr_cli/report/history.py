@@ -72,7 +72,7 @@ class RunHistory:
         if self.has("val/SumR"):
             score = self.column("val/SumR")
         else:
-            score = -sum(self.column(f"{b}/loss") for b in BRANCHES)
+            score = -sum(self.column(f"{b}/loss") for b in BRANCHES if self.has(f"{b}/loss"))
         if np.isnan(score).all():
             return None
         return int(self.epochs[int(np.nanargmax(score))])

@@ -7,14 +7,13 @@ from collections import defaultdict
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from prvr_cli.arl.objective import arl_loss
 from prvr_cli.arl.uncertainty import EpochStats, StatsAccumulator
 from prvr_cli.config import Config
 from prvr_cli.data.loaders import TrainVideos, collate_train, share, train_loader
 from prvr_cli.data.splits import SplitData
 from prvr_cli.device import autocast
 from prvr_cli.errors import PrvrError
-from prvr_cli.nets.dual import BRANCHES
+from prvr_cli.methods import objective
 from prvr_cli.train.diagnostics import AmbiguityMeter
 from prvr_cli.train.distributed import (
     World,
@@ -53,15 +52,15 @@ def uncertainty_pass(model, data: SplitData, cfg: Config, device, world: World |
         collate_fn=collate_train,
         num_workers=cfg.data.num_workers,
     )
-    acc = {b: StatsAccumulator(cfg.model.hidden, device) for b in BRANCHES}
+    acc = {b: StatsAccumulator(cfg.model.hidden, device) for b in model.names}
     for batch in loader:
         batch = _to(batch, device)
         with autocast(device, cfg.train.amp):
             emb = model(batch["text"], batch["text_mask"], batch["video"], batch["video_mask"])
-        for b in BRANCHES:
-            acc[b].add(emb[b].q, emb[b].V, batch["video_mask"], batch["text_labels"])
+        for b in model.names:
+            acc[b].add(emb[b].q, emb[b].V, emb[b].V_mask, batch["text_labels"])
     all_reduce_stats(acc, world)
-    return {b: acc[b].stats(cfg.loss.tau_u_over) for b in BRANCHES}
+    return {b: acc[b].stats(cfg.loss.tau_u_over) for b in model.names}
 
 
 def train_epoch(
@@ -91,6 +90,7 @@ def train_epoch(
     if world.size > 1:
         torch.manual_seed(process_seed(cfg.train.seed, epoch, world.rank))
     model.train()
+    method = objective(cfg)
     sums: dict[str, float] = defaultdict(float)
     steps = 0
     batches = train_loader(
@@ -102,10 +102,9 @@ def train_epoch(
             share_emb = model(
                 share_batch["text"], share_batch["text_mask"], share_batch["video"], share_batch["video_mask"]
             )
-        for b in share_emb.values():
-            b.q, b.V = b.q.float(), b.V.float()
+        share_emb = {name: e.float() for name, e in share_emb.items()}
         emb, batch = gather_batch(share_emb, share_batch, world) if world.size > 1 else (share_emb, share_batch)
-        loss, terms, used = arl_loss(emb, batch["video_mask"], batch["text_labels"], stats, cfg.loss)
+        loss, terms, used = method(emb, batch["video_mask"], batch["text_labels"], stats, cfg, epoch)
         if not torch.isfinite(loss):
             bad = ", ".join(k for k, v in terms.items() if not torch.isfinite(v)) or "loss"
             raise NonFiniteTraining(
@@ -115,7 +114,8 @@ def train_epoch(
         ghost = bool(share_batch.get("ghost", False))
         scaler.scale(local_objective(loss, share_emb, ghost, world)).backward()
         scaler.unscale_(optimizer)
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else float("inf")  # inf: measure only
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
         # with AMP an overflowing step is the scaler's to skip; in full precision it is a divergence
         if not scaler.is_enabled() and not torch.isfinite(norm):
             raise NonFiniteTraining(f"epoch {epoch + 1}, step {steps + 1}: the gradient norm became {float(norm)}")
@@ -123,9 +123,8 @@ def train_epoch(
         scaler.update()
         scheduler.step()
         if online is not None and not ghost:
-            for name in BRANCHES:
-                q, V = share_emb[name].q.detach(), share_emb[name].V.detach()
-                online[name].add(q, V, share_batch["video_mask"], share_batch["text_labels"])
+            for name, e in share_emb.items():
+                online[name].add(e.q.detach(), e.V.detach(), e.V_mask, share_batch["text_labels"])
         if meter is not None:
             meter.add(used, batch)
         for k, v in terms.items():

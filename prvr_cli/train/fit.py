@@ -19,8 +19,9 @@ from prvr_cli.data.truth import GroundTruth
 from prvr_cli.errors import PrvrError, ReportedByRankZero
 from prvr_cli.evaluation.moments import bank_from_split, bank_tensors
 from prvr_cli.evaluation.scoring import evaluate_split, split_relevance
+from prvr_cli.methods import check_method
 from prvr_cli.nets.checkpoint import model_from_checkpoint, nonfinite_weights, save_checkpoint
-from prvr_cli.nets.dual import BRANCHES, count_parameters
+from prvr_cli.nets.dual import count_parameters
 from prvr_cli.train.dataset import dataset_identity, load_training_data
 from prvr_cli.train.diagnostics import AmbiguityMeter, AmbiguityTruth
 from prvr_cli.train.distributed import World, broadcast, current_world, on_main, wrap
@@ -52,6 +53,7 @@ def fit(
     world = current_world()
     log = (log or (lambda msg: None)) if world.main else (lambda msg: None)
     out_dir = Path(out_dir)
+    check_method(cfg)
     if cfg.data.batch_size < world.size:
         raise PrvrError(
             f"data.batch_size {cfg.data.batch_size} is smaller than the {world.size} processes: each process "
@@ -139,7 +141,7 @@ def _train_one_epoch(
     epoch, t0 = state.epoch, time.perf_counter()
     stats, unc_seconds = _epoch_stats(state, cfg, train, device, world)
     online = (
-        {b: StatsAccumulator(cfg.model.hidden, device) for b in BRANCHES}
+        {b: StatsAccumulator(cfg.model.hidden, device) for b in state.model.names}
         if cfg.loss.uncertainty == "online" and cfg.loss.arl_on
         else None
     )
@@ -169,7 +171,7 @@ def _train_one_epoch(
         raise _diverged(out_dir, f"epoch {epoch + 1} left NaN or Inf in {bad_weights[0]}", epoch, world)
     progress.remove_task(task)
     if online is not None:
-        state.online = {b: online[b].stats(cfg.loss.tau_u_over) for b in BRANCHES}
+        state.online = {b: online[b].stats(cfg.loss.tau_u_over) for b in online}
     record = {
         "epoch": epoch + 1,
         "warmup": stats is None,
@@ -185,8 +187,8 @@ def _train_one_epoch(
 def _thresholds(stats: dict[str, EpochStats] | None) -> dict:
     if stats is None:
         return {}
-    return {f"{b}/tau_s": round(stats[b].tau_s, 5) for b in BRANCHES} | {
-        f"{b}/tau_u": round(stats[b].tau_u, 5) for b in BRANCHES
+    return {f"{b}/tau_s": round(stats[b].tau_s, 5) for b in stats} | {
+        f"{b}/tau_u": round(stats[b].tau_u, 5) for b in stats
     }
 
 
@@ -204,7 +206,7 @@ def _checkpoint(
     Without a val split the score is minus the training loss. ``write=False`` (ranks > 0) keeps
     the bookkeeping and writes nothing."""
     epoch = state.epoch
-    score = val.get("SumR", -float(record["theta/loss"] + record["phi/loss"]))
+    score = val.get("SumR", -float(_total_loss(record)))
     payload = {"preset": meta["preset"], "config": meta["config"], "model": state.model.state_dict()}
     payload |= {"dataset": meta["dataset"], "param_counts": meta["param_counts"], "epoch": epoch}
     payload["world_size"] = meta["world_size"]
@@ -278,7 +280,7 @@ def _epoch_line(r: dict) -> str:
     parts = [
         f"epoch {r['epoch']}",
         "warmup" if r["warmup"] else "arl",
-        f"loss {r['theta/loss'] + r['phi/loss']:.4f}",
+        f"loss {_total_loss(r):.4f}",
         f"{r['epoch_seconds']:.1f}s",
     ]
     if "val/SumR" in r:
@@ -288,3 +290,8 @@ def _epoch_line(r: dict) -> str:
     if r.get("amb_tv_precision") is not None:
         parts.append(f"prec {r['amb_tv_precision']:.2f}")
     return "  ".join(parts)
+
+
+def _total_loss(record: dict) -> float:
+    """The epoch's loss summed over the branches that trained (one or two)."""
+    return sum(v for k, v in record.items() if k.endswith("/loss"))

@@ -26,7 +26,10 @@ class TrainRequest:
 
     data_root: Path | None = None  # folder with <collection>/ in the MS-SL layout; required unless dry_run
     dataset: str | None = None  # dataset preset (tvr, activitynet, ...): collection, features, settings
-    preset: str | None = None  # model zoo preset; default: dataset, else tvr (tiny for a dry run)
+    # model zoo preset; default: <method>_<dataset> for a method with presets of its own, else dataset,
+    # else tvr (tiny for a dry run)
+    preset: str | None = None
+    method: str | None = None  # arl | gmmformer (loss.method); default: the preset's
     collection: str | None = None  # default: the preset's
     visual_feature: str | None = None  # default: the preset's, or the only one when collection is given
     text_feature: str | None = None  # likewise
@@ -73,18 +76,26 @@ def _synthetic_data(root: Path) -> Path:
 
 
 def _preset_name(request: TrainRequest) -> str:
-    return request.preset or request.dataset or "tvr"
+    if request.preset:
+        return request.preset
+    if request.method and request.method != "arl":  # a method of its own has presets of its own
+        return f"tiny_{request.method}" if request.dry_run else f"{request.method}_{request.dataset or 'tvr'}"
+    return ("tiny" if request.dry_run else None) or request.dataset or "tvr"
+
+
+def _overrides(request: TrainRequest) -> list[str]:
+    return ([f"loss.method={request.method}"] if request.method else []) + list(request.overrides)
 
 
 def _settings(request: TrainRequest, out: Path) -> Config:
     """The dry run's tiny settings, the run's own when resuming one, else the preset's."""
     if request.dry_run:
-        cfg = load_preset(request.preset or "tiny", request.overrides)
+        cfg = load_preset(_preset_name(request), _overrides(request))
         cfg.train.epochs, cfg.loss.warmup_epochs = request.epochs or 1, 0
         return cfg
     if request.resume and (out / "last.pt").is_file():  # fit refuses any change but --epochs
-        return resumed_config(out, request.preset or request.dataset, request.overrides, request.epochs)
-    cfg = load_preset(_preset_name(request), request.overrides)
+        return resumed_config(out, request.preset or request.dataset, _overrides(request), request.epochs)
+    cfg = load_preset(_preset_name(request), _overrides(request))
     if request.epochs:
         cfg.train.epochs = request.epochs
     return cfg
