@@ -177,6 +177,8 @@ def test_registry_single_branch_and_heterogeneous_branches():
 
 
 def test_methods_refuse_what_cannot_compose():
+    with pytest.raises(PrvrError, match="unknown method 'nope' \\(known: arl, gmmformer\\)"):
+        check_method(tiny("loss.method=nope"))
     with pytest.raises(PrvrError, match="--method gmmformer trains GMMFormer"):
         check_method(tiny("loss.method=gmmformer"))
     with pytest.raises(PrvrError, match="heterogeneous ARL"):
@@ -299,3 +301,32 @@ def test_embeddings_map_and_finest_kind():
     e = Embeddings(torch.ones(2, 3, dtype=torch.float64), kinds)
     assert e.V is kinds["clips"].emb  # no frames: the clips are the finest tokens
     assert e.float().q.dtype == torch.float32
+
+
+# ---- end to end --------------------------------------------------------------------------------
+
+
+def test_train_run_with_method_gmmformer_evaluates_its_one_branch(tmp_path):
+    from prvr_cli.evaluation.evaluate import evaluate_run
+    from prvr_cli.train.run import TrainRequest, train_run
+
+    out = tmp_path / "run"
+    summary = train_run(TrainRequest(dry_run=True, method="gmmformer", out=out), torch.device("cpu"), False)
+    assert summary["params"]["theta"] > 0 and "phi" not in summary["params"]
+    config = __import__("json").loads((out / "config.json").read_text())
+    assert config["name"] == "tiny_gmmformer" and config["loss"]["method"] == "gmmformer"
+    with pytest.raises(PrvrError, match="--branch must be theta or both"):
+        evaluate_run(out, "test", "phi")
+    with pytest.raises(PrvrError, match="unknown method 'nope'"):
+        train_run(TrainRequest(dry_run=True, method="nope"), torch.device("cpu"), False)
+
+
+def test_arl_on_gmm2_detects_and_trains(tiny_data, tmp_path):
+    from prvr_cli.train.fit import fit
+
+    cfg = tiny("model.encoder=gmm2", "model.clips=8")
+    cfg.train.epochs = 2
+    fit(cfg, tiny_data.root, tmp_path / "run", torch.device("cpu"), show_progress=False)
+    lines = [__import__("json").loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    last = lines[-1]
+    assert not last["warmup"] and last["amb_tv_size"] is not None and "theta/frame_trip_n" in last

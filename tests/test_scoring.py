@@ -113,7 +113,9 @@ def test_fused_encoders_score_identically_in_training_evaluation_and_index(tiny_
     model, cfg, _ = model_from_checkpoint(tmp_path / "run" / "best.pt")
     data = load_split(tiny_data, "test", max_ctx_l=cfg.data.max_ctx_l)
     counts = [min(n, cfg.data.max_ctx_l) for n in data.frame_counts()]
-    assert "max_ctx_l" not in overrides[-1] or min(counts) < cfg.data.max_ctx_l == max(counts)  # both cases of the floor
+    assert "max_ctx_l" not in overrides[-1] or min(counts) < cfg.data.max_ctx_l == max(
+        counts
+    )  # both cases of the floor
     evaluation = score_matrix(encode_split(model, data, CPU), q_chunk=7, v_chunk=3)
 
     video, video_mask = pad_sequences([data.video(j) for j in range(data.num_videos)])

@@ -9,6 +9,7 @@ Frames stream to disk batch by batch (``StoreWriter``), so memory stays bounded 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -351,6 +352,8 @@ def build_index(
     videos_total = len(todo) + (store.num_videos if store else 0)
     rows = frames + (videos_total * clips * len(model.names) // len(tables) if clips else 0)  # mean rows a table
     plan = choose_plan(store, rows, dim, len(tables), budget, factory)
+    if clips and plan.factory:  # FAISS frame indexes rank single rows, not a weighted sum of kinds
+        plan = dataclasses.replace(plan, factory=None, why=f"{plan.why}; no FAISS index: the score sums token kinds")
     meta = _index_meta(ckpt_path, sha, ckpt, cfg, layout, feature, plan, has_times=bool(all_times), store=store)
     if clips:
         meta |= {"tables": tables, "clips": clips}

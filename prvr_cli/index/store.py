@@ -177,13 +177,22 @@ class FrameStore:
         specs = self.specs
         if uniform_frames(specs):
             return branch_mean(per_table)
-        counts = np.diff(self.offsets) if videos is None else np.diff(self.offsets)[np.asarray(videos)]
         total = 0
         for t, x in per_table.items():
             pad = specs[t]["pad_length"]
-            c = counts if getattr(x, "ndim", 1) == 1 else counts[:, None]
-            total = total + specs[t]["weight"] * zero_floor(x, c if not hasattr(x, "device") else _tensor(c), pad)
+            if pad is not None:
+                counts = self.frame_counts if videos is None else self.frame_counts[np.asarray(videos)]
+                counts = counts if getattr(x, "ndim", 1) == 1 else counts[:, None]
+                x = zero_floor(x, _tensor(counts) if hasattr(x, "device") else counts, pad)
+            total = total + specs[t]["weight"] * x
         return total
+
+    @property
+    def frame_counts(self) -> np.ndarray:
+        """(Nv,) frames of each video."""
+        if getattr(self, "_frame_counts", None) is None:
+            self._frame_counts = np.diff(self.offsets)
+        return self._frame_counts
 
     @classmethod
     def load(cls, root: str | Path) -> FrameStore:

@@ -32,6 +32,8 @@ def objective(cfg: Config):
 
 def check_method(cfg: Config) -> None:
     """Refuse, in one line, a method and model that cannot go together."""
+    if cfg.loss.method not in METHODS:
+        raise PrvrError(f"--method {cfg.loss.method!r}: unknown method (known: {', '.join(METHODS)})")
     m = cfg.model
     encoders = {m.encoder, m.encoder_phi or m.encoder}
     if cfg.loss.method == "gmmformer" and not encoders <= {"gmm", "gmm2"}:

@@ -94,9 +94,11 @@ def build_report(
     add("detection", "Ambiguity detection", detection_figure(h))
 
     notes, reason = [], None
-    if not h.arl_on:
+    if h.method == "arl" and not h.arl_on:
         notes.append("ARL is switched off in this run (the baseline): every epoch trained with the standard losses.")
     try:
+        if h.method != "arl":
+            raise Fig4Skipped(f"the run trained with the {h.method} method, which detects no ambiguous pairs")
         fig4 = last_epoch_pairs(h, data_root, device, max_queries, seed, log)
     except Fig4Skipped as err:
         fig4, reason = None, str(err)

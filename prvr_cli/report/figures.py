@@ -46,11 +46,11 @@ def loss_figure(h: RunHistory):
     """(a) Every logged loss term per epoch, one panel per branch, log scale. Terms that stay 0
     (``*_trip_a`` when ambiguous items are ignored) cannot sit on a log axis and are listed."""
     fig = new_figure(12.5, 4.2)
-    axes = fig.subplots(1, len(BRANCHES), sharey=True, squeeze=False)[0]
-    terms = list(dict.fromkeys(t for b in BRANCHES for t in h.loss_terms(b)))
+    axes = fig.subplots(1, len(h.branches), sharey=True, squeeze=False)[0]
+    terms = list(dict.fromkeys(t for b in h.branches for t in h.loss_terms(b)))
     colours = _colours(len(terms))
     always_zero = set(terms)
-    for ax, b in zip(axes, BRANCHES):
+    for ax, b in zip(axes, h.branches):
         _shade_warmup(ax, h)
         for t, colour in zip(terms, colours):
             y = h.column(f"{b}/{t}")

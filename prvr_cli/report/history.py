@@ -36,10 +36,21 @@ class RunHistory:
         return str(self.config.get("name", "unknown"))
 
     @property
+    def method(self) -> str:
+        """The run's objective (``loss.method``; runs from before methods trained ARL)."""
+        return str(self.config.get("loss", {}).get("method", "arl"))
+
+    @property
+    def branches(self) -> tuple[str, ...]:
+        """The branches whose losses the run logged (theta and phi, or theta alone)."""
+        return tuple(b for b in BRANCHES if self.has(f"{b}/loss")) or BRANCHES
+
+    @property
     def arl_on(self) -> bool:
-        """Whether the run's settings detect ambiguity at all (False: the baseline, row (a))."""
+        """Whether the run's settings detect ambiguity at all (False: the baseline, row (a), or
+        another method)."""
         loss = self.config.get("loss", {})
-        return bool(loss.get("tv_ambiguity", True) or loss.get("tf_ambiguity", True))
+        return self.method == "arl" and bool(loss.get("tv_ambiguity", True) or loss.get("tf_ambiguity", True))
 
     @property
     def warmup(self) -> np.ndarray:
@@ -72,7 +83,7 @@ class RunHistory:
         if self.has("val/SumR"):
             score = self.column("val/SumR")
         else:
-            score = -sum(self.column(f"{b}/loss") for b in BRANCHES if self.has(f"{b}/loss"))
+            score = -sum(self.column(f"{b}/loss") for b in self.branches)
         if np.isnan(score).all():
             return None
         return int(self.epochs[int(np.nanargmax(score))])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from prvr_cli.config import Config, load_preset
 from prvr_cli.errors import PrvrError
+from prvr_cli.methods import METHODS
 from prvr_cli.train.distributed import on_main, session
 from prvr_cli.train.fit import fit
 from prvr_cli.train.resume import resumed_config
@@ -76,6 +77,8 @@ def _synthetic_data(root: Path) -> Path:
 
 
 def _preset_name(request: TrainRequest) -> str:
+    if request.method and request.method not in METHODS:
+        raise PrvrError(f"--method {request.method!r}: unknown method (known: {', '.join(METHODS)})")
     if request.preset:
         return request.preset
     if request.method and request.method != "arl":  # a method of its own has presets of its own
