@@ -330,3 +330,10 @@ def test_arl_on_gmm2_detects_and_trains(tiny_data, tmp_path):
     lines = [__import__("json").loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     last = lines[-1]
     assert not last["warmup"] and last["amb_tv_size"] is not None and "theta/frame_trip_n" in last
+    # eval --moments: each query's best frame lies inside its best clip's frames
+    from prvr_cli.evaluation.moments import moment_predictions, prepare_moments
+
+    ms, rule = prepare_moments(tmp_path / "run", "test")
+    assert ms.items and all(it.window is not None for it in ms.items)
+    preds = moment_predictions(ms.items, rule)
+    assert all(it.window[0] <= b < it.window[1] for it, b in zip(ms.items, preds["best"]))

@@ -35,6 +35,7 @@ from prvr_cli.evaluation.moments import (
     temporal_iou,
 )
 from prvr_cli.index.search import describe
+from prvr_cli.index.store import table_specs
 
 FIXTURE = Path(__file__).parent / "data" / "tvr_eval_fixture.json"
 
@@ -258,10 +259,14 @@ def _store(frames: np.ndarray):
     """A one-video frame store (the attributes ``describe`` reads), frames (L, d) for both branches."""
     n = len(frames)
     times = np.stack([np.arange(n) * 1.5, (np.arange(n) + 1) * 1.5], axis=1).astype(np.float32)
+    offsets = np.array([0, n])
     return SimpleNamespace(
-        offsets=np.array([0, n]),
+        offsets=offsets,
         frames={"theta": frames, "phi": frames},
         branches=("theta", "phi"),
+        specs=table_specs({"branches": ["theta", "phi"]}),
+        rows=lambda table: offsets,
+        meta={},
         times=times,
         video_ids=["v"],
     )

@@ -124,9 +124,9 @@ def test_a_nan_checkpoint_is_refused_not_scored_perfect(clean, tmp_path):
 
 
 def test_training_stops_on_a_nonfinite_loss_and_keeps_the_last_good_checkpoint(clean, tmp_path, monkeypatch):
-    from prvr_cli.train import epoch as epoch_module
+    from prvr_cli.methods import METHODS
 
-    real = epoch_module.arl_loss
+    real = METHODS["arl"]
     calls = {"n": 0}
     cfg = load_preset("tiny")
     cfg.train.epochs = 3
@@ -140,7 +140,7 @@ def test_training_stops_on_a_nonfinite_loss_and_keeps_the_last_good_checkpoint(c
             loss = loss * float("nan")
         return loss, terms, used
 
-    monkeypatch.setattr(epoch_module, "arl_loss", diverging)
+    monkeypatch.setitem(METHODS, "arl", diverging)
     with pytest.raises(PrvrError, match=r"epoch 2, step 1: the loss became nan.*last good checkpoint \(epoch 1\)"):
         fit(cfg, clean, tmp_path / "run", CPU, show_progress=False)
     last = load_checkpoint(tmp_path / "run" / "last.pt")
