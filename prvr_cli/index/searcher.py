@@ -111,6 +111,10 @@ class Searcher:
         if cap_id not in self._queries:
             return None, f"{self._queries.path}: no stored query {cap_id!r}"
         tokens = self._queries.get(cap_id)
+        want = self.store.meta["dataset"].get("text_dim")
+        if tokens.ndim != 2 or (want is not None and tokens.shape[1] != want):
+            shape = tuple(tokens.shape)
+            return None, f"{self._queries.path}: query {cap_id!r} has token features {shape}, not (T, {want})"
         if not np.isfinite(tokens).all():
             return None, f"{self._queries.path}: query {cap_id!r} holds NaN or Inf token features"
         return tokens, None
