@@ -13,6 +13,7 @@ import json
 import math
 import os
 import signal
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,8 @@ def fault(point: str) -> None:
     """Fault injection for the crash and full-disk tests; a no-op unless ``PRVR_FAULT`` is set.
     ``PRVR_FAULT="ACTION@PATTERN[#N]"`` (comma-separated for several): at the N-th (default first)
     point whose name matches the glob PATTERN, ``kill`` ends the process as ``kill -9`` would
-    (no clean-up runs) and ``enospc`` raises the OSError a full disk gives a write. Points:
+    (no clean-up runs), ``enospc`` raises the OSError a full disk gives a write, and ``stall`` waits
+(up to two minutes) for the file ``PRVR_FAULT_RELEASE`` to appear. Points:
     ``write:NAME`` before an atomic write's rename, ``commit:STEP`` at each file boundary of an
     index commit, ``faiss:NAME``, ``checkpoint:NAME``."""
     spec = os.environ.get(FAULT_ENV)
@@ -45,6 +47,12 @@ def fault(point: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         if action == "enospc":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as write() raises it: no file name
+        if action == "stall":  # hold the job here until the file named by PRVR_FAULT_RELEASE exists
+            release = Path(os.environ.get("PRVR_FAULT_RELEASE", os.devnull + ".absent"))
+            for _ in range(6000):
+                if release.exists():
+                    break
+                time.sleep(0.02)
 
 
 def write_failed(path, err: BaseException, kept: str = "the previous version, if any, is kept") -> PrvrError:

@@ -33,6 +33,7 @@ from prvr_cli.data.layout import SPLITS, Layout
 from prvr_cli.errors import PrvrError
 from prvr_cli.features.captions import assign_split, read_caption_jsonl
 from prvr_cli.features.decode import DecodeError, decode_video, list_videos
+from prvr_cli.lock import folder_lock
 
 
 @dataclass(kw_only=True)
@@ -205,11 +206,18 @@ def run_extract(spec: ExtractSpec, device, progress=None, log=None) -> dict:
     """Extract the visual features of this shard's videos; finalize when unsharded.
 
     Returns the summary: counts, failures, and ``re_extracted`` {reason: [video ids]} for the
-    videos whose earlier work was made with other settings or from another file."""
-    log = log or (lambda msg: None)
+    videos whose earlier work was made with other settings or from another file. One job per
+    shard of a dataset folder: a second is refused, naming the first (``prvr_cli.lock``)."""
     i, n = spec.shard
     if not (0 <= i < n):
         raise PrvrError(f"--shard {i}/{n}: expected I/N with 0 <= I < N")
+    with folder_lock(Layout(spec.out, spec.name).base, f".prvr-extract-{i}of{n}.lock"):
+        return _run_extract(spec, device, progress, log)
+
+
+def _run_extract(spec: ExtractSpec, device, progress=None, log=None) -> dict:
+    log = log or (lambda msg: None)
+    i, n = spec.shard
     if spec.captions is not None:
         read_caption_jsonl(spec.captions)  # fail on a bad captions file before hours of video work
     videos = list_videos(spec.videos_dir)
@@ -335,6 +343,11 @@ def finalize(spec: ExtractSpec, device, backbone_name: str | None = None, log=No
     Only videos in the folder now whose work matches the recorded settings and their file go in.
     The summary lists ``removed`` (in the previous dataset, no longer in the folder) and
     ``not_extracted`` (in the folder, neither a current work file nor an unchanged failure)."""
+    with folder_lock(Layout(spec.out, spec.name).base):  # one job assembles a dataset folder
+        return _finalize(spec, device, backbone_name, log, text)
+
+
+def _finalize(spec: ExtractSpec, device, backbone_name: str | None, log, text) -> dict:
     log = log or (lambda msg: None)
     layout = Layout(spec.out, spec.name)
     root = layout.extract_work()

@@ -20,7 +20,7 @@ from prvr_cli.errors import PrvrError
 from prvr_cli.index.engines import ENGINES, auto_engine, engine_names
 from prvr_cli.index.meta import text_record
 from prvr_cli.index.search import Hit, describe
-from prvr_cli.index.store import FrameStore, stored_bank
+from prvr_cli.index.store import FrameStore, current, stored_bank
 from prvr_cli.nets.checkpoint import model_from_checkpoint
 
 
@@ -78,7 +78,7 @@ class Searcher:
                 )
             self._indexes = {}
             for b in self.store.branches:
-                index = faiss.read_index(str(self.store.root / f"faiss_{b}.index"))
+                index = faiss.read_index(str(current(self.store.root, f"faiss_{b}.index")))
                 if hasattr(faiss, "StandardGpuResources") and torch.cuda.is_available():
                     index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
                 self._indexes[b] = index

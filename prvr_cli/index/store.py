@@ -245,7 +245,7 @@ def _check_small_files(root: Path, meta: dict) -> None:
         if path.stat().st_size != rec["bytes"] or sha256_prefix(path, rec["bytes"]) != rec["sha256"]:
             raise PrvrError(f"{path}: its content differs from what index.json recorded (damaged); rebuild the index")
     for name, rec in meta.get("tables", {}).items():
-        path = root / name
+        path = current(root, name)  # a FAISS file may still be in .commit/
         if not path.is_file() or path.stat().st_size < rec["bytes"]:
             raise PrvrError(f"{path}: shorter than index.json says (a damaged index?); rebuild it")
 
@@ -261,7 +261,7 @@ def verify_index(root: str | Path) -> dict:
         raise PrvrError(f"{store.root}: was built before prvr recorded table hashes; nothing to verify against")
     total = 0
     for name, rec in tables.items():
-        path = store.root / name
+        path = current(store.root, name)
         if not path.is_file() or path.stat().st_size < rec["bytes"]:
             raise PrvrError(f"{path}: shorter than index.json says (damaged); rebuild the index")
         if sha256_prefix(path, rec["bytes"]) != rec["sha256"]:
