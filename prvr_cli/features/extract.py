@@ -411,16 +411,20 @@ def _finalize(spec: ExtractSpec, device, backbone_name: str | None, log, text) -
         "not_extracted": not_extracted,
     }
     if spec.captions is not None:
-        text_info = _captions(spec, layout, have, text, log)
+        ends = {v: t[-1][1] for v, t in times.items() if t}  # the last frame's end: about the video's length
+        text_info = _captions(spec, layout, have, text, log, ends, float(meta.get("step_seconds") or 1.0))
         info |= text_info
         summary |= {"captions": text_info["captions"], "text_feature": text_info["text_feature"]}
     write_json(layout.extract_record(), info)
     return summary
 
 
-def _captions(spec: ExtractSpec, layout: Layout, have: set[str], text, log) -> dict:
+def _captions(
+    spec: ExtractSpec, layout: Layout, have: set[str], text, log, ends: dict | None = None, slack: float = 1.0
+) -> dict:
     """Caption files, token features (from the loaded ``text`` model) and moments of the extracted
-    videos; returns what ``extract.json`` records about them."""
+    videos; returns what ``extract.json`` records about them. A moment past its video's length
+    (``ends``: the last frame's end, give or take ``slack`` seconds) is refused."""
     raw = read_caption_jsonl(spec.captions)
     kept = [c for c in raw if c.video in have]
     missing = sorted({c.video for c in raw} - have)
@@ -442,6 +446,12 @@ def _captions(spec: ExtractSpec, layout: Layout, have: set[str], text, log) -> d
         ids.append(cap_id)
         texts.append(c.text)
         if c.start is not None and c.end is not None:
+            end = (ends or {}).get(c.video)
+            if end is not None and (c.start >= end or c.end > end + slack):
+                raise PrvrError(
+                    f"{spec.captions}: the moment {c.start}-{c.end}s of a caption of {c.video!r} lies beyond "
+                    f"the video's {end:.1f}s; fix it and run `prvr extract` again (the video work is kept)"
+                )
             spans[cap_id] = [float(c.start), float(c.end)]
     feats = text.encode(texts)
     for split in SPLITS:
