@@ -291,7 +291,7 @@ def validate(cfg: Config) -> Config:
     _check(t.lr > 0, "train.lr", t.lr, "positive")
     _check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, "at least 0")
     _check(0 <= t.warmup_ratio <= 1, "train.warmup_ratio", t.warmup_ratio, "in [0, 1]")
-    _check(t.grad_clip > 0, "train.grad_clip", t.grad_clip, "positive")
+    _check(t.grad_clip >= 0, "train.grad_clip", t.grad_clip, "at least 0 (0: no clipping)")
     _check(d.num_workers >= 0, "data.num_workers", d.num_workers, "at least 0")
     _check(cfg.loss.temperature > 0, "loss.temperature", cfg.loss.temperature, "positive")
     _check(cfg.loss.warmup_epochs >= 0, "loss.warmup_epochs", cfg.loss.warmup_epochs, "at least 0")
