@@ -26,12 +26,13 @@ _fault_hits: Counter = Counter()
 
 def fault(point: str) -> None:
     """Fault injection for the crash and full-disk tests; a no-op unless ``PRVR_FAULT`` is set.
-        ``PRVR_FAULT="ACTION@PATTERN[#N]"`` (comma-separated for several): at the N-th (default first)
-        point whose name matches the glob PATTERN, ``kill`` ends the process as ``kill -9`` would
-        (no clean-up runs), ``enospc`` raises the OSError a full disk gives a write, and ``stall`` waits
-    (up to two minutes) for the file ``PRVR_FAULT_RELEASE`` to appear. Points:
-        ``write:NAME`` before an atomic write's rename, ``commit:STEP`` at each file boundary of an
-        index commit, ``faiss:NAME``, ``checkpoint:NAME``."""
+
+    ``PRVR_FAULT="ACTION@PATTERN[#N]"`` (comma-separated for several): at the N-th (default first)
+    point whose name matches the glob PATTERN, ``kill`` ends the process as ``kill -9`` would (no
+    clean-up runs), ``enospc`` raises the OSError a full disk gives a write, and ``stall`` waits
+    (up to two minutes) for the file ``PRVR_FAULT_RELEASE`` to appear. Points: ``write:NAME``
+    before an atomic write's rename, ``commit:STEP`` at each file boundary of an index commit,
+    ``faiss:NAME``, ``checkpoint:NAME``."""
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return

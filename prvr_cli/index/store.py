@@ -148,10 +148,13 @@ class FrameStore:
         """The index in ``root``, after the cheap checks: the small files' sizes and hashes, and
         every table's length against index.json. Any problem is one line naming the file."""
         root = Path(root)
+        seen = _commit_state(root)
         try:
             return cls._load(root)
-        except FileNotFoundError:  # a writer moved a file out of .commit/ while we read: read again
-            return cls._load(root)
+        except (FileNotFoundError, PrvrError):
+            if _commit_state(root) == seen:
+                raise
+            return cls._load(root)  # a writer committed while we read (files moved under us): read again
 
     @classmethod
     def _load(cls, root: Path) -> FrameStore:
@@ -182,6 +185,15 @@ class FrameStore:
 
 
 COMMIT, STAGE = ".commit", ".commit.tmp"  # a decided commit's files, and one being written
+
+
+def _commit_state(root: Path) -> tuple:
+    """What changes when a writer commits: whether ``.commit/`` is there, and index.json's identity."""
+    try:
+        st = (root / "index.json").stat()
+        return (root / COMMIT).is_dir(), st.st_ino, st.st_mtime_ns
+    except OSError:
+        return (root / COMMIT).is_dir(), None, None
 
 
 def current(root: Path, name: str) -> Path:

@@ -54,9 +54,8 @@ def train_run(request: TrainRequest, device, show_progress: bool = True, log=Non
             data_root, collection = _synthetic_data(tmp), "synth"
         if data_root is None:
             raise PrvrError("--data-root is required (or use --dry-run)")
-        if request.resume and not request.dry_run and not out.exists():
-            raise PrvrError(f"--resume {out}: does not exist, so there is no run to continue; drop --resume to start")
-        on_main(lambda: _lock(held, out), world)  # one job per run folder (rank 0 alone writes it)
+        resume = request.resume and not request.dry_run
+        on_main(lambda: _lock(held, out, resume), world)  # one job per run folder (rank 0 alone writes it)
         cfg = on_main(lambda: _settings(request, out), world)  # a resumed run's own, read where it is
         _select_data(cfg, collection, request.visual_feature, request.text_feature)
         where = f"{world.size} processes, {device.type}" if world.size > 1 else device.type
@@ -74,8 +73,11 @@ def _dry_run_folder(dry_run: bool) -> Iterator[Path | None]:
         yield Path(tmp)
 
 
-def _lock(held: contextlib.ExitStack, out: Path) -> None:
-    """Hold ``out``'s lock until ``held`` closes: a second job on the folder gets one line naming this one."""
+def _lock(held: contextlib.ExitStack, out: Path, resume: bool) -> None:
+    """Hold ``out``'s lock until ``held`` closes: a second job on the folder gets one line naming
+    this one. A run to resume must be there (else it would silently start afresh)."""
+    if resume and not out.exists():
+        raise PrvrError(f"--resume {out}: does not exist, so there is no run to continue; drop --resume to start one")
     held.enter_context(folder_lock(out))
 
 
