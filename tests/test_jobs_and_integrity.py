@@ -448,13 +448,22 @@ def test_caption_moments_are_checked(tmp_path, moment, says):
     assert says in str(err.value)
 
 
-def test_a_caption_moment_beyond_its_video_is_refused(tmp_path):
+def test_a_caption_moment_beyond_its_video_is_said_and_left_out(tmp_path):
     samples = Path(__file__).resolve().parent.parent / "sample_videos"
     video = sorted(samples.glob("*.mp4"))[0].stem
     caps = tmp_path / "caps.jsonl"
-    caps.write_text(json.dumps({"video": video, "text": "a dog", "start": 500.0, "end": 510.0}) + "\n")
+    rows = [
+        {"video": video, "text": "a dog", "start": 500.0, "end": 510.0},
+        {"video": video, "text": "a cat", "start": 0, "end": 1},
+    ]
+    caps.write_text("".join(json.dumps(r) + "\n" for r in rows))
     res = prvr("extract", samples, "--out", tmp_path / "d", "--name", "m", *TINY_CLIP, "--captions", caps)
-    one_line_error(res, "caps.jsonl", repr(video), "beyond")
+    assert res.returncode == 0, res.stderr
+    assert f"the moment 500.0-510.0s of {video}#enc#0 lies beyond" in res.stderr
+    moments = json.loads(Layout(tmp_path / "d", "m").moments().read_text())
+    assert moments == {f"{video}#enc#1": [0.0, 1.0]}  # the caption in range keeps its moment
+    record = json.loads(Layout(tmp_path / "d", "m").extract_record().read_text())
+    assert record["moments_beyond_video"] == [f"{video}#enc#0"]
 
 
 # --- 7. export and serve edges -------------------------------------------------------------------------

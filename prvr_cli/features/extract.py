@@ -424,7 +424,7 @@ def _captions(
 ) -> dict:
     """Caption files, token features (from the loaded ``text`` model) and moments of the extracted
     videos; returns what ``extract.json`` records about them. A moment past its video's length
-    (``ends``: the last frame's end, give or take ``slack`` seconds) is refused."""
+    (``ends``: the last frame's end, give or take ``slack`` seconds) is left out, said and recorded."""
     raw = read_caption_jsonl(spec.captions)
     kept = [c for c in raw if c.video in have]
     missing = sorted({c.video for c in raw} - have)
@@ -437,7 +437,7 @@ def _captions(
         split_of.setdefault(c.video, c.split or assign_split(c.video))
     per_split: dict[str, list[tuple[str, str]]] = {s: [] for s in SPLITS}
     counters: dict[str, int] = {}
-    ids, texts, spans = [], [], {}
+    ids, texts, spans, dropped = [], [], {}, []
     for c in sorted(kept, key=lambda c: c.video):
         k = counters.get(c.video, 0)
         counters[c.video] = k + 1
@@ -448,10 +448,12 @@ def _captions(
         if c.start is not None and c.end is not None:
             end = (ends or {}).get(c.video)
             if end is not None and (c.start >= end or c.end > end + slack):
-                raise PrvrError(
-                    f"{spec.captions}: the moment {c.start}-{c.end}s of a caption of {c.video!r} lies beyond "
-                    f"the video's {end:.1f}s; fix it and run `prvr extract` again (the video work is kept)"
+                log(
+                    f"{spec.captions}: the moment {c.start}-{c.end}s of {cap_id} lies beyond the video's "
+                    f"{end:.1f}s: the caption is kept without it"
                 )
+                dropped.append(cap_id)
+                continue
             spans[cap_id] = [float(c.start), float(c.end)]
     feats = text.encode(texts)
     for split in SPLITS:
@@ -465,5 +467,6 @@ def _captions(
         "text_feature": text.name,
         "text": text.describe(),
         "captions": len(ids),
+        "moments_beyond_video": dropped,
         "splits": {s: len({cid.split("#")[0] for cid, _ in per_split[s]}) for s in SPLITS},
     }
