@@ -248,7 +248,7 @@ def test_small_files_from_another_state_are_one_line(trained_index, tmp_path):
     np.save(ix / "blockoffsets_theta.npy", np.arange(0, 2 * 61, 2, dtype=np.int64))
     one_line_error(prvr("search", "red ball", "--index", ix), "blockoffsets_theta.npy", "differs from what index.json")
     meta = json.loads((ix / "index.json").read_text())
-    del meta["files"]  # as an index from before the hashes: the lengths and ends are still checked
+    del meta["file_hashes"]  # as an index from before the hashes: the lengths and ends are still checked
     (ix / "index.json").write_text(json.dumps(meta))
     one_line_error(prvr("search", "red ball", "--index", ix), "blockoffsets_theta.npy", "do not run from 0")
 
@@ -317,8 +317,9 @@ def test_verify_finds_a_flipped_or_reordered_table_and_load_a_changed_offset(tra
     res = prvr("index", ix, "--verify", "--json")
     assert res.returncode == 0, res.stderr
     meta = json.loads((ix / "index.json").read_text())
-    assert json.loads(res.stdout)["tables"] == len(meta["tables"]) >= 7  # times; per branch frames, blocks, FAISS
-    assert "frames_theta.f32" in meta["tables"] and "sha256" in meta["tables"]["frames_theta.f32"]
+    hashes = meta["table_hashes"]
+    assert json.loads(res.stdout)["tables"] == len(hashes) >= 7  # times; per branch frames, blocks, FAISS
+    assert "frames_theta.f32" in hashes and "sha256" in hashes["frames_theta.f32"]
     frames = ix / "frames_theta.f32"
     clean_bytes = frames.read_bytes()
     d = json.loads((ix / "index.json").read_text())["dim"]

@@ -250,13 +250,13 @@ def sha256_prefix(path: Path, size: int) -> str:
 def _check_small_files(root: Path, meta: dict) -> None:
     """The small files' sizes and hashes against what index.json recorded (indexes written
     before the record have none)."""
-    for name, rec in meta.get("files", {}).items():
+    for name, rec in meta.get("file_hashes", {}).items():
         path = current(root, name)
         if not path.is_file():
             raise PrvrError(f"{path}: missing (a damaged index?); rebuild it")
         if path.stat().st_size != rec["bytes"] or sha256_prefix(path, rec["bytes"]) != rec["sha256"]:
             raise PrvrError(f"{path}: its content differs from what index.json recorded (damaged); rebuild the index")
-    for name, rec in meta.get("tables", {}).items():
+    for name, rec in meta.get("table_hashes", {}).items():
         path = current(root, name)  # a FAISS file may still be in .commit/
         if not path.is_file() or path.stat().st_size < rec["bytes"]:
             raise PrvrError(f"{path}: shorter than index.json says (a damaged index?); rebuild it")
@@ -266,7 +266,7 @@ def verify_index(root: str | Path) -> dict:
     """The full check (``prvr index --verify``): the cheap checks of every load, then every table's
     SHA-256 against index.json. -> {"index", "files", "tables", "bytes"} of what was checked."""
     store = FrameStore.load(root)
-    tables = store.meta.get("tables", {})
+    tables = store.meta.get("table_hashes", {})
     if not store.meta.get("complete"):
         raise PrvrError(f"{store.root}: the index build was interrupted; run `prvr index` again to finish it")
     if not tables:
@@ -279,7 +279,8 @@ def verify_index(root: str | Path) -> dict:
         if sha256_prefix(path, rec["bytes"]) != rec["sha256"]:
             raise PrvrError(f"{path}: its content differs from what index.json recorded (damaged); rebuild the index")
         total += rec["bytes"]
-    return {"index": str(store.root), "files": len(store.meta.get("files", {})), "tables": len(tables), "bytes": total}
+    files = len(store.meta.get("file_hashes", {}))
+    return {"index": str(store.root), "files": files, "tables": len(tables), "bytes": total}
 
 
 LEGACY_FORMAT = "prvr-index/1"
@@ -410,7 +411,7 @@ class StoreWriter:
             for b in self.branches:
                 name = f"faiss_{b}.index"
                 if name not in tables and (self.root / name).is_file():
-                    tables[name] = self.meta.get("tables", {}).get(name) or _durable(self.root / name, sync=False)
+                    tables[name] = self.meta.get("table_hashes", {}).get(name) or _durable(self.root / name, sync=False)
         if (self.root / BANK_FILE).is_file():
             files[BANK_FILE] = _durable(self.root / BANK_FILE, sync=False)
         self.meta |= {
@@ -419,8 +420,8 @@ class StoreWriter:
             "frames": self.n_rows,
             "blocks": dict(self.nb),
             "complete": complete,
-            "files": files,
-            "tables": tables,
+            "file_hashes": files,
+            "table_hashes": tables,
         }
         with open(stage / "index.json", "w", encoding="utf-8") as fh:
             fh.write(dumps(self.meta, indent=2, sort_keys=True) + "\n")
