@@ -2,6 +2,7 @@
 chunked matrix and the index's ragged search must give the same number for every pair."""
 
 import numpy as np
+import pytest
 import torch
 
 from prvr_cli.config import load_preset
@@ -94,3 +95,47 @@ def test_segment_scan_is_the_max_of_each_segment_whatever_the_slicing():
         np.testing.assert_allclose(got[0].numpy(), best[:, : len(q)], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(got[1].numpy(), bound[:, : len(q)], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(segment_scan(table, offsets, Q[:1]).numpy(), truth[:, :1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.encoder=gmm2", "model.max_ctx_l=16", "data.max_ctx_l=16"],  # official zero padding: floors at 0
+        ["model.encoder=gmm2", "model.frame_padding=masked", "model.clips=4"],
+        ["model.encoder_phi=gmm2", "model.clips=8"],  # heterogeneous branches: theta frames, phi gmm2
+    ],
+    ids=["gmm2-zero", "gmm2-masked", "frame+gmm2"],
+)
+def test_fused_encoders_score_identically_in_training_evaluation_and_index(tiny_data, tmp_path, overrides):
+    cfg = load_preset("tiny", overrides)
+    cfg.train.epochs = 1
+    fit(cfg, tiny_data.root, tmp_path / "run", CPU, show_progress=False)
+    model, cfg, _ = model_from_checkpoint(tmp_path / "run" / "best.pt")
+    data = load_split(tiny_data, "test", max_ctx_l=cfg.data.max_ctx_l)
+    counts = [min(n, cfg.data.max_ctx_l) for n in data.frame_counts()]
+    assert "max_ctx_l" not in overrides[-1] or min(counts) < cfg.data.max_ctx_l == max(counts)  # both cases of the floor
+    evaluation = score_matrix(encode_split(model, data, CPU), q_chunk=7, v_chunk=3)
+
+    video, video_mask = pad_sequences([data.video(j) for j in range(data.num_videos)])
+    text, text_mask = pad_sequences([data.query(i) for i in range(data.num_queries)])
+    with torch.no_grad():
+        emb = model(text, text_mask, video, video_mask)
+    training = retrieval_score({b: e.q for b, e in emb.items()}, {b: e.kinds for b, e in emb.items()})
+    np.testing.assert_allclose(training.numpy(), evaluation, atol=1e-5)
+
+    build_index(tmp_path / "run", tmp_path / "ix", videos=data.video_ids)
+    searcher = Searcher(tmp_path / "ix")
+    assert any(s["kind"] == "clips" for s in searcher.store.specs.values())
+    q = searcher.encode_query_ids([c.cap_id for c in data.captions])
+    column = {v: j for j, v in enumerate(data.video_ids)}
+    for engine in ("bounds", "blocks"):
+        hits = searcher.search(q, k=data.num_videos, engine=engine)
+        index = np.full_like(evaluation, np.nan)
+        for i, row in enumerate(hits):
+            for h in row:
+                index[i, column[h.video]] = h.score
+                assert h.score == pytest.approx(np.mean(list(h.branch_scores.values())), abs=1e-5)
+                assert 0 <= h.span[0] <= h.best_frame <= h.span[1]
+        np.testing.assert_allclose(index, evaluation, atol=1e-5)
+    top = searcher.search({b: x[:3] for b, x in q.items()}, k=5, engine="bounds")
+    assert [len(r) for r in top] == [5, 5, 5]

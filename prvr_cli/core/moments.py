@@ -16,6 +16,8 @@ The moment rule, used by search, the index and ``prvr eval --moments`` alike:
 4. Peakedness = (peak - median) / std of the signal over the video's frames. Below
    ``min_peakedness`` the moment is no better than the whole video (chosen on validation), and
    the span is reported as the whole video, flagged not confident.
+With clip tokens (GMMFormer's encoders) the best frame is the signal's argmax inside the frames of
+the best-scoring clip (``locate_in``): the clip picks the moment, the frames refine its edges.
 """
 
 from __future__ import annotations
@@ -131,6 +133,18 @@ def locate(signal: np.ndarray, rule: MomentConfig) -> Moment:
     """The moment of one video from its frame signal (L,) (see the module docstring)."""
     signal = np.asarray(signal, dtype=np.float64)
     best = int(np.argmax(signal))
+    p = peakedness(signal)
+    if p < rule.min_peakedness:
+        return Moment(best, (0, len(signal) - 1), p, False)
+    return Moment(best, relative_span(signal, best, rule.alpha), p, True)
+
+
+def locate_in(signal: np.ndarray, window: tuple[int, int], rule: MomentConfig) -> Moment:
+    """``locate`` with the best frame taken inside ``window`` = [start, end) frames (the best
+    clip's); the span then grows around it by the same rule, over the whole video."""
+    signal = np.asarray(signal, dtype=np.float64)
+    s, e = window
+    best = s + int(np.argmax(signal[s:e]))
     p = peakedness(signal)
     if p < rule.min_peakedness:
         return Moment(best, (0, len(signal) - 1), p, False)

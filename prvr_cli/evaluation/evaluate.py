@@ -11,7 +11,6 @@ from prvr_cli.data.splits import SplitData, load_split
 from prvr_cli.errors import PrvrError
 from prvr_cli.evaluation.scoring import evaluate_split, split_relevance
 from prvr_cli.nets.checkpoint import model_from_checkpoint
-from prvr_cli.nets.dual import BRANCHES
 
 
 def run_layout(ckpt: dict, data_root: str | Path | None = None) -> Layout:
@@ -44,12 +43,12 @@ def evaluate_run(
     batch_size: int | None = None,
 ) -> dict:
     """Metrics of ``run/best.pt`` (or a checkpoint file) on ``split``; ``branch`` theta|phi|both."""
-    if branch not in (*BRANCHES, "both"):
-        raise PrvrError(f"--branch must be theta, phi or both, not {branch!r}")
     model, cfg, ckpt = model_from_checkpoint(run, device)
+    if branch not in (*model.names, "both"):
+        raise PrvrError(f"--branch must be {', '.join(model.names)} or both, not {branch!r}")
     data = run_split(run_layout(ckpt, data_root), split, ckpt, cfg)
     validate_split(data)
-    branches = BRANCHES if branch == "both" else (branch,)
+    branches = model.names if branch == "both" else (branch,)
     metrics = evaluate_split(
         model, data, device, batch_size or cfg.data.eval_batch_size, branches, relevant=split_relevance(data)
     )

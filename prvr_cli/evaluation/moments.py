@@ -22,16 +22,17 @@ import numpy as np
 import torch
 
 from prvr_cli.config import Config, MomentConfig
-from prvr_cli.core.branches import BRANCHES
 from prvr_cli.core.moments import (
     QueryBank,
     frame_signal,
     locate,
+    locate_in,
     peakedness,
     run_above,
     standardise,
     window_span,
 )
+from prvr_cli.core.tokens import clip_spans
 from prvr_cli.data.check import validate_split
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.moments import Annotations, frame_bounds, read_annotations
@@ -112,6 +113,11 @@ class QueryFrames:
     gt: np.ndarray
     cos: dict[str, np.ndarray]
     z: dict[str, np.ndarray] | None
+    window: tuple[int, int] | None = None  # the best clip's frames [start, end), for encoders with clips
+
+    def locate(self, signal: np.ndarray, rule: MomentConfig):
+        """The moment rule on this query's signal, inside the best clip when there is one."""
+        return locate(signal, rule) if self.window is None else locate_in(signal, self.window, rule)
 
     @property
     def raw(self) -> np.ndarray:
@@ -159,7 +165,7 @@ def moment_predictions(items: list[QueryFrames], rule: MomentConfig) -> dict[str
     for it in items:
         n = len(it.bounds)
         signal = it.signal(rule)
-        m = locate(signal, rule)
+        m = it.locate(signal, rule)
         raw = it.raw
         best.append(m.best)
         peak.append(peakedness(signal))
@@ -167,7 +173,7 @@ def moment_predictions(items: list[QueryFrames], rule: MomentConfig) -> dict[str
         preds["whole video"].append(it.span(0, n - 1))
         preds["before"].append(it.span(*margin_span(raw, before_best[-1], BEFORE_MARGIN)))
         preds["rule"].append(it.span(*m.span))
-        preds["rule_open"].append(it.span(*locate(signal, open_rule).span))
+        preds["rule_open"].append(it.span(*it.locate(signal, open_rule).span))
         for w in WINDOWS:
             preds[f"window{w}"].append(it.span(*window_span(n, m.best, w)))
     return preds | {"best": best, "peakedness": peak, "before_best": before_best}
@@ -289,6 +295,13 @@ def query_frames(
     """The annotated queries of the split in their own videos. Returns the items, each item's
     video index (into the split) and query index."""
     items, own, rows = [], [], []
+    branches = tuple(enc.kinds)
+    missing = [b for b in branches if "frames" not in enc.kinds[b]]
+    if missing:
+        raise PrvrError(
+            f"moments are placed on frame tokens, and branch {missing[0]}'s encoder scores none (GMMFormer v1's "
+            "video scale is one pooled vector): evaluate moments of a frame or gmm2 model"
+        )
     col = {v: j for j, v in enumerate(data.video_ids)}
     counts = data.frame_counts()
     cache: dict[int, tuple] = {}
@@ -306,13 +319,19 @@ def query_frames(
                 )
             bounds = resampled_times(frame_bounds(n, a.duration, times), n, data.max_ctx_l).astype(np.float64)
             L = len(bounds)
-            V = {b: enc.V[b][j, :L].numpy() for b in BRANCHES}
-            stats = {b: bank.frame_stats(b, V[b]) if bank else (None, None) for b in BRANCHES}
-            cache[j] = (bounds, V, stats)
-        bounds, V, stats = cache[j]
-        cos = {b: V[b] @ enc.q[b][i].numpy() for b in BRANCHES}
-        z = {b: standardise(cos[b], *stats[b]) for b in BRANCHES} if bank else None
-        items.append(QueryFrames(bounds, np.array([a.start, a.end]), cos, z))
+            V = {b: enc.kinds[b]["frames"].emb[j, :L].numpy() for b in branches}
+            stats = {b: bank.frame_stats(b, V[b]) if bank else (None, None) for b in branches}
+            C = {b: enc.kinds[b]["clips"].emb[j].numpy() for b in branches if "clips" in enc.kinds[b]}
+            cache[j] = (bounds, V, stats, C)
+        bounds, V, stats, C = cache[j]
+        cos = {b: V[b] @ enc.q[b][i].numpy() for b in branches}
+        z = {b: standardise(cos[b], *stats[b]) for b in branches} if bank else None
+        window = None
+        if C:  # the best clip (mean over the branches that have clips) picks the moment's frames
+            best = int(np.argmax(np.mean([C[b] @ enc.q[b][i].numpy() for b in C], axis=0)))
+            s, e = clip_spans(len(bounds), next(iter(C.values())).shape[0])[best]
+            window = (int(s), int(e))
+        items.append(QueryFrames(bounds, np.array([a.start, a.end]), cos, z, window))
         own.append(j)
         rows.append(i)
     return items, np.asarray(own), rows
@@ -355,7 +374,7 @@ def prepare_moments(
     items, own, rows = query_frames(data, enc, ann, bank, frame_times)
     if not items:
         raise PrvrError(f"{ann.source}: none of its moments belongs to a query of the {split} split")
-    scores = score_matrix(enc, BRANCHES, device=device)[rows]
+    scores = score_matrix(enc, device=device)[rows]
     ms = MomentSet(split, items, own, scores, ann.unit, ann.source, data.num_queries - len(items), bank is not None)
     return ms, cfg.moments
 

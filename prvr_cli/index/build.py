@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from prvr_cli.atomic import atomic_path, fault
-from prvr_cli.core.branches import BRANCHES
 from prvr_cli.core.provenance import file_sha256, versions
 from prvr_cli.core.score import float32_rows
 from prvr_cli.data.layout import Layout
@@ -254,21 +253,56 @@ def read_frame_times(layout: Layout, feature: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def model_tables(model) -> tuple[dict[str, dict], int | None]:
+    """The index tables of a model's token kinds (``store.py``): ``theta`` for theta's frames,
+    ``theta.clips`` for its clips, ...; each with its branch, kind, weight (the kind's weight over
+    the branch count) and zero-padding length. Returns (tables, clips per video or None)."""
+    probe = torch.zeros(1, 2, model.cfg.visual_dim, device=next(model.parameters()).device)
+    specs, clips = {}, None
+    for b in model.names:
+        for kind, tok in model.encode_tokens(probe, torch.ones(1, 2, device=probe.device), b).items():
+            if kind not in ("frames", "clips"):
+                raise PrvrError(
+                    f"the {model.encoders[b]!r} encoder scores {kind!r} tokens, which an index cannot hold yet "
+                    "(index the frame or gmm2 encoders)"
+                )
+            name = b if kind == "frames" else f"{b}.{kind}"
+            specs[name] = {
+                "branch": b,
+                "kind": kind,
+                "weight": tok.weight / len(model.names),
+                "pad_length": tok.pad_length,
+            }
+            clips = tok.emb.shape[1] if kind == "clips" else clips
+    if any(b not in specs for b in model.names):
+        raise PrvrError("an index needs the frame tokens of every branch (its moments come from them)")
+    return specs, clips
+
+
 def _encode_batch(
-    model, source: VideoSource, names: list[str], all_times: dict, max_len: int, device
+    model, tables: dict[str, dict], source: VideoSource, names: list[str], all_times: dict, max_len: int, device
 ) -> tuple[dict[str, np.ndarray], list[int], list[np.ndarray]]:
-    """Videos -> per branch their (sum of L_i, d) unit frame embeddings, each L_i, and each (L_i, 2) times."""
+    """Videos -> per table their rows: (sum of L_i, d) unit frame embeddings, or K unit clip
+    tokens per video; each L_i, and each (L_i, 2) frame times."""
     raw = finite_frames(source, names)
     feats = [prepare_video(r, max_len) for r in raw]
     x, mask = pad_sequences(feats)  # (B, L, D), (B, L)
     x, mask = x.to(device), mask.to(device)
     lengths = [len(f) for f in feats]
-    frames = {}
-    for b in BRANCHES:
-        emb = model.encode_video(x, mask, b, normalize=True).cpu().numpy()  # (B, L, d)
-        frames[b] = np.concatenate([emb[i, :n] for i, n in enumerate(lengths)])
+    rows = {}
+    for b in model.names:
+        kinds = model.encode_tokens(x, mask, b, normalize=True)
+        for t, spec in tables.items():
+            if spec["branch"] != b:
+                continue
+            emb = kinds[spec["kind"]].emb.cpu().numpy()  # (B, L_k, d)
+            rows[t] = (
+                np.concatenate([emb[i, :n] for i, n in enumerate(lengths)])
+                if spec["kind"] == "frames"
+                else (emb.reshape(-1, emb.shape[-1]))
+            )
     times = [resampled_times(all_times.get(v), source.num_frames(v), max_len) for v in names]
-    return frames, lengths, times
+    return rows, lengths, times
 
 
 def _finish(out: Path, meta: dict, writer: StoreWriter) -> None:
@@ -337,17 +371,26 @@ def build_index(
         store = open_existing(out, factory, add, _trained_differs(sha, ckpt_path, feature))
         todo = videos_to_add(source, layout, videos, store)
         fingerprint = same_dataset(store, source, todo, out)
+        tables, clips = model_tables(model)
+        if clips and factory is not None:
+            raise PrvrError(
+                f"--factory: an index of clip tokens ({cfg.model.encoder}) searches with the bounds or blocks engine"
+            )
         frames = sum(min(source.num_frames(v), max_len) for v in todo) + (int(store.offsets[-1]) if store else 0)
-        plan = choose_plan(store, frames, dim, len(BRANCHES), budget, factory)
+        videos_total = len(todo) + (store.num_videos if store else 0)
+        rows = frames + (videos_total * clips * len(model.names) // len(tables) if clips else 0)  # mean rows a table
+        plan = choose_plan(store, rows, dim, len(tables), budget, factory)
         meta = _index_meta(ckpt_path, sha, ckpt, cfg, layout, feature, plan, has_times=bool(all_times), store=store)
         meta["dataset_fingerprint"] = fingerprint
+        if clips:
+            meta |= {"tables": tables, "clips": clips}
         _store_bank(out, model, ckpt, cfg, device)
         copy_sources(layout, out)
 
         def encode(names: list[str]):
-            return _encode_batch(model, source, names, all_times, max_len, device)
+            return _encode_batch(model, tables, source, names, all_times, max_len, device)
 
-        writer = StoreWriter(out, meta, BRANCHES, store)
+        writer = StoreWriter(out, meta, tuple(tables), store)
         grow_index(out, meta, writer, todo, encode, progress, batch_size, chunk_videos)
     return build_summary(out, writer, len(todo), plan)
 

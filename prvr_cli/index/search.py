@@ -1,6 +1,9 @@
 """Search that returns the method's score exactly: s(q, V) = (max_k q_theta . v_theta_k +
 max_k q_phi . v_phi_k) / 2 over the frames of each video (a zero-shot index has one branch,
-``clip``, and s(q, V) = max_k q . v_k).
+``clip``, and s(q, V) = max_k q . v_k). An encoder that scores several token kinds (gmm2: clips
+and frames) has a table per branch and kind, and s is the weighted sum of the tables' maxima
+(``FrameStore.combine``); every bound below is the same weighted sum of the tables' bounds.
+Queries arrive keyed by table (``FrameStore.table_queries``).
 
 Three engines over the same frame store (``engines.py`` names them):
 - ``bounds`` (default for flat indexes): per-block upper bounds (see ``store.py``) rank videos by
@@ -24,9 +27,10 @@ import numpy as np
 import torch
 
 from prvr_cli.config import MomentConfig
-from prvr_cli.core.moments import QueryBank, frame_signal, locate, standardise
-from prvr_cli.core.score import branch_mean, float32_rows, ragged_max, ragged_scores, segment_max, torch_rows
-from prvr_cli.index.store import FrameStore, cap_bound
+from prvr_cli.core.moments import QueryBank, frame_signal, locate, locate_in, standardise
+from prvr_cli.core.score import float32_rows, ragged_max, ragged_scores, segment_max, torch_rows, zero_floor
+from prvr_cli.core.tokens import clip_spans
+from prvr_cli.index.store import FrameStore, cap_bound, uniform_frames
 
 
 @dataclass
@@ -61,8 +65,17 @@ class Hit:
 
 
 def exact_scores(store: FrameStore, q: dict[str, np.ndarray], videos: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-branch max over frames, exactly, for ``videos`` (n,). q[b] (d,) unit -> {b: (n,)}."""
-    return ragged_scores(store.frames, store.offsets, q, videos)
+    """Per-table max over its rows, exactly, for ``videos`` (n,). q[t] (d,) unit -> {t: (n,)};
+    ``store.combine(..., videos)`` of it is S."""
+    out = {}
+    for t in store.branches:
+        out |= ragged_scores({t: store.frames[t]}, store.rows(t), {t: q[t]}, videos)
+    return out
+
+
+def exact_total(store: FrameStore, q: dict[str, np.ndarray], videos: np.ndarray) -> np.ndarray:
+    """S of ``videos`` (n,) for one query q[t] (d,) -> (n,)."""
+    return store.combine(exact_scores(store, q, videos), videos)
 
 
 def _top(videos: list[np.ndarray], scores: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,13 +100,13 @@ def block_scan(store: FrameStore, Q: dict[str, np.ndarray]) -> tuple[torch.Tenso
     per = {
         b: segment_scan(store.direction[b], store.block_offsets[b], Q[b], caps=store.min_cos[b]) for b in store.branches
     }
-    return branch_mean({b: p[0] for b, p in per.items()}), branch_mean({b: p[1] for b, p in per.items()})
+    return store.combine({b: p[0] for b, p in per.items()}), store.combine({b: p[1] for b, p in per.items()})
 
 
 def best_blocks(store: FrameStore, Q: dict[str, np.ndarray]) -> torch.Tensor:
     """Every video's best block cosine, mean over the branches: an estimate of S that reads the
     block table only. Q[b] (B, d) unit -> (Nv, B)."""
-    return branch_mean({b: segment_scan(store.direction[b], store.block_offsets[b], Q[b]) for b in store.branches})
+    return store.combine({b: segment_scan(store.direction[b], store.block_offsets[b], Q[b]) for b in store.branches})
 
 
 def score_pairs(store: FrameStore, Q: dict[str, np.ndarray], pq: np.ndarray, pv: np.ndarray) -> np.ndarray:
@@ -102,12 +115,14 @@ def score_pairs(store: FrameStore, Q: dict[str, np.ndarray], pq: np.ndarray, pv:
     out = np.zeros(len(pq), dtype=np.float32)
     order = np.argsort(pv, kind="stable")
     cuts = np.flatnonzero(np.diff(pv[order])) + 1
+    rows = {b: store.rows(b) for b in store.branches}
     for group in np.split(order, cuts) if len(order) else []:
         v = int(pv[group[0]])
-        s0, s1 = int(store.offsets[v]), int(store.offsets[v + 1])
-        out[group] = branch_mean(
-            {b: (float32_rows(store.frames[b][s0:s1]) @ Q[b][pq[group]].T).max(0) for b in store.branches}
-        )
+        per = {}
+        for b, r in rows.items():
+            s0, s1 = int(r[v]), int(r[v + 1])
+            per[b] = (float32_rows(store.frames[b][s0:s1]) @ Q[b][pq[group]].T).max(0)
+        out[group] = store.combine(per, np.full(len(group), v))
     return out
 
 
@@ -162,7 +177,7 @@ def search_exact(store: FrameStore, Q: dict[str, np.ndarray], k: int, first: int
 
 def scan_scores(store: FrameStore, Q: dict[str, np.ndarray]) -> np.ndarray:
     """S (Eq. 13) of every video for queries Q[b] (B, d), reading the frames once, in order -> (Nv, B)."""
-    return branch_mean({b: segment_scan(store.frames[b], store.offsets, Q[b]) for b in store.branches}).numpy()
+    return store.combine({b: segment_scan(store.frames[b], store.rows(b), Q[b]) for b in store.branches}).numpy()
 
 
 def segment_scan(
@@ -218,11 +233,10 @@ def search_faiss(
         for b in store.branches:
             D, I = indexes[b].search(np.ascontiguousarray(q[b][None], dtype=np.float32), f)
             valid = I[0] >= 0
-            cands.append(np.searchsorted(store.offsets, I[0][valid], side="right") - 1)
+            cands.append(np.searchsorted(store.rows(b), I[0][valid], side="right") - 1)
             tau += (D[0][valid][-1] if valid.any() else -1.0) / len(store.branches)
         videos = np.unique(np.concatenate(cands))
-        s = exact_scores(store, q, videos)
-        top_v, top_s = _top([videos], [branch_mean(s)], k)
+        top_v, top_s = _top([videos], [exact_total(store, q, videos)], k)
         if not exact or f >= n_frames or (len(top_s) >= k and top_s[-1] > tau):
             return top_v, top_s, len(videos)
         f = min(f * 4, n_frames)
@@ -247,19 +261,43 @@ def search_blocks(
     results = []
     for i in range(nq):
         keep = np.sort(head[i])  # in storage order: the frames are read forwards
-        exact = branch_mean(exact_scores(store, {b: x[i] for b, x in Q.items()}, keep))
-        results.append(_top([keep], [exact], k))
+        results.append(_top([keep], [exact_total(store, {b: x[i] for b, x in Q.items()}, keep)], k))
     return results
 
 
 def moment(store: FrameStore, q: dict[str, np.ndarray], video: int, rule: MomentConfig, bank: QueryBank | None):
-    """The moment of ``video`` for q[b] (d,) by the moment rule (``core/moments.py``).
-    Returns (Moment, {branch: raw frame scores (L,)})."""
-    s0, s1 = int(store.offsets[video]), int(store.offsets[video + 1])
-    frames = {b: float32_rows(store.frames[b][s0:s1]) for b in store.branches}
-    raw = {b: frames[b] @ q[b] for b in store.branches}
-    z = {b: standardise(raw[b], *(bank.frame_stats(b, frames[b]) if bank else (None, None))) for b in raw}
-    return locate(frame_signal(z, rule.smooth), rule), raw
+    """The moment of ``video`` for q[t] (d,) by the moment rule (``core/moments.py``), from the
+    frame tables, inside the best clip when the index has clip tables.
+    Returns (Moment, {table: raw scores of its rows for this video})."""
+    specs = store.specs
+    raw, z = {}, {}
+    for t in store.branches:
+        r = store.rows(t)
+        rows = float32_rows(store.frames[t][int(r[video]) : int(r[video + 1])])
+        raw[t] = rows @ q[t]
+        if specs[t]["kind"] == "frames":
+            stats = bank.frame_stats(specs[t]["branch"], rows) if bank else (None, None)
+            z[t] = standardise(raw[t], *stats)
+    signal = frame_signal(z, rule.smooth)
+    clips = [t for t in store.branches if specs[t]["kind"] == "clips"]
+    if not clips:
+        return locate(signal, rule), raw
+    best_clip = int(np.argmax(np.mean([raw[t] for t in clips], axis=0)))
+    start, end = clip_spans(len(signal), int(store.meta["clips"]))[best_clip]
+    return locate_in(signal, (int(start), int(end)), rule), raw
+
+
+def branch_scores(store: FrameStore, raw: dict[str, np.ndarray], video: int) -> dict[str, float]:
+    """Each branch's own score (its fused score over its tables) from the tables' raw row scores."""
+    specs, n_branches = store.specs, len({s["branch"] for s in store.specs.values()})
+    if uniform_frames(specs):
+        return {t: float(f.max()) for t, f in raw.items()}
+    out: dict[str, float] = {}
+    frames = int(store.offsets[video + 1] - store.offsets[video])
+    for t, f in raw.items():
+        s = float(zero_floor(np.float32(f.max()), np.int64(frames), specs[t]["pad_length"]))
+        out[specs[t]["branch"]] = out.get(specs[t]["branch"], 0.0) + specs[t]["weight"] * n_branches * s
+    return out
 
 
 def _time(t: np.ndarray):
@@ -287,7 +325,7 @@ def describe(
             Hit(
                 store.video_ids[int(v)],
                 float(s),
-                {b: float(f.max()) for b, f in raw.items()},
+                branch_scores(store, raw, int(v)),
                 m.best,
                 (lo, hi),
                 _time(store.times[base + m.best]),

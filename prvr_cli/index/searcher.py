@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from prvr_cli.config import MomentConfig
-from prvr_cli.core.branches import BRANCHES
 from prvr_cli.core.provenance import file_sha256
 from prvr_cli.data.hdf5 import HDF5Features
 from prvr_cli.data.layout import Layout
@@ -89,7 +88,7 @@ class Searcher:
         """Token features (T_i, D_q) -> unit query embeddings {branch: (B, d)}."""
         x, mask = pad_sequences([prepare_query(t, self.cfg.data.max_desc_l) for t in tokens])
         x, mask = x.to(self.device), mask.to(self.device)
-        q = {b: self.model.encode_text(x, mask, b, normalize=True).cpu().numpy() for b in BRANCHES}
+        q = {b: self.model.encode_text(x, mask, b, normalize=True).cpu().numpy() for b in self.model.names}
         if not all(np.isfinite(v).all() for v in q.values()):
             raise PrvrError("a query embedding holds NaN or Inf; its token features are not finite")
         return q
@@ -199,6 +198,7 @@ class Searcher:
             engine = auto_engine(self.store.meta)
         if engine not in ENGINES:
             raise PrvrError(f"unknown engine {engine!r}: use {engine_names()}")
+        q = self.store.table_queries(q)  # each table of a branch scores that branch's query
         found = ENGINES[engine](self, q, k)
         return [
             describe(self.store, {b: x[i] for b, x in q.items()}, v, s, self.rule, self.bank)

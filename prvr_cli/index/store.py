@@ -10,8 +10,10 @@
       times.f32               (N, 2) float32 start/end seconds per frame row (NaN when unknown)
       sources.json            optional {"root": videos folder, "files": {video id: path under it}}, copied
                               from the dataset's video_files.json, for exporting moment clips
-      frames_<branch>.f32|f16 (N, d) unit frame embeddings in the storage precision; the branches are
-                              theta and phi for a trained index, clip for zero-shot
+      frames_<table>.f32|f16  (N, d) unit frame embeddings in the storage precision; a table per branch
+                              (theta and phi for a trained index, clip for zero-shot) and token kind:
+                              ``theta`` holds theta's frames, ``theta.clips`` its K clip tokens per
+                              video (K rows a video, in video order) when its encoder scores clips
       blockdirs_<branch>.f32  per block of at most ``BLOCK`` frames: its direction (Nb, d) ...
       blockcos_<branch>.f32   ... and the smallest cosine of its frames to it (Nb,)
       blockoffsets_<branch>.npy (Nv + 1,) int64: blocks of video j (the ``blocks`` engine ranks videos
@@ -28,6 +30,11 @@ last, and ``.commit/`` removed; a reader prefers a file in ``.commit/`` to the o
 every instant it sees either the old state or the new one, and the next writer finishes moving
 what a crash left there. index.json records the size and SHA-256 of every small file (checked
 on every load) and, once complete, of every table (``prvr index --verify``).
+
+The score of a video is S = sum over tables t of w_t max_{rows of t} q_b(t) . v (``combine``):
+index.json's ``tables`` gives each table its branch, kind, weight (kind weight / branches) and
+zero-padding length (``core/score.TokenSet``). An index without ``tables`` has one frame table
+per branch, each of weight 1 / branches: S is then Eq. 13's branch mean.
 
 Upper bound used by exact search (a spherical cap): each block of consecutive unit frames is
 summarised by its mean direction u and the smallest cosine m = min_k v_k . u, so every frame lies
@@ -51,6 +58,7 @@ import numpy as np
 from prvr_cli.atomic import atomic_path, dumps, fault, write_failed, write_json
 from prvr_cli.core.branches import BRANCHES
 from prvr_cli.core.moments import QueryBank
+from prvr_cli.core.score import branch_mean, zero_floor
 from prvr_cli.errors import PrvrError
 
 FORMAT = "prvr-index/2"
@@ -123,13 +131,28 @@ def _read_rows(path: Path, dtype, n: int, width: int | None = None) -> np.ndarra
     return np.memmap(path, dtype=dtype, mode="r", shape=shape)
 
 
+def table_specs(meta: dict) -> dict[str, dict]:
+    """{table: {"branch", "kind", "weight", "pad_length"}} of an index (see the module docstring)."""
+    if "tables" in meta:
+        return meta["tables"]
+    branches = meta.get("branches", BRANCHES)
+    return {b: {"branch": b, "kind": "frames", "weight": 1 / len(branches), "pad_length": None} for b in branches}
+
+
+def uniform_frames(specs: dict[str, dict]) -> bool:
+    """One frame table per branch, equal weights, no padding rule: S is the plain branch mean."""
+    return all(s["kind"] == "frames" and s["pad_length"] is None for s in specs.values()) and (
+        len({s["weight"] for s in specs.values()}) == 1
+    )
+
+
 @dataclass
 class FrameStore:
     """Everything exact search needs, memory-mapped from an index folder: only the pages a query
     reads come into memory, so an index can be larger than RAM."""
 
     root: Path
-    branches: tuple[str, ...]
+    branches: tuple[str, ...]  # its tables: a frame table per branch, plus the other token kinds' (``specs``)
     meta: dict
     video_ids: list[str]
     offsets: np.ndarray
@@ -142,6 +165,36 @@ class FrameStore:
     @property
     def num_videos(self) -> int:
         return len(self.video_ids)
+
+    @property
+    def specs(self) -> dict[str, dict]:
+        return table_specs(self.meta)
+
+    def rows(self, table: str) -> np.ndarray:
+        """(Nv + 1,) row offsets of ``table``: the frame offsets, or K per video for clip tokens."""
+        if self.specs[table]["kind"] == "frames":
+            return self.offsets
+        k = int(self.meta["clips"])
+        return np.arange(self.num_videos + 1, dtype=np.int64) * k
+
+    def table_queries(self, q: dict) -> dict:
+        """q[branch] -> q[table] (the same arrays): every table of a branch scores its query."""
+        return {t: q[s["branch"]] for t, s in self.specs.items()}
+
+    def combine(self, per_table: dict, videos: np.ndarray | None = None):
+        """S = sum_t w_t x_t of per-table maxima (arrays or tensors (n,) or (n, B)) of ``videos``
+        (n,) (default: all), with each table's zero-padding floor. Equal-weight frame tables give
+        ``branch_mean`` itself."""
+        specs = self.specs
+        if uniform_frames(specs):
+            return branch_mean(per_table)
+        counts = np.diff(self.offsets) if videos is None else np.diff(self.offsets)[np.asarray(videos)]
+        total = 0
+        for t, x in per_table.items():
+            pad = specs[t]["pad_length"]
+            c = counts if getattr(x, "ndim", 1) == 1 else counts[:, None]
+            total = total + specs[t]["weight"] * zero_floor(x, c if not hasattr(x, "device") else _tensor(c), pad)
+        return total
 
     @classmethod
     def load(cls, root: str | Path) -> FrameStore:
@@ -166,17 +219,19 @@ class FrameStore:
             return _load_legacy(root, meta)
         _check_small_files(root, meta)
         try:
-            branches, n, d, nv = tuple(meta["branches"]), int(meta["frames"]), int(meta["dim"]), int(meta["videos"])
-            ext, blocks = STORAGE[meta["storage"]], {b: int(meta["blocks"][b]) for b in meta["branches"]}
+            branches, n, d, nv = tuple(table_specs(meta)), int(meta["frames"]), int(meta["dim"]), int(meta["videos"])
+            ext, blocks = STORAGE[meta["storage"]], {b: int(meta["blocks"][b]) for b in branches}
         except (KeyError, TypeError, ValueError):
             raise PrvrError(f"{meta_path}: lacks the counts of a prvr index (damaged?); rebuild it") from None
         video_ids = _read_json(current(root, "videos.json"), list)
         offsets = _read_offsets(current(root, "offsets.npy"), nv, n)
         if len(video_ids) != nv:
             raise PrvrError(f"{root}: index files disagree with index.json (an interrupted write?); rebuild it")
+        tables = table_specs(meta)
         frames, direction, min_cos, block_offsets = {}, {}, {}, {}
         for b in branches:
-            frames[b] = _read_rows(root / f"frames_{b}.{ext}", meta["storage"], n, d)
+            rows = n if tables[b]["kind"] == "frames" else int(meta["clips"]) * nv
+            frames[b] = _read_rows(root / f"frames_{b}.{ext}", meta["storage"], rows, d)
             direction[b] = _read_rows(root / f"blockdirs_{b}.f32", np.float32, blocks[b], d)
             min_cos[b] = np.array(_read_rows(root / f"blockcos_{b}.f32", np.float32, blocks[b]))
             block_offsets[b] = _read_offsets(current(root, f"blockoffsets_{b}.npy"), nv, blocks[b])
@@ -326,6 +381,7 @@ class StoreWriter:
             self.ids, self.offsets = list(store.video_ids), [int(x) for x in store.offsets]
             self.nb = {b: int(store.meta["blocks"][b]) for b in branches}
             self.block_offsets = {b: [int(x) for x in store.block_offsets[b]] for b in branches}
+        self.specs = table_specs(meta | {"branches": list(branches)})
         # an --add to a complete index commits once, at the end: until then the index stays searchable as it was
         self.adding = bool(store is not None and store.meta.get("complete"))
         self.files = {}
@@ -339,7 +395,8 @@ class StoreWriter:
         n = self.offsets[-1]
         sizes = {"times.f32": n * 8}
         for b in self.branches:
-            sizes[f"frames_{b}.{self.ext}"] = n * self.dim * self.dtype.itemsize
+            rows = n if self.specs[b]["kind"] == "frames" else int(self.meta["clips"]) * len(self.ids)
+            sizes[f"frames_{b}.{self.ext}"] = rows * self.dim * self.dtype.itemsize
             sizes[f"blockdirs_{b}.f32"] = self.nb[b] * self.dim * 4
             sizes[f"blockcos_{b}.f32"] = self.nb[b] * 4
         return sizes
@@ -355,13 +412,15 @@ class StoreWriter:
             raise write_failed(self.root / name, err, _kept(self.root)) from None
 
     def add(self, names: list[str], frames: dict[str, np.ndarray], lengths: list[int], times: list[np.ndarray]):
-        """Append videos: per branch their (sum of L_i, d) unit frames, each L_i, each (L_i, 2) times."""
+        """Append videos: per table their (sum of L_i, d) unit frames (or K clip tokens each), each
+        L_i, each (L_i, 2) times."""
         local = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         for b in self.branches:
             stored = np.asarray(frames[b], dtype=self.dtype)
             self._append(f"frames_{b}.{self.ext}", stored, self.dtype)
+            rows = local if self.specs[b]["kind"] == "frames" else np.arange(len(names) + 1) * int(self.meta["clips"])
             # bounds of the frames as stored (float16 rounding included), so they hold for what search reads
-            direction, min_cos, bo = block_bounds(stored, local)
+            direction, min_cos, bo = block_bounds(stored, rows)
             self._append(f"blockdirs_{b}.f32", direction, np.float32)
             self._append(f"blockcos_{b}.f32", min_cos, np.float32)
             self.block_offsets[b].extend((self.nb[b] + bo[1:]).tolist())
@@ -415,7 +474,7 @@ class StoreWriter:
         if (self.root / BANK_FILE).is_file():
             files[BANK_FILE] = _durable(self.root / BANK_FILE, sync=False)
         self.meta |= {
-            "branches": list(self.branches),
+            "branches": list(dict.fromkeys(s["branch"] for s in self.specs.values())),
             "videos": len(self.ids),
             "frames": self.n_rows,
             "blocks": dict(self.nb),
@@ -475,6 +534,12 @@ def _sync_dir(path: Path) -> None:
 
 def _kept(root: Path) -> str:
     return f"the index in {root} is as it was at its last commit (free some space and run `prvr index` again)"
+
+
+def _tensor(x: np.ndarray):
+    import torch
+
+    return torch.from_numpy(x)
 
 
 def save_store(

@@ -165,7 +165,7 @@ class Library:
         return {
             "index": self.store.root.name,
             "kind": meta.get("kind", "trained"),
-            "branches": list(self.store.branches),
+            "branches": list(meta.get("branches", self.store.branches)),
             "videos": len(self.rows),
             "frames": int(meta.get("frames", 0)),
             "has_times": self.has_times,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import torch
@@ -181,10 +181,11 @@ def all_gather_rows(x: torch.Tensor, counts: list[int], world: World) -> torch.T
 def gather_batch(emb: dict[str, Embeddings], batch: dict, world: World) -> tuple[dict[str, Embeddings], dict]:
     """The global batch, assembled from every process's share: what a single process would hold.
 
-    ``emb[branch]`` has q (Nq_r, d) and V (B_r, L_r, d) of this process's share; ``batch`` its
+    ``emb[branch]`` has q (Nq_r, d) and its token kinds (frames (B_r, L_r, d), clips (B_r, K, d), ...)
+    of this process's share; ``batch`` its
     video_mask (B_r, L_r), text_labels (Nq_r,) (positions within the share), video_index (B_r,),
     query_index (Nq_r,) and ``ghost`` (the share is empty; its stand-in video counts for nothing).
-    Returns the embeddings (Nq, d), (B, L, d) with gradient through this share only, and a batch
+    Returns the embeddings (Nq, d), (B, L_k, d) with gradient through this share only, and a batch
     with video_mask (B, L), text_labels (Nq,) shifted to positions in the global batch, and
     video_index, query_index (on the CPU). Frames are padded to the longest share's L: padding is
     masked out everywhere downstream, so the scores are those of the single-process batch.
@@ -207,7 +208,13 @@ def gather_batch(emb: dict[str, Embeddings], batch: dict, world: World) -> tuple
     def queries(x: torch.Tensor) -> torch.Tensor:
         return all_gather_rows(x, n_queries, world)
 
-    gathered = {name: Embeddings(queries(e.q[:nq]), videos(frames(e.V))) for name, e in emb.items()}
+    def tokens(name: str, t):  # frames follow the batch's frames; clips and the like have a fixed count
+        x, m = (frames(t.emb), frames(t.mask)) if name == "frames" else (t.emb[:b], t.mask[:b])
+        return replace(t, emb=videos(x), mask=videos(m.to(t.emb.dtype)))
+
+    gathered = {
+        name: Embeddings(queries(e.q[:nq]), {k: tokens(k, t) for k, t in e.kinds.items()}) for name, e in emb.items()
+    }
     dev = mask.device
     global_batch = {
         "video_mask": videos(frames(mask)),
@@ -230,7 +237,9 @@ def local_objective(loss: torch.Tensor, local: dict[str, Embeddings], ghost: boo
         return loss
     objective = loss * world.size
     if ghost:
-        objective = objective + 0.0 * sum(e.q.sum() + e.V.sum() for e in local.values())
+        objective = objective + 0.0 * sum(
+            e.q.sum() + sum(t.emb.sum() for t in e.kinds.values()) for e in local.values()
+        )
     return objective
 
 
