@@ -310,11 +310,12 @@ def _finish(out: Path, meta: dict, writer: StoreWriter) -> None:
     mark the index complete, in one commit: a failure leaves the index as it was."""
     extra = {}
     if meta["factory"]:
-        n, d, have = writer.n_rows, int(meta["dim"]), meta["faiss_frames"]
+        d, have = int(meta["dim"]), meta["faiss_frames"]
         for b in writer.branches:
             name = f"faiss_{b}.index"
+            n = writer.n_rows if writer.specs[b]["kind"] == "frames" else int(meta["clips"]) * len(writer.ids)
 
-            def write(dst, src=out / name, frames=out / f"frames_{b}.{writer.ext}"):
+            def write(dst, src=out / name, frames=out / f"frames_{b}.{writer.ext}", n=n):
                 rows = np.memmap(frames, dtype=writer.dtype, mode="r", shape=(n, d))  # flushed by now
                 faiss_sync(src, rows, meta["factory"], have, dst)
 
