@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -251,6 +252,47 @@ def apply_overrides(cfg: Config, overrides: list[str] | None) -> Config:
             ) from None
         if hasattr(section, "__post_init__"):
             section.__post_init__()
+    return validate(cfg)
+
+
+def _check(ok: bool, key: str, value, rule: str) -> None:
+    if not ok:
+        raise PrvrError(f"{key}={value!r}: must be {rule}")
+
+
+def validate(cfg: Config) -> Config:
+    """Refuse settings that cannot train (or train silently wrong), by name, once, where a
+    config is loaded (a preset plus --set, or a resumed run's)."""
+    for key, value in flat(cfg).items():
+        if isinstance(value, float):
+            _check(math.isfinite(value), key, value, "a finite number")
+    d, m, t = cfg.data, cfg.model, cfg.train
+    for key, value in (
+        ("data.max_ctx_l", d.max_ctx_l),
+        ("data.max_desc_l", d.max_desc_l),
+        ("data.batch_size", d.batch_size),
+        ("data.eval_batch_size", d.eval_batch_size),
+        ("model.visual_dim", m.visual_dim),
+        ("model.text_dim", m.text_dim),
+        ("model.hidden", m.hidden),
+        ("model.heads", m.heads),
+        ("model.layers", m.layers),
+        ("model.max_ctx_l", m.max_ctx_l),
+        ("model.max_desc_l", m.max_desc_l),
+        ("train.epochs", t.epochs),
+        ("train.patience", t.patience),
+    ):
+        _check(value >= 1, key, value, "at least 1")
+    _check(m.hidden % m.heads == 0, "model.hidden", m.hidden, f"a multiple of model.heads ({m.heads})")
+    for key, value in (("model.dropout", m.dropout), ("model.input_dropout", m.input_dropout)):
+        _check(0 <= value < 1, key, value, "in [0, 1)")
+    _check(t.lr > 0, "train.lr", t.lr, "positive")
+    _check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, "at least 0")
+    _check(0 <= t.warmup_ratio <= 1, "train.warmup_ratio", t.warmup_ratio, "in [0, 1]")
+    _check(t.grad_clip >= 0, "train.grad_clip", t.grad_clip, "at least 0 (0: no clipping)")
+    _check(d.num_workers >= 0, "data.num_workers", d.num_workers, "at least 0")
+    _check(cfg.loss.temperature > 0, "loss.temperature", cfg.loss.temperature, "positive")
+    _check(cfg.loss.warmup_epochs >= 0, "loss.warmup_epochs", cfg.loss.warmup_epochs, "at least 0")
     return cfg
 
 

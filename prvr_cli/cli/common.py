@@ -28,6 +28,8 @@ def read_lines(path) -> list[tuple[int, str]]:
     """(line number, text) of a UTF-8 text file; a missing or undecodable file is one clear error."""
     from prvr_cli.errors import PrvrError
 
+    if path.is_dir():
+        raise PrvrError(f"{path}: is a folder, not a text file")
     if not path.is_file():
         raise PrvrError(f"{path}: file is missing")
     try:

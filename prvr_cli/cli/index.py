@@ -13,9 +13,12 @@ def index(
     run: Path = typer.Argument(
         ...,
         help="training run folder (uses best.pt) or a checkpoint file; with --zero-shot, the dataset folder "
-        "ROOT/NAME that `prvr extract --visual clip` wrote",
+        "ROOT/NAME that `prvr extract --visual clip` wrote; with --verify, the index folder",
     ),
-    out: Path = typer.Option(..., "--out", help="index folder to write"),
+    out: Path = typer.Option(None, "--out", help="index folder to write"),
+    verify: bool = typer.Option(
+        False, "--verify", help="check the index folder RUN against the hashes it recorded (every table, read once)"
+    ),
     zero_shot: bool = typer.Option(
         False, "--zero-shot", help="no trained run: index CLIP frames, search with the same CLIP's text tower"
     ),
@@ -45,6 +48,17 @@ def index(
     from prvr_cli.device import resolve_device
     from prvr_cli.errors import PrvrError
 
+    if verify:
+        from prvr_cli.index.store import verify_index
+
+        report = verify_index(run)
+        if json_out:
+            print_json(report)
+        else:
+            console.print(f"{run}: intact ({report['tables']} tables, {report['files']} small files)", highlight=False)
+        return
+    if out is None:
+        raise PrvrError("--out is required: the index folder to write (or --verify an index)")
     dev = resolve_device(device)
     with Progress(console=console, transient=True, disable=json_out) as progress:
         if zero_shot:

@@ -71,9 +71,11 @@ def search(
         problems = {n: why for n, (_, why) in stored.items() if why}
         good = [item for n, item in lines if n not in problems]
         answers = iter([])
+        if good and query_id:
+            q = searcher.encode_tokens([stored[n][0] for n, _ in lines if n not in problems])
+        elif good:
+            q = searcher.encode_texts(good)
         if good:
-            tokens = [stored[n][0] for n, _ in lines if n not in problems]
-            q = searcher.encode_tokens(tokens) if query_id else searcher.encode_texts(good)
             answers = iter(searcher.search(q, k, engine))
         for n, item in lines:
             if n in problems:

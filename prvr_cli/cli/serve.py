@@ -19,6 +19,9 @@ def serve(
         None, help="zero-shot index: a local file with the CLIP weights it was built with (no download)"
     ),
     max_k: int = typer.Option(100, help="the most videos one request may ask for"),
+    allowed_host: list[str] = typer.Option(
+        None, "--allowed-host", help="a name (or address) the page may be reached by, besides loopback; repeatable"
+    ),
     device: str = typer.Option("cpu", help="auto | cpu | cuda"),
 ):
     """A search page over an index at http://HOST:PORT/, with thumbnails and playable moments; JSON
@@ -28,4 +31,5 @@ def serve(
     from prvr_cli.serve.server import run_server
 
     at_least("--max-k", max_k, 1)
-    run_server(index, host, port, resolve_device(device), checkpoint, clip_pretrained, videos, max_k, log=console.print)
+    dev = resolve_device(device)
+    run_server(index, host, port, dev, checkpoint, clip_pretrained, videos, max_k, console.print, allowed_host or [])

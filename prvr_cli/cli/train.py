@@ -61,7 +61,7 @@ def train(
     from prvr_cli.train.run import TrainRequest, train_run
 
     at_least("--epochs", epochs, 1)
-    if data_root is None and not dry_run:
+    if data_root is None and not dry_run and not resume:  # a resumed run records its own
         raise typer.BadParameter("--data-root is required (or use --dry-run)", param_hint="--data-root")
     request = TrainRequest(
         data_root=data_root,

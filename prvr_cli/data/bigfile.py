@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prvr_cli.atomic import write_text
+from prvr_cli.atomic import fault, write_failed, write_text
 from prvr_cli.errors import PrvrError
 
 
@@ -122,7 +122,11 @@ class BigFileWriter:
         if video_id in self.video2frames:
             raise PrvrError(f"video {video_id}: written twice")
         frame_ids = [f"{video_id}_{k}" for k in range(feats.shape[0])]
-        self._fh.write(feats.tobytes())
+        try:
+            fault("write:feature.bin")
+            self._fh.write(feats.tobytes())
+        except OSError as err:  # a full disk: name the file, not just the reason
+            raise write_failed(self.folder / "feature.bin", err, "nothing of this feature was replaced") from None
         self.ids.extend(frame_ids)
         self.video2frames[video_id] = frame_ids
 

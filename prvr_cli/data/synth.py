@@ -35,6 +35,7 @@ from prvr_cli.data.hdf5 import write_hdf5
 from prvr_cli.data.layout import SPLITS, Layout
 from prvr_cli.data.synth_words import REPLAY_FIELDS, SynthWords, first_draws, query_tokens, topic_phrases, unit
 from prvr_cli.errors import PrvrError
+from prvr_cli.lock import folder_lock, is_lock_file
 
 
 @dataclass
@@ -101,14 +102,23 @@ def generate(
     overwrite: bool = False,
 ) -> Layout:
     """Write a complete dataset under ``root/name``; same spec (seed) = same bytes. A folder that
-    already holds anything is refused unless ``overwrite`` (it may be a real collection)."""
+    already holds anything is refused unless ``overwrite`` (it may be a real collection), and so
+    is one another job is writing (``prvr_cli.lock``)."""
+    layout = Layout(Path(root), name)
+    if layout.base.exists() and not layout.base.is_dir():
+        raise PrvrError(f"{layout.base}: is a file, not a dataset folder")
+    with folder_lock(layout.base):
+        return _generate(root, name, spec, text_feature, visual_feature, overwrite)
+
+
+def _generate(root, name, spec, text_feature, visual_feature, overwrite) -> Layout:
     spec = spec or SynthSpec()
     if spec.videos < 10:
         raise PrvrError("synthetic data needs at least 10 videos")
     if not 0.0 <= spec.generic_share <= 1.0:
         raise PrvrError(f"generic share must lie in [0, 1], got {spec.generic_share}")
     layout = Layout(Path(root), name)
-    if layout.base.is_dir() and any(layout.base.iterdir()) and not overwrite:
+    if layout.base.is_dir() and any(not is_lock_file(p) for p in layout.base.iterdir()) and not overwrite:
         raise PrvrError(f"{layout.base}: a dataset is already here; pass --overwrite to replace its files")
     if layout.base.exists() and not layout.base.is_dir():
         raise PrvrError(f"{layout.base}: is a file, not a dataset folder")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +50,23 @@ def read_caption_jsonl(path: str | Path) -> list[RawCaption]:
             raise PrvrError(f"{path}:{lineno}: split must be one of {', '.join(SPLITS)}, not {split!r}")
         video = Path(row["video"]).stem if "." in row["video"] else row["video"]
         video = video_id(video)
-        out.append(RawCaption(video, " ".join(row["text"].split()), split, row.get("start"), row.get("end")))
+        start, end = _moment(path, lineno, row)
+        out.append(RawCaption(video, " ".join(row["text"].split()), split, start, end))
     return out
+
+
+def _moment(path: Path, lineno: int, row: dict) -> tuple[float | None, float | None]:
+    """The caption's optional moment: both of "start" and "end" or neither, finite seconds,
+    0 <= start <= end (beyond the video's length is checked once the video is decoded)."""
+    start, end = row.get("start"), row.get("end")
+    if start is None and end is None:
+        return None, None
+    for name, value in (("start", start), ("end", end)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise PrvrError(f"{path}:{lineno}: {name!r} must be a finite number of seconds, not {value!r}")
+    if not 0 <= start <= end:
+        raise PrvrError(f"{path}:{lineno}: the moment {start}-{end}s must have 0 <= start <= end")
+    return float(start), float(end)
 
 
 def assign_split(video: str) -> str:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
 
-from prvr_cli.atomic import atomic_path
+from prvr_cli.atomic import atomic_path, fault
 from prvr_cli.data.layout import video_id
 from prvr_cli.errors import PrvrError
 
@@ -267,6 +268,24 @@ def contact_sheet(
     return size
 
 
+def _writable(out_dir: Path) -> None:
+    """Raise PrvrError naming ``out_dir`` when nothing can be written there (read-only, full)."""
+    probe = out_dir / f".prvr-probe-{os.getpid()}"
+    try:
+        fault("write:export")
+        with open(probe, "wb") as fh:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:
+        raise PrvrError(
+            f"{out_dir}: cannot write the export there ({err.strerror or err}); choose another --export folder"
+        ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
 def export_moments(
     hits: list[dict], files: Mapping[str, str | Path], out_dir: str | Path, pad: float = 1.0, log=None
 ) -> dict:
@@ -297,6 +316,7 @@ def export_moments(
     except OSError as err:
         raise PrvrError(f"{out_dir}: cannot create the export folder ({err.strerror or err})") from None
 
+    _writable(out_dir)
     clips, skipped, tiles = [], [], []
     for i, hit in enumerate(hits):
         rank, video = int(hit.get("rank", i + 1)), str(hit["video"])
@@ -314,6 +334,7 @@ def export_moments(
             info, still = cut_clip(src, out_dir / name, start - pad, end + pad, still_at=(start + end) / 2)
             still.thumbnail((TILE_WIDTH, 4 * TILE_WIDTH))  # a hundred 4K stills would not fit in memory
         except ClipError as err:
+            _writable(out_dir)  # a full or read-only folder is the folder's fault, not each video's
             skipped.append({"rank": rank, "video": video, "error": str(err)})
             log(f"skipped #{rank}: {err}")
             continue

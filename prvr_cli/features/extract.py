@@ -33,6 +33,7 @@ from prvr_cli.data.layout import SPLITS, Layout
 from prvr_cli.errors import PrvrError
 from prvr_cli.features.captions import assign_split, read_caption_jsonl
 from prvr_cli.features.decode import DecodeError, decode_video, list_videos
+from prvr_cli.lock import folder_lock
 
 
 @dataclass(kw_only=True)
@@ -205,11 +206,18 @@ def run_extract(spec: ExtractSpec, device, progress=None, log=None) -> dict:
     """Extract the visual features of this shard's videos; finalize when unsharded.
 
     Returns the summary: counts, failures, and ``re_extracted`` {reason: [video ids]} for the
-    videos whose earlier work was made with other settings or from another file."""
-    log = log or (lambda msg: None)
+    videos whose earlier work was made with other settings or from another file. One job per
+    shard of a dataset folder: a second is refused, naming the first (``prvr_cli.lock``)."""
     i, n = spec.shard
     if not (0 <= i < n):
         raise PrvrError(f"--shard {i}/{n}: expected I/N with 0 <= I < N")
+    with folder_lock(Layout(spec.out, spec.name).base, f".prvr-extract-{i}of{n}.lock"):
+        return _run_extract(spec, device, progress, log)
+
+
+def _run_extract(spec: ExtractSpec, device, progress=None, log=None) -> dict:
+    log = log or (lambda msg: None)
+    i, n = spec.shard
     if spec.captions is not None:
         read_caption_jsonl(spec.captions)  # fail on a bad captions file before hours of video work
     videos = list_videos(spec.videos_dir)
@@ -335,6 +343,11 @@ def finalize(spec: ExtractSpec, device, backbone_name: str | None = None, log=No
     Only videos in the folder now whose work matches the recorded settings and their file go in.
     The summary lists ``removed`` (in the previous dataset, no longer in the folder) and
     ``not_extracted`` (in the folder, neither a current work file nor an unchanged failure)."""
+    with folder_lock(Layout(spec.out, spec.name).base):  # one job assembles a dataset folder
+        return _finalize(spec, device, backbone_name, log, text)
+
+
+def _finalize(spec: ExtractSpec, device, backbone_name: str | None, log, text) -> dict:
     log = log or (lambda msg: None)
     layout = Layout(spec.out, spec.name)
     root = layout.extract_work()
@@ -398,16 +411,20 @@ def finalize(spec: ExtractSpec, device, backbone_name: str | None = None, log=No
         "not_extracted": not_extracted,
     }
     if spec.captions is not None:
-        text_info = _captions(spec, layout, have, text, log)
+        ends = {v: t[-1][1] for v, t in times.items() if t}  # the last frame's end: about the video's length
+        text_info = _captions(spec, layout, have, text, log, ends, float(meta.get("step_seconds") or 1.0))
         info |= text_info
         summary |= {"captions": text_info["captions"], "text_feature": text_info["text_feature"]}
     write_json(layout.extract_record(), info)
     return summary
 
 
-def _captions(spec: ExtractSpec, layout: Layout, have: set[str], text, log) -> dict:
+def _captions(
+    spec: ExtractSpec, layout: Layout, have: set[str], text, log, ends: dict | None = None, slack: float = 1.0
+) -> dict:
     """Caption files, token features (from the loaded ``text`` model) and moments of the extracted
-    videos; returns what ``extract.json`` records about them."""
+    videos; returns what ``extract.json`` records about them. A moment past its video's length
+    (``ends``: the last frame's end, give or take ``slack`` seconds) is left out, said and recorded."""
     raw = read_caption_jsonl(spec.captions)
     kept = [c for c in raw if c.video in have]
     missing = sorted({c.video for c in raw} - have)
@@ -420,7 +437,7 @@ def _captions(spec: ExtractSpec, layout: Layout, have: set[str], text, log) -> d
         split_of.setdefault(c.video, c.split or assign_split(c.video))
     per_split: dict[str, list[tuple[str, str]]] = {s: [] for s in SPLITS}
     counters: dict[str, int] = {}
-    ids, texts, spans = [], [], {}
+    ids, texts, spans, dropped = [], [], {}, []
     for c in sorted(kept, key=lambda c: c.video):
         k = counters.get(c.video, 0)
         counters[c.video] = k + 1
@@ -429,6 +446,14 @@ def _captions(spec: ExtractSpec, layout: Layout, have: set[str], text, log) -> d
         ids.append(cap_id)
         texts.append(c.text)
         if c.start is not None and c.end is not None:
+            end = (ends or {}).get(c.video)
+            if end is not None and (c.start >= end or c.end > end + slack):
+                log(
+                    f"{spec.captions}: the moment {c.start}-{c.end}s of {cap_id} lies beyond the video's "
+                    f"{end:.1f}s: the caption is kept without it"
+                )
+                dropped.append(cap_id)
+                continue
             spans[cap_id] = [float(c.start), float(c.end)]
     feats = text.encode(texts)
     for split in SPLITS:
@@ -442,5 +467,6 @@ def _captions(spec: ExtractSpec, layout: Layout, have: set[str], text, log) -> d
         "text_feature": text.name,
         "text": text.describe(),
         "captions": len(ids),
+        "moments_beyond_video": dropped,
         "splits": {s: len({cid.split("#")[0] for cid, _ in per_split[s]}) for s in SPLITS},
     }

@@ -51,5 +51,7 @@ def offline_unless_reachable() -> Iterator[bool]:
 
 def offline_hint(what: str, how: str, err: Exception) -> PrvrError:
     """A one-line error for weights that could not be loaded: what, the first line of why, how to fix."""
-    msg = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+    msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if len(msg) > 160:  # cut at a word, and say so
+        msg = msg[:160].rsplit(" ", 1)[0].rstrip(",;:") + " ..."
     return PrvrError(f"could not load {what} ({msg}). {how}")

@@ -10,6 +10,8 @@ Frames stream to disk batch by batch (``StoreWriter``), so memory stays bounded 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prvr_cli.atomic import atomic_path
+from prvr_cli.atomic import atomic_path, fault
 from prvr_cli.core.provenance import file_sha256, versions
 from prvr_cli.core.score import float32_rows
 from prvr_cli.data.layout import Layout
@@ -39,6 +41,7 @@ from prvr_cli.index.store import (
     save_bank,
     save_sources,
 )
+from prvr_cli.lock import folder_lock
 from prvr_cli.nets.checkpoint import checkpoint_file, model_from_checkpoint
 
 FAISS_TRAIN_SAMPLE = 100_000  # frames a FAISS index that needs training is trained on
@@ -46,10 +49,11 @@ FAISS_ADD_BATCH = 200_000  # frames handed to FAISS per add() call
 VideoSource = BigFileVideos | HDF5Videos
 
 
-def faiss_sync(path: Path, rows: np.ndarray, factory: str, have: int) -> None:
+def faiss_sync(path: Path, rows: np.ndarray, factory: str, have: int, dst: Path | None = None) -> None:
     """Bring the FAISS index file ``path`` up to ``rows`` (N, d) (memory-mapped is fine: it is read
     in batches): add the rows after the ``have`` it already holds, or build (and train) it afresh
-    when ``have`` is 0 or the file is missing."""
+    when ``have`` is 0 or the file is missing. The result goes to ``dst`` (default: ``path``
+    itself, atomically); an index commit passes a file of the commit it is preparing."""
     import faiss
 
     if have and path.is_file():
@@ -70,8 +74,24 @@ def faiss_sync(path: Path, rows: np.ndarray, factory: str, have: int) -> None:
                 ) from None
     for s in range(have, len(rows), FAISS_ADD_BATCH):
         index.add(float32_rows(rows[s : s + FAISS_ADD_BATCH]))
-    with atomic_path(path) as tmp:
+    if dst is None:
+        with atomic_path(path) as tmp:
+            _write_faiss(index, tmp, path)
+    else:
+        _write_faiss(index, dst, path)
+
+
+def _write_faiss(index, tmp: Path, path: Path) -> None:
+    """``faiss.write_index`` to ``tmp``, its failure (a full disk) an OSError naming ``path``."""
+    import faiss
+
+    try:
+        fault(f"faiss:{path.name}")
         faiss.write_index(index, str(tmp))
+    except RuntimeError as err:  # FAISS's C++ error, not an OSError
+        raise OSError(errno.EIO, _faiss_message(err), str(path)) from None
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from None
 
 
 def check_factory(factory: str, dim: int) -> None:
@@ -287,14 +307,22 @@ def _encode_batch(
 
 
 def _finish(out: Path, meta: dict, writer: StoreWriter) -> None:
-    """Catch the frame-level FAISS index up with what was appended (when the plan has one), then
-    mark the index complete."""
+    """Catch the frame-level FAISS index up with what was appended (when the plan has one) and
+    mark the index complete, in one commit: a failure leaves the index as it was."""
+    extra = {}
     if meta["factory"]:
-        store = FrameStore.load(out)
-        for b in store.branches:
-            faiss_sync(out / f"faiss_{b}.index", store.frames[b], meta["factory"], meta["faiss_frames"])
+        d, have = int(meta["dim"]), meta["faiss_frames"]
+        for b in writer.branches:
+            name = f"faiss_{b}.index"
+            n = writer.n_rows if writer.specs[b]["kind"] == "frames" else int(meta["clips"]) * len(writer.ids)
+
+            def write(dst, src=out / name, frames=out / f"frames_{b}.{writer.ext}", n=n):
+                rows = np.memmap(frames, dtype=writer.dtype, mode="r", shape=(n, d))  # flushed by now
+                faiss_sync(src, rows, meta["factory"], have, dst)
+
+            extra[name] = write
     meta["faiss_frames"] = writer.n_rows if meta["factory"] else 0
-    writer.commit(complete=True)
+    writer.commit(complete=True, extra=extra)
 
 
 def _store_bank(out: Path, model, ckpt: dict, cfg, device) -> None:
@@ -341,31 +369,67 @@ def build_index(
         check_factory(factory, dim)
     layout, feature, source = _open_corpus(ckpt, ckpt_path, data_root, collection, feature)
     all_times = read_frame_times(layout, feature)
-    store = open_existing(out, factory, add, _trained_differs(sha, ckpt_path, feature))
-    todo = videos_to_add(source, layout, videos, store)
-    tables, clips = model_tables(model)
-    if clips and factory is not None:
-        raise PrvrError(
-            f"--factory: an index of clip tokens ({cfg.model.encoder}) searches with the bounds or blocks engine"
-        )
-    frames = sum(min(source.num_frames(v), max_len) for v in todo) + (int(store.offsets[-1]) if store else 0)
-    videos_total = len(todo) + (store.num_videos if store else 0)
-    rows = frames + (videos_total * clips * len(model.names) // len(tables) if clips else 0)  # mean rows a table
-    plan = choose_plan(store, rows, dim, len(tables), budget, factory)
-    if clips and plan.factory:  # FAISS frame indexes rank single rows, not a weighted sum of kinds
-        plan = dataclasses.replace(plan, factory=None, why=f"{plan.why}; no FAISS index: the score sums token kinds")
-    meta = _index_meta(ckpt_path, sha, ckpt, cfg, layout, feature, plan, has_times=bool(all_times), store=store)
-    if clips:
-        meta |= {"tables": tables, "clips": clips}
-    _store_bank(out, model, ckpt, cfg, device)
-    copy_sources(layout, out)
+    with folder_lock(out):
+        store = open_existing(out, factory, add, _trained_differs(sha, ckpt_path, feature))
+        todo = videos_to_add(source, layout, videos, store)
+        fingerprint = same_dataset(store, source, todo, out)
+        tables, clips = model_tables(model)
+        if clips and factory is not None:
+            raise PrvrError(
+                f"--factory: an index of clip tokens ({cfg.model.encoder}) searches with the bounds or blocks engine"
+            )
+        frames = sum(min(source.num_frames(v), max_len) for v in todo) + (int(store.offsets[-1]) if store else 0)
+        videos_total = len(todo) + (store.num_videos if store else 0)
+        rows = frames + (videos_total * clips * len(model.names) // len(tables) if clips else 0)  # mean rows a table
+        plan = choose_plan(store, rows, dim, len(tables), budget, factory)
+        if clips and plan.factory:  # FAISS frame indexes rank single rows, not a weighted sum of kinds
+            plan = dataclasses.replace(
+                plan, factory=None, why=f"{plan.why}; no FAISS index: the score sums token kinds"
+            )
+        meta = _index_meta(ckpt_path, sha, ckpt, cfg, layout, feature, plan, has_times=bool(all_times), store=store)
+        meta["dataset_fingerprint"] = fingerprint
+        if clips:
+            meta |= {"tables": tables, "clips": clips}
+        _store_bank(out, model, ckpt, cfg, device)
+        copy_sources(layout, out)
 
-    def encode(names: list[str]):
-        return _encode_batch(model, tables, source, names, all_times, max_len, device)
+        def encode(names: list[str]):
+            return _encode_batch(model, tables, source, names, all_times, max_len, device)
 
-    writer = StoreWriter(out, meta, tuple(tables), store)
-    grow_index(out, meta, writer, todo, encode, progress, batch_size, chunk_videos)
+        writer = StoreWriter(out, meta, tuple(tables), store)
+        grow_index(out, meta, writer, todo, encode, progress, batch_size, chunk_videos)
     return build_summary(out, writer, len(todo), plan)
+
+
+FINGERPRINT_VIDEOS = 32  # videos whose raw frames fingerprint a corpus
+
+
+def _content_digest(source: VideoSource, ids: list[str]) -> str:
+    h = hashlib.sha256()
+    for v in ids:
+        frames = np.ascontiguousarray(source.frames(v), dtype=np.float32)
+        h.update(f"{v}\0{frames.shape}\0".encode())
+        h.update(frames.tobytes())
+    return h.hexdigest()
+
+
+def same_dataset(store: FrameStore | None, source: VideoSource, todo: list[str], out: Path) -> dict | None:
+    """The fingerprint of the corpus an index is built from (the raw frames of up to 32 of its
+    videos, spread over it), checked against the index's own when there is one: an ``--add`` or a
+    resume from another dataset with the same video ids is refused. -> what index.json records."""
+    if store is not None:
+        fp = store.meta.get("dataset_fingerprint")
+        if fp:  # indexes from before the fingerprint have none to check against
+            missing = [v for v in fp["videos"] if v not in source]
+            if missing or _content_digest(source, fp["videos"]) != fp["sha256"]:
+                why = f"has no video {missing[0]!r}" if missing else "holds other frames for the same video ids"
+                raise PrvrError(
+                    f"{source.path}: {why} than the dataset {out} was built from; "
+                    "index it into a new --out, or point --data at the original dataset"
+                )
+        return fp
+    sample = todo[:: max(1, len(todo) // FINGERPRINT_VIDEOS)][:FINGERPRINT_VIDEOS]
+    return {"videos": sample, "sha256": _content_digest(source, sample)}
 
 
 def build_summary(out: Path, writer: StoreWriter, added: int, plan: Plan) -> dict:
@@ -413,7 +477,8 @@ def grow_index(
                 writer.add(names, *encode(names))
                 if progress:
                     progress.update(task, advance=len(names))
-            writer.commit()
+            if not writer.adding:  # an --add keeps the complete index searchable until it is done
+                writer.commit()
         _finish(out, meta, writer)
     finally:
         writer.close()

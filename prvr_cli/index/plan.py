@@ -40,7 +40,10 @@ def parse_memory(text: str | None) -> int:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
     if not m:
         raise PrvrError(f"--memory {text!r}: expected a size such as 8G, 512M or 16GB")
-    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " "))
+    size = int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " "))
+    if size <= 0:
+        raise PrvrError(f"--memory {text!r}: must be more than 0 bytes")
+    return size
 
 
 def plan_index(frames: int, dim: int, branches: int, memory: int, factory: str | None = None) -> Plan:

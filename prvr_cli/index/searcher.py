@@ -19,7 +19,7 @@ from prvr_cli.errors import PrvrError
 from prvr_cli.index.engines import ENGINES, auto_engine, engine_names
 from prvr_cli.index.meta import text_record
 from prvr_cli.index.search import Hit, describe
-from prvr_cli.index.store import FrameStore, stored_bank
+from prvr_cli.index.store import FrameStore, current, stored_bank
 from prvr_cli.nets.checkpoint import model_from_checkpoint
 
 
@@ -77,7 +77,7 @@ class Searcher:
                 )
             self._indexes = {}
             for b in self.store.branches:
-                index = faiss.read_index(str(self.store.root / f"faiss_{b}.index"))
+                index = faiss.read_index(str(current(self.store.root, f"faiss_{b}.index")))
                 if hasattr(faiss, "StandardGpuResources") and torch.cuda.is_available():
                     index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
                 self._indexes[b] = index
@@ -110,6 +110,10 @@ class Searcher:
         if cap_id not in self._queries:
             return None, f"{self._queries.path}: no stored query {cap_id!r}"
         tokens = self._queries.get(cap_id)
+        want = self.store.meta["dataset"].get("text_dim")
+        if tokens.ndim != 2 or (want is not None and tokens.shape[1] != want):
+            shape = tuple(tokens.shape)
+            return None, f"{self._queries.path}: query {cap_id!r} has token features {shape}, not (T, {want})"
         if not np.isfinite(tokens).all():
             return None, f"{self._queries.path}: query {cap_id!r} holds NaN or Inf token features"
         return tokens, None

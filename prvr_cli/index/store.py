@@ -23,6 +23,14 @@
 The ``.f32`` / ``.f16`` files are raw, append-only row tables whose row counts are in
 index.json: a build streams into them batch by batch, and search memory-maps them.
 
+A commit is one atomic step. The small files (videos.json, offsets.npy, blockoffsets_*.npy,
+faiss_*.index, index.json) of the new state are written into ``.commit.tmp/``, which is then
+renamed ``.commit/``: that rename is the commit. The files are then moved into place, index.json
+last, and ``.commit/`` removed; a reader prefers a file in ``.commit/`` to the one beside it, so at
+every instant it sees either the old state or the new one, and the next writer finishes moving
+what a crash left there. index.json records the size and SHA-256 of every small file (checked
+on every load) and, once complete, of every table (``prvr index --verify``).
+
 The score of a video is S = sum over tables t of w_t max_{rows of t} q_b(t) . v (``combine``):
 index.json's ``tables`` gives each table its branch, kind, weight (kind weight / branches) and
 zero-padding length (``core/score.TokenSet``). An index without ``tables`` has one frame table
@@ -37,14 +45,17 @@ in the cap of half-angle acos(m) around u. For a unit query at angle alpha from 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from prvr_cli.atomic import atomic_path, write_json
+from prvr_cli.atomic import atomic_path, dumps, fault, write_failed, write_json
 from prvr_cli.core.branches import BRANCHES
 from prvr_cli.core.moments import QueryBank
 from prvr_cli.core.score import branch_mean, zero_floor
@@ -196,29 +207,144 @@ class FrameStore:
 
     @classmethod
     def load(cls, root: str | Path) -> FrameStore:
+        """The index in ``root``, after the cheap checks: the small files' sizes and hashes, and
+        every table's length against index.json. Any problem is one line naming the file."""
         root = Path(root)
-        meta_path = root / "index.json"
+        seen = _commit_state(root)
+        try:
+            return cls._load(root)
+        except (FileNotFoundError, PrvrError):
+            if _commit_state(root) == seen:
+                raise
+            return cls._load(root)  # a writer committed while we read (files moved under us): read again
+
+    @classmethod
+    def _load(cls, root: Path) -> FrameStore:
+        meta_path = current(root, "index.json")
         if not meta_path.is_file():
             raise PrvrError(f"{root}: not a prvr index (no index.json; build one with `prvr index`)")
-        meta = json.loads(meta_path.read_text())
+        meta = _read_json(meta_path, dict)
         if meta.get("format", LEGACY_FORMAT) == LEGACY_FORMAT:
             return _load_legacy(root, meta)
-        video_ids = json.loads((root / "videos.json").read_text())
-        offsets = np.load(root / "offsets.npy")
-        if len(video_ids) != meta["videos"] or len(offsets) != meta["videos"] + 1 or offsets[-1] != meta["frames"]:
+        _check_small_files(root, meta)
+        try:
+            branches, n, d, nv = tuple(table_specs(meta)), int(meta["frames"]), int(meta["dim"]), int(meta["videos"])
+            ext, blocks = STORAGE[meta["storage"]], {b: int(meta["blocks"][b]) for b in branches}
+        except (KeyError, TypeError, ValueError):
+            raise PrvrError(f"{meta_path}: lacks the counts of a prvr index (damaged?); rebuild it") from None
+        video_ids = _read_json(current(root, "videos.json"), list)
+        offsets = _read_offsets(current(root, "offsets.npy"), nv, n)
+        if len(video_ids) != nv:
             raise PrvrError(f"{root}: index files disagree with index.json (an interrupted write?); rebuild it")
-        branches, n, d = tuple(table_specs(meta)), int(meta["frames"]), int(meta["dim"])
-        ext = STORAGE[meta["storage"]]
+        tables = table_specs(meta)
         frames, direction, min_cos, block_offsets = {}, {}, {}, {}
         for b in branches:
-            nb = int(meta["blocks"][b])
-            rows = n if table_specs(meta)[b]["kind"] == "frames" else int(meta["clips"]) * int(meta["videos"])
+            rows = n if tables[b]["kind"] == "frames" else int(meta["clips"]) * nv
             frames[b] = _read_rows(root / f"frames_{b}.{ext}", meta["storage"], rows, d)
-            direction[b] = _read_rows(root / f"blockdirs_{b}.f32", np.float32, nb, d)
-            min_cos[b] = np.array(_read_rows(root / f"blockcos_{b}.f32", np.float32, nb))
-            block_offsets[b] = np.load(root / f"blockoffsets_{b}.npy")
+            direction[b] = _read_rows(root / f"blockdirs_{b}.f32", np.float32, blocks[b], d)
+            min_cos[b] = np.array(_read_rows(root / f"blockcos_{b}.f32", np.float32, blocks[b]))
+            block_offsets[b] = _read_offsets(current(root, f"blockoffsets_{b}.npy"), nv, blocks[b])
         times = _read_rows(root / "times.f32", np.float32, n, 2)
         return cls(root, branches, meta, video_ids, offsets, times, frames, direction, min_cos, block_offsets)
+
+
+COMMIT, STAGE = ".commit", ".commit.tmp"  # a decided commit's files, and one being written
+
+
+def _commit_state(root: Path) -> tuple:
+    """What changes when a writer commits: whether ``.commit/`` is there, and index.json's identity."""
+    try:
+        st = (root / "index.json").stat()
+        return (root / COMMIT).is_dir(), st.st_ino, st.st_mtime_ns
+    except OSError:
+        return (root / COMMIT).is_dir(), None, None
+
+
+def current(root: Path, name: str) -> Path:
+    """Where the committed version of the small file ``name`` is: in ``.commit/`` while a commit
+    is being moved into place, else beside the tables."""
+    staged = root / COMMIT / name
+    return staged if staged.is_file() else root / name
+
+
+def _read_json(path: Path, kind: type):
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PrvrError(f"{path}: missing (a damaged index?); rebuild it") from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise PrvrError(f"{path}: unreadable ({type(err).__name__}: truncated or damaged); rebuild the index") from None
+    if not isinstance(value, kind):
+        raise PrvrError(f"{path}: holds a JSON {type(value).__name__}, not a {kind.__name__}; rebuild the index")
+    return value
+
+
+def _read_offsets(path: Path, nv: int, total: int) -> np.ndarray:
+    """An (nv + 1,) int64 offsets file, checked: 0 first, never decreasing, ``total`` last."""
+    try:
+        offsets = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise PrvrError(f"{path}: missing (a damaged index?); rebuild it") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise PrvrError(f"{path}: unreadable ({type(err).__name__}: truncated or damaged); rebuild the index") from None
+    if offsets.shape != (nv + 1,) or offsets.dtype.kind not in "iu":
+        raise PrvrError(
+            f"{path}: holds {offsets.shape} {offsets.dtype} offsets, index.json says {nv + 1} "
+            "(an interrupted write?); rebuild it"
+        )
+    if offsets[0] != 0 or offsets[-1] != total or (np.diff(offsets) < 0).any():
+        raise PrvrError(f"{path}: its offsets do not run from 0 to {total} (damaged); rebuild the index")
+    return offsets.astype(np.int64)
+
+
+def sha256_prefix(path: Path, size: int) -> str:
+    """Hex SHA-256 of the first ``size`` bytes of a file (a table may hold rows past its count)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        left = size
+        while left > 0:
+            chunk = fh.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            h.update(chunk)
+            left -= len(chunk)
+    return h.hexdigest()
+
+
+def _check_small_files(root: Path, meta: dict) -> None:
+    """The small files' sizes and hashes against what index.json recorded (indexes written
+    before the record have none)."""
+    for name, rec in meta.get("file_hashes", {}).items():
+        path = current(root, name)
+        if not path.is_file():
+            raise PrvrError(f"{path}: missing (a damaged index?); rebuild it")
+        if path.stat().st_size != rec["bytes"] or sha256_prefix(path, rec["bytes"]) != rec["sha256"]:
+            raise PrvrError(f"{path}: its content differs from what index.json recorded (damaged); rebuild the index")
+    for name, rec in meta.get("table_hashes", {}).items():
+        path = current(root, name)  # a FAISS file may still be in .commit/
+        if not path.is_file() or path.stat().st_size < rec["bytes"]:
+            raise PrvrError(f"{path}: shorter than index.json says (a damaged index?); rebuild it")
+
+
+def verify_index(root: str | Path) -> dict:
+    """The full check (``prvr index --verify``): the cheap checks of every load, then every table's
+    SHA-256 against index.json. -> {"index", "files", "tables", "bytes"} of what was checked."""
+    store = FrameStore.load(root)
+    tables = store.meta.get("table_hashes", {})
+    if not store.meta.get("complete"):
+        raise PrvrError(f"{store.root}: the index build was interrupted; run `prvr index` again to finish it")
+    if not tables:
+        raise PrvrError(f"{store.root}: was built before prvr recorded table hashes; nothing to verify against")
+    total = 0
+    for name, rec in tables.items():
+        path = current(store.root, name)
+        if not path.is_file() or path.stat().st_size < rec["bytes"]:
+            raise PrvrError(f"{path}: shorter than index.json says (damaged); rebuild the index")
+        if sha256_prefix(path, rec["bytes"]) != rec["sha256"]:
+            raise PrvrError(f"{path}: its content differs from what index.json recorded (damaged); rebuild the index")
+        total += rec["bytes"]
+    files = len(store.meta.get("file_hashes", {}))
+    return {"index": str(store.root), "files": files, "tables": len(tables), "bytes": total}
 
 
 LEGACY_FORMAT = "prvr-index/1"
@@ -245,15 +371,17 @@ def _load_legacy(root: Path, meta: dict) -> FrameStore:
 class StoreWriter:
     """Appends videos to an index folder, streaming: each batch's frames, times and block bounds
     go straight to raw append-only files, so memory stays one batch whatever the corpus size.
-    ``commit`` makes what was appended durable and then rewrites ``index.json`` with the new
-    counts; rows past the counts (an interrupted batch) are cut off when a writer reopens the
-    folder, so a resumed build ends byte-identical to an uninterrupted one."""
+    ``commit`` makes what was appended durable and then switches the small files and
+    ``index.json`` to the new counts in one atomic step (module docstring); rows past the counts
+    (an interrupted batch) are cut off when a writer reopens the folder, so a resumed build ends
+    byte-identical to an uninterrupted one. The caller holds the folder's lock (``prvr_cli.lock``)."""
 
     def __init__(self, root: Path, meta: dict, branches: tuple[str, ...], store: FrameStore | None = None):
         if store is not None and store.meta.get("format", LEGACY_FORMAT) == LEGACY_FORMAT:
             raise PrvrError(f"{root}: was built by an older prvr ({LEGACY_FORMAT}); rebuild it to add videos")
         self.root, self.meta, self.branches = root, meta, branches
         root.mkdir(parents=True, exist_ok=True)
+        finish_commit(root)  # what a crash left half moved; ``store`` already reads that state
         self.ext, self.dtype, self.dim = STORAGE[meta["storage"]], np.dtype(meta["storage"]), int(meta["dim"])
         if store is None:
             self.ids, self.offsets, self.nb = [], [0], {b: 0 for b in branches}
@@ -262,26 +390,35 @@ class StoreWriter:
             self.ids, self.offsets = list(store.video_ids), [int(x) for x in store.offsets]
             self.nb = {b: int(store.meta["blocks"][b]) for b in branches}
             self.block_offsets = {b: [int(x) for x in store.block_offsets[b]] for b in branches}
-        n = self.offsets[-1]
         self.specs = table_specs(meta | {"branches": list(branches)})
-        sizes = {"times.f32": n * 8}  # bytes each table holds at the last commit
-        for b in branches:
-            rows = n if self.specs[b]["kind"] == "frames" else int(meta["clips"]) * len(self.ids)
-            sizes[f"frames_{b}.{self.ext}"] = rows * self.dim * self.dtype.itemsize
-            sizes[f"blockdirs_{b}.f32"] = self.nb[b] * self.dim * 4
-            sizes[f"blockcos_{b}.f32"] = self.nb[b] * 4
+        # an --add to a complete index commits once, at the end: until then the index stays searchable as it was
+        self.adding = bool(store is not None and store.meta.get("complete"))
         self.files = {}
-        for name, size in sizes.items():
+        for name, size in self._sizes().items():
             fh = open(root / name, "ab")
             fh.truncate(size)  # cut off what an interrupted batch appended
             self.files[name] = fh
+
+    def _sizes(self) -> dict[str, int]:
+        """Bytes each table holds at the current counts."""
+        n = self.offsets[-1]
+        sizes = {"times.f32": n * 8}
+        for b in self.branches:
+            rows = n if self.specs[b]["kind"] == "frames" else int(self.meta["clips"]) * len(self.ids)
+            sizes[f"frames_{b}.{self.ext}"] = rows * self.dim * self.dtype.itemsize
+            sizes[f"blockdirs_{b}.f32"] = self.nb[b] * self.dim * 4
+            sizes[f"blockcos_{b}.f32"] = self.nb[b] * 4
+        return sizes
 
     @property
     def n_rows(self) -> int:
         return self.offsets[-1]
 
     def _append(self, name: str, rows: np.ndarray, dtype) -> None:
-        self.files[name].write(np.ascontiguousarray(rows, dtype=dtype).tobytes())
+        try:
+            self.files[name].write(np.ascontiguousarray(rows, dtype=dtype).tobytes())
+        except OSError as err:
+            raise write_failed(self.root / name, err, _kept(self.root)) from None
 
     def add(self, names: list[str], frames: dict[str, np.ndarray], lengths: list[int], times: list[np.ndarray]):
         """Append videos: per table their (sum of L_i, d) unit frames (or K clip tokens each), each
@@ -301,39 +438,117 @@ class StoreWriter:
         self.offsets.extend((self.n_rows + local[1:]).tolist())
         self.ids.extend(names)
 
-    def commit(self, complete: bool = False) -> None:
-        """Make the appended rows durable, then write the small files and ``index.json`` last
-        (atomically), so a reader never sees counts that the files do not hold."""
+    def commit(self, complete: bool = False, extra: dict | None = None) -> None:
+        """Make the appended rows durable, then switch to the new state in one step (module
+        docstring). ``extra`` {name: write(path)}: more files of the new state (the FAISS
+        indexes), written into the commit beside the small files. A complete commit records
+        every table's hash for ``verify_index``."""
+        try:
+            self._commit(complete, extra or {})
+        except OSError as err:
+            shutil.rmtree(self.root / STAGE, ignore_errors=True)
+            raise write_failed(err.filename or self.root, err, _kept(self.root)) from None
+
+    def _commit(self, complete: bool, extra: dict) -> None:
         for fh in self.files.values():
             fh.flush()
             os.fsync(fh.fileno())
-        for b in self.branches:
-            _save_npy(self.root / f"blockoffsets_{b}.npy", np.asarray(self.block_offsets[b], np.int64))
-        _save_npy(self.root / "offsets.npy", np.asarray(self.offsets, np.int64))
-        write_json(self.root / "videos.json", self.ids)
+        fault("commit:tables")
+        stage = self.root / STAGE
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+        small = {f"blockoffsets_{b}.npy": np.asarray(self.block_offsets[b], np.int64) for b in self.branches}
+        small["offsets.npy"] = np.asarray(self.offsets, np.int64)
+        files = {}
+        for name, array in small.items():
+            with open(stage / name, "wb") as fh:
+                np.save(fh, array)
+            files[name] = _durable(stage / name)
+        with open(stage / "videos.json", "w", encoding="utf-8") as fh:
+            fh.write(dumps(self.ids, indent=2, sort_keys=True) + "\n")
+        files["videos.json"] = _durable(stage / "videos.json")
+        tables = {name: {"bytes": size} for name, size in self._sizes().items()}
+        for name, write in extra.items():
+            write(stage / name)
+            tables[name] = _durable(stage / name)
+        if complete:
+            for name, rec in tables.items():
+                if "sha256" not in rec:
+                    rec["sha256"] = sha256_prefix(self.root / name, rec["bytes"])
+        if complete and self.meta.get("factory"):  # FAISS files not rewritten by this commit stay as they are
+            for b in self.branches:
+                name = f"faiss_{b}.index"
+                if name not in tables and (self.root / name).is_file():
+                    tables[name] = self.meta.get("table_hashes", {}).get(name) or _durable(self.root / name, sync=False)
+        if (self.root / BANK_FILE).is_file():
+            files[BANK_FILE] = _durable(self.root / BANK_FILE, sync=False)
         self.meta |= {
             "branches": list(dict.fromkeys(s["branch"] for s in self.specs.values())),
             "videos": len(self.ids),
             "frames": self.n_rows,
             "blocks": dict(self.nb),
             "complete": complete,
+            "file_hashes": files,
+            "table_hashes": tables,
         }
-        write_json(self.root / "index.json", self.meta)
+        with open(stage / "index.json", "w", encoding="utf-8") as fh:
+            fh.write(dumps(self.meta, indent=2, sort_keys=True) + "\n")
+        _durable(stage / "index.json")
+        _sync_dir(stage)
+        fault("commit:staged")
+        os.rename(stage, self.root / COMMIT)  # the commit
+        _sync_dir(self.root)
+        fault("commit:decided")
+        finish_commit(self.root)
+        self.adding = False
 
     def close(self) -> None:
         for fh in self.files.values():
             fh.close()
 
 
+def finish_commit(root: Path) -> None:
+    """Move a decided commit's files into place (index.json last) and drop an undecided one:
+    what a writer does on opening a folder a crash interrupted, and the end of every commit."""
+    shutil.rmtree(root / STAGE, ignore_errors=True)
+    staged = root / COMMIT
+    if not staged.is_dir():
+        return
+    names = sorted(p.name for p in staged.iterdir() if p.name != "index.json")
+    for name in [*names, "index.json"]:
+        if (staged / name).is_file():
+            os.replace(staged / name, root / name)
+            fault(f"commit:move:{name}")
+    staged.rmdir()
+    _sync_dir(root)
+    fault("commit:done")
+
+
+def _durable(path: Path, sync: bool = True) -> dict:
+    """fsync a file just written; -> its {"bytes", "sha256"} for index.json."""
+    if sync:
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+    size = path.stat().st_size
+    return {"bytes": size, "sha256": sha256_prefix(path, size)}
+
+
+def _sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _kept(root: Path) -> str:
+    return f"the index in {root} is as it was at its last commit (free some space and run `prvr index` again)"
+
+
 def _tensor(x: np.ndarray):
     import torch
 
     return torch.from_numpy(x)
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, array)
 
 
 def save_store(
@@ -391,8 +606,13 @@ def save_bank(root: Path, bank: QueryBank) -> None:
 def stored_bank(root: Path, ckpt: dict) -> QueryBank | None:
     """The index's query bank, else the checkpoint's, else None (moments from raw scores)."""
     if (root / BANK_FILE).is_file():
-        with np.load(root / BANK_FILE) as z:
-            return QueryBank.from_arrays({k: z[k] for k in z.files})
+        try:
+            with np.load(root / BANK_FILE, allow_pickle=False) as z:
+                return QueryBank.from_arrays({k: z[k] for k in z.files})
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+            raise PrvrError(
+                f"{root / BANK_FILE}: unreadable ({type(err).__name__}: truncated or damaged); rebuild the index"
+            ) from None
     if "query_bank" in ckpt:
         return QueryBank.from_arrays(ckpt["query_bank"])
     return None

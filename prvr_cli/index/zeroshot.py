@@ -33,10 +33,12 @@ from prvr_cli.index.build import (
     open_existing,
     plan_meta,
     read_frame_times,
+    same_dataset,
     videos_to_add,
 )
 from prvr_cli.index.plan import parse_memory
 from prvr_cli.index.store import StoreWriter
+from prvr_cli.lock import folder_lock
 
 BRANCH = "clip"
 # Raw cosines (no query bank: there are no training queries); the rule's other settings are the
@@ -121,34 +123,37 @@ def build_zero_shot(
     if factory is not None:
         check_factory(factory, source.dim)
     all_times = read_frame_times(layout, feature)
-    store = open_existing(out, factory, add, _differs(feature, record))
-    todo = videos_to_add(source, layout, videos, store)
-    frames = sum(source.num_frames(v) for v in todo) + (int(store.offsets[-1]) if store else 0)
-    plan = choose_plan(store, frames, source.dim, 1, budget, factory)
-    meta = {
-        "kind": "zero-shot",
-        "encoder": record,
-        "dataset": {
-            "root": str(layout.root.resolve()),
-            "collection": layout.collection,
-            "visual_feature": feature,
-            "visual_dim": source.dim,
-        },
-        "dim": source.dim,
-        **plan_meta(plan, store),
-        "has_times": bool(all_times),
-        "moments": dataclasses.asdict(ZERO_SHOT_MOMENTS),
-        "versions": versions("open_clip"),
-    }
-    copy_sources(layout, out)
+    with folder_lock(out):
+        store = open_existing(out, factory, add, _differs(feature, record))
+        todo = videos_to_add(source, layout, videos, store)
+        fingerprint = same_dataset(store, source, todo, out)
+        frames = sum(source.num_frames(v) for v in todo) + (int(store.offsets[-1]) if store else 0)
+        plan = choose_plan(store, frames, source.dim, 1, budget, factory)
+        meta = {
+            "kind": "zero-shot",
+            "encoder": record,
+            "dataset": {
+                "root": str(layout.root.resolve()),
+                "collection": layout.collection,
+                "visual_feature": feature,
+                "visual_dim": source.dim,
+            },
+            "dim": source.dim,
+            **plan_meta(plan, store),
+            "has_times": bool(all_times),
+            "moments": dataclasses.asdict(ZERO_SHOT_MOMENTS),
+            "versions": versions("open_clip"),
+            "dataset_fingerprint": fingerprint,
+        }
+        copy_sources(layout, out)
 
-    def encode(names: list[str]):
-        raw = finite_frames(source, names)
-        unit = np.concatenate([r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12) for r in raw])
-        lengths = [len(r) for r in raw]
-        times = [resampled_times(all_times.get(v), n, n) for v, n in zip(names, lengths)]  # every frame kept
-        return {BRANCH: unit.astype(np.float32)}, lengths, times
+        def encode(names: list[str]):
+            raw = finite_frames(source, names)
+            unit = np.concatenate([r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12) for r in raw])
+            lengths = [len(r) for r in raw]
+            times = [resampled_times(all_times.get(v), n, n) for v, n in zip(names, lengths)]  # every frame kept
+            return {BRANCH: unit.astype(np.float32)}, lengths, times
 
-    writer = StoreWriter(out, meta, (BRANCH,), store)
-    grow_index(out, meta, writer, todo, encode, progress, batch_size, chunk_videos)
+        writer = StoreWriter(out, meta, (BRANCH,), store)
+        grow_index(out, meta, writer, todo, encode, progress, batch_size, chunk_videos)
     return build_summary(out, writer, len(todo), plan)

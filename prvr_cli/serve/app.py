@@ -27,6 +27,7 @@ from prvr_cli.index.store import SOURCES_FILE, source_files
 from prvr_cli.serve.thumbs import ThumbnailCache
 
 MAX_K = 100
+MAX_SECONDS = 86400.0  # thumbnail times are clamped to a video's length, or to this without one
 MAX_QUERY_CHARS = 500
 STATIC = Path(__file__).parent / "static"
 REPORT_FILE = "report.html"  # what `prvr report RUN` writes into the run folder by default
@@ -37,6 +38,26 @@ PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+
+
+def inline_policy(html: str) -> str:
+    """The page's policy for a page with inline scripts and styles (the report, the API docs): the
+    inline blocks it holds are allowed by their hashes, nothing else inline."""
+    import base64
+    import hashlib
+    import re
+
+    def hashes(tag: str) -> str:
+        blocks = re.findall(rf"<{tag}\b[^>]*>(.*?)</{tag}>", html, flags=re.S | re.I)
+        return "".join(
+            f" 'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in blocks if b.strip()
+        )
+
+    return PAGE_POLICY.replace("script-src 'self'", "script-src 'self'" + hashes("script")).replace(
+        "style-src 'self'", "style-src 'self'" + hashes("style")
+    )
+
+
 MEDIA_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm", ".mov": "video/quicktime"}
 
 
@@ -212,9 +233,14 @@ def create_app(
 
     @app.middleware("http")
     async def _headers(request: Request, call_next):
-        response = await call_next(request)
+        # another site's page may not load our pictures, media or answers (it would learn which ids exist)
+        if request.headers.get("sec-fetch-site") == "cross-site":
+            response = _error(403, "cross-site requests are refused")
+        else:
+            response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
         return response
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -238,7 +264,7 @@ def create_app(
         (``media``, ``thumbnail``, or ``unavailable``: why the video cannot be played)."""
         return lib.search(q, query_id, k)
 
-    @app.get("/api/videos/{video}")
+    @app.get("/api/videos/{video:path}")
     def video(video: str) -> dict:
         """One indexed video: frames, duration (seconds, when the index has frame times), links."""
         try:
@@ -246,20 +272,23 @@ def create_app(
         except KeyError:
             return _error(404, f"no video {video!r} in this index")
 
-    @app.get("/thumbs/{video}.jpg", include_in_schema=False)
+    @app.get("/thumbs/{video:path}.jpg", include_in_schema=False)
     def thumbnail(video: str, t: float = Query(..., description="seconds")):
         path, why = lib.source(video)
         if why:
             return _error(404, why)
         if not math.isfinite(t) or t < 0:
             return _error(422, f"t={t}: must be a time in seconds >= 0")
+        # clamped to the video's length (a day when unknown) and quantised by the cache: a
+        # request past the end reuses the last picture instead of decoding (and caching) a new one
+        t = min(t, lib.duration(video) or MAX_SECONDS)
         try:
             jpg = lib.thumbs.get(video, path, t)
         except ClipError as err:
             return _error(404, str(err))
         return FileResponse(jpg, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
 
-    @app.get("/media/{video}", include_in_schema=False)
+    @app.get("/media/{video:path}", include_in_schema=False)
     def media(video: str):
         path, why = lib.source(video)
         if why:
@@ -271,7 +300,8 @@ def create_app(
         if lib.report is None or not lib.report.is_file():
             where = f" (run `prvr report {lib.report.parent}`)" if lib.report is not None else ""
             return _error(404, f"no report of the training run{where}")
-        return FileResponse(lib.report, media_type="text/html")
+        html = lib.report.read_text(encoding="utf-8")
+        return HTMLResponse(html, headers={"Content-Security-Policy": inline_policy(html)})
 
     _docs(app)
     return app
@@ -299,10 +329,12 @@ def _docs(app) -> None:
             return _error(
                 404, "API docs need fastapi-offline (pip install 'prvr[serve]'); the schema is at /openapi.json"
             )
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=app.openapi_url,
             title="prvr API",
             swagger_js_url="/docs-assets/swagger-ui-bundle.js",
             swagger_css_url="/docs-assets/swagger-ui.css",
             swagger_favicon_url="data:,",
         )
+        page.headers["Content-Security-Policy"] = inline_policy(page.body.decode())
+        return page

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -13,12 +15,22 @@ WIDTH = 320  # pixels; the height follows the video's aspect
 STEP = 0.1  # seconds: requests for times this close share one cached picture
 
 
+def writable_cache(folder: Path) -> Path:
+    """``folder`` when pictures can be written there (it or its parent is writable), else a
+    folder of this machine's temporary space named after it: a read-only index still has thumbnails."""
+    probe = folder if folder.exists() else folder.parent
+    if os.access(probe, os.W_OK):
+        return folder
+    tag = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"prvr-thumbs-{tag}"
+
+
 class ThumbnailCache:
     """``get(video, file, t)`` -> the JPEG path of the frame on screen at ``t`` seconds of ``file``,
     decoded at the first request and read from ``folder`` after that (across restarts too)."""
 
     def __init__(self, folder: Path):
-        self.folder = Path(folder)
+        self.folder = writable_cache(Path(folder))
         self._guard = threading.Lock()
         self._locks: dict[Path, threading.Lock] = {}
 

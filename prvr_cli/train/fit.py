@@ -219,7 +219,13 @@ def _checkpoint(
     state.history.append(record)
     state.epoch = epoch + 1
     if write:
-        save_checkpoint(out_dir / "last.pt", {**payload, **state.checkpoint_payload(device)})
+        first = not (out_dir / "last.pt").is_file()
+        try:
+            save_checkpoint(out_dir / "last.pt", {**payload, **state.checkpoint_payload(device)})
+        except PrvrError:
+            if first:  # a best.pt without a last.pt could be neither resumed nor retrained: the folder stays fresh
+                (out_dir / "best.pt").unlink(missing_ok=True)
+            raise
         _write_metrics(out_dir, state.history)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from prvr_cli.config import Config, load_preset
 from prvr_cli.errors import PrvrError
+from prvr_cli.lock import folder_lock
 from prvr_cli.methods import METHODS
 from prvr_cli.train.distributed import on_main, session
 from prvr_cli.train.fit import fit
@@ -44,14 +45,18 @@ class TrainRequest:
 def train_run(request: TrainRequest, device, show_progress: bool = True, log=None) -> dict:
     """Train what ``request`` asks for on ``device``; returns ``fit``'s summary. Under ``torchrun``
     every process calls it alike, with its own GPU as ``device`` on CUDA (``resolve_device``)."""
-    with session(device) as world, _dry_run_folder(request.dry_run) as tmp:
+    with session(device) as world, _dry_run_folder(request.dry_run) as tmp, contextlib.ExitStack() as held:
         log = (log or (lambda msg: None)) if world.main else (lambda msg: None)
         data_root, collection = request.data_root, request.collection
+        out = request.out or (tmp / "run" if request.dry_run else Path("runs") / _preset_name(request))
+        if request.resume and not request.dry_run:
+            data_root = data_root or on_main(lambda: _recorded_data_root(out), world)
         if request.dry_run and data_root is None:
             data_root, collection = _synthetic_data(tmp), "synth"
         if data_root is None:
             raise PrvrError("--data-root is required (or use --dry-run)")
-        out = request.out or (tmp / "run" if request.dry_run else Path("runs") / _preset_name(request))
+        resume = request.resume and not request.dry_run
+        on_main(lambda: _lock(held, out, resume), world)  # one job per run folder (rank 0 alone writes it)
         cfg = on_main(lambda: _settings(request, out), world)  # a resumed run's own, read where it is
         _select_data(cfg, collection, request.visual_feature, request.text_feature)
         where = f"{world.size} processes, {device.type}" if world.size > 1 else device.type
@@ -67,6 +72,28 @@ def _dry_run_folder(dry_run: bool) -> Iterator[Path | None]:
         return
     with tempfile.TemporaryDirectory(prefix=DRY_RUN_PREFIX) as tmp:
         yield Path(tmp)
+
+
+def _lock(held: contextlib.ExitStack, out: Path, resume: bool) -> None:
+    """Hold ``out``'s lock until ``held`` closes: a second job on the folder gets one line naming
+    this one. A run to resume must be there (else it would silently start afresh)."""
+    if resume and not out.exists():
+        raise PrvrError(f"--resume {out}: does not exist, so there is no run to continue; drop --resume to start one")
+    held.enter_context(folder_lock(out))
+
+
+def _recorded_data_root(out: Path) -> Path:
+    """The dataset root a run to resume was trained on, as its last.pt records it; a folder with no
+    run to resume is refused (it would silently start a fresh run with the default preset)."""
+    from prvr_cli.nets.checkpoint import load_checkpoint
+
+    if not (out / "last.pt").is_file():
+        what = "does not exist" if not out.exists() else "holds no last.pt"
+        raise PrvrError(f"--resume {out}: {what}, so there is no run to continue; drop --resume to start one")
+    root = load_checkpoint(out / "last.pt")["dataset"].get("root")
+    if not root:
+        raise PrvrError(f"{out / 'last.pt'}: does not record its dataset root; pass --data-root")
+    return Path(root)
 
 
 def _synthetic_data(root: Path) -> Path:
