@@ -141,3 +141,9 @@ def test_fused_encoders_score_identically_in_training_evaluation_and_index(tiny_
         np.testing.assert_allclose(index, evaluation, atol=1e-5)
     top = searcher.search({b: x[:3] for b, x in q.items()}, k=5, engine="bounds")
     assert [len(r) for r in top] == [5, 5, 5]
+    # --add of the second half gives the tables of one build
+    build_index(tmp_path / "run", tmp_path / "half", videos=data.video_ids[: data.num_videos // 2])
+    build_index(tmp_path / "run", tmp_path / "half", videos=data.video_ids, add=True)
+    whole, added = searcher.store, Searcher(tmp_path / "half").store
+    for table in whole.branches:
+        np.testing.assert_array_equal(np.asarray(added.frames[table]), np.asarray(whole.frames[table]))
