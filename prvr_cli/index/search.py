@@ -112,18 +112,16 @@ def best_blocks(store: FrameStore, Q: dict[str, np.ndarray]) -> torch.Tensor:
 def score_pairs(store: FrameStore, Q: dict[str, np.ndarray], pq: np.ndarray, pv: np.ndarray) -> np.ndarray:
     """Exact s(q, V) for (query, video) pairs, grouped by video so each video's frames are read
     once for all the queries that need it. Q[b] (B, d); pq, pv (P,) -> (P,)."""
-    out = np.zeros(len(pq), dtype=np.float32)
     order = np.argsort(pv, kind="stable")
     cuts = np.flatnonzero(np.diff(pv[order])) + 1
     rows = {b: store.rows(b) for b in store.branches}
+    per = {b: np.zeros(len(pq), dtype=np.float32) for b in store.branches}  # each table's max, pair by pair
     for group in np.split(order, cuts) if len(order) else []:
         v = int(pv[group[0]])
-        per = {}
         for b, r in rows.items():
             s0, s1 = int(r[v]), int(r[v + 1])
-            per[b] = (float32_rows(store.frames[b][s0:s1]) @ Q[b][pq[group]].T).max(0)
-        out[group] = store.combine(per, np.full(len(group), v))
-    return out
+            per[b][group] = (float32_rows(store.frames[b][s0:s1]) @ Q[b][pq[group]].T).max(0)
+    return np.asarray(store.combine(per, pv), dtype=np.float32)
 
 
 SCAN_ROWS = 8_192  # table rows per matrix product of a scan (fits the cache; measured fastest on 2 cores)

@@ -194,7 +194,7 @@ class FrameStore:
             if pad is not None:
                 counts = self.frame_counts if videos is None else self.frame_counts[np.asarray(videos)]
                 counts = counts if getattr(x, "ndim", 1) == 1 else counts[:, None]
-                x = zero_floor(x, _tensor(counts) if hasattr(x, "device") else counts, pad)
+                x = zero_floor(x, counts if isinstance(x, np.ndarray) else _tensor(counts), pad)
             total = total + specs[t]["weight"] * x
         return total
 
