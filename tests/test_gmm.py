@@ -324,7 +324,7 @@ def test_train_run_with_method_gmmformer_evaluates_its_one_branch(tmp_path):
 def test_arl_on_gmm2_detects_and_trains(tiny_data, tmp_path):
     from prvr_cli.train.fit import fit
 
-    cfg = tiny("model.encoder=gmm2", "model.clips=8")
+    cfg = tiny("model.encoder=gmm2", "model.clips=8", "model.max_ctx_l=48", "data.max_ctx_l=48")
     cfg.train.epochs = 2
     fit(cfg, tiny_data.root, tmp_path / "run", torch.device("cpu"), show_progress=False)
     lines = [__import__("json").loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
