@@ -266,6 +266,3 @@ def make_branch(name: str, cfg: ModelConfig) -> nn.Module:
     if name not in ENCODERS:
         raise PrvrError(f"model.encoder: unknown encoder {name!r} (known: {', '.join(ENCODERS)})")
     return ENCODERS[name](cfg)
-
-
-Branch = FrameBranch  # the name earlier code and tests use
