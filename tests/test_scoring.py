@@ -152,4 +152,5 @@ def test_fused_encoders_score_identically_in_training_evaluation_and_index(tiny_
     build_index(tmp_path / "run", tmp_path / "half", videos=data.video_ids, add=True)
     whole, added = searcher.store, Searcher(tmp_path / "half").store
     for table in whole.branches:
-        np.testing.assert_array_equal(np.asarray(added.frames[table]), np.asarray(whole.frames[table]))
+        # the same rows in the same order; encoding other batches may round the last bit differently
+        np.testing.assert_allclose(np.asarray(added.frames[table]), np.asarray(whole.frames[table]), rtol=0, atol=1e-6)

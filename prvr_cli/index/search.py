@@ -8,7 +8,9 @@ Queries arrive keyed by table (``FrameStore.table_queries``).
 Three engines over the same frame store (``engines.py`` names them):
 - ``bounds`` (default for flat indexes): per-block upper bounds (see ``store.py``) rank videos by
   an upper bound of s; videos are scored exactly in that order until the next bound falls below
-  the k-th exact score, which proves the top-k exact. Most videos are never touched.
+  the k-th exact score, which proves the top-k exact. Most videos are never touched. With clip
+  tables, a candidate's clips (a few rows, gathered without a loop) are scored before its frames
+  and tighten its bound (``refine``), so frames are read for few videos.
 - ``faiss``: the threshold algorithm over the two branches' FAISS rankings: retrieve the top F
   frames per branch, score every video seen exactly with both branches; an unseen video scores
   at most the mean of the two F-th frame scores, so a k-th score above that proves the answer
@@ -35,8 +37,8 @@ from prvr_cli.index.store import FrameStore, cap_bound, uniform_frames
 
 @dataclass
 class Hit:
-    """One ranked video. ``to_dict`` is the documented ``prvr search --json`` result (README,
-    "Search output")."""
+    """One ranked video. ``to_dict`` is the documented ``prvr search --json`` result
+    (docs/search.md, "Search output")."""
 
     video: str
     score: float
@@ -93,14 +95,19 @@ def video_upper_bounds(store: FrameStore, q: dict[str, np.ndarray]) -> np.ndarra
     return ub[:, 0] if one else ub
 
 
-def block_scan(store: FrameStore, Q: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass over the block table for queries Q[b] (B, d) unit: every video's best block
-    cosine (an estimate of S) and the best of its blocks' cap bounds (an upper bound of S),
-    each the mean over the branches -> (Nv, B), (Nv, B)."""
-    per = {
-        b: segment_scan(store.direction[b], store.block_offsets[b], Q[b], caps=store.min_cos[b]) for b in store.branches
+def table_scan(store: FrameStore, Q: dict[str, np.ndarray]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """One pass over each table's blocks for queries Q[t] (B, d) unit: every video's best block
+    cosine and the best of its blocks' cap bounds (an upper bound of the table's max), per table
+    -> {t: ((Nv, B), (Nv, B))}."""
+    return {
+        t: segment_scan(store.direction[t], store.block_offsets[t], Q[t], caps=store.min_cos[t]) for t in store.branches
     }
-    return store.combine({b: p[0] for b, p in per.items()}), store.combine({b: p[1] for b, p in per.items()})
+
+
+def block_scan(store: FrameStore, Q: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``table_scan`` combined: an estimate of S and an upper bound of S per video -> (Nv, B), (Nv, B)."""
+    per = table_scan(store, Q)
+    return store.combine({t: p[0] for t, p in per.items()}), store.combine({t: p[1] for t, p in per.items()})
 
 
 def best_blocks(store: FrameStore, Q: dict[str, np.ndarray]) -> torch.Tensor:
@@ -109,19 +116,53 @@ def best_blocks(store: FrameStore, Q: dict[str, np.ndarray]) -> torch.Tensor:
     return store.combine({b: segment_scan(store.direction[b], store.block_offsets[b], Q[b]) for b in store.branches})
 
 
-def score_pairs(store: FrameStore, Q: dict[str, np.ndarray], pq: np.ndarray, pv: np.ndarray) -> np.ndarray:
-    """Exact s(q, V) for (query, video) pairs, grouped by video so each video's frames are read
-    once for all the queries that need it. Q[b] (B, d); pq, pv (P,) -> (P,)."""
+def score_pairs(
+    store: FrameStore, Q: dict[str, np.ndarray], pq: np.ndarray, pv: np.ndarray, known: dict | None = None
+) -> np.ndarray:
+    """Exact s(q, V) for (query, video) pairs. Q[t] (B, d); pq, pv (P,) -> (P,). ``known`` {t: (P,)}:
+    tables already scored for these pairs (``token_pairs``); the others are scored here."""
+    per = dict(known or {})
+    todo = [t for t in store.branches if t not in per]
+    per |= token_pairs(store, Q, [t for t in todo if store.specs[t]["kind"] != "frames"], pq, pv)
+    per |= frame_pairs(store, Q, [t for t in todo if store.specs[t]["kind"] == "frames"], pq, pv)
+    return np.asarray(store.combine(per, pv), dtype=np.float32)
+
+
+def frame_pairs(store: FrameStore, Q: dict[str, np.ndarray], tables: list[str], pq: np.ndarray, pv: np.ndarray) -> dict:
+    """Each table's exact max for (query, video) pairs, grouped by video so each video's rows are
+    read once for all the queries that need it -> {t: (P,)}."""
     order = np.argsort(pv, kind="stable")
     cuts = np.flatnonzero(np.diff(pv[order])) + 1
-    rows = {b: store.rows(b) for b in store.branches}
-    per = {b: np.zeros(len(pq), dtype=np.float32) for b in store.branches}  # each table's max, pair by pair
-    for group in np.split(order, cuts) if len(order) else []:
+    rows = {t: store.rows(t) for t in tables}
+    per = {t: np.zeros(len(pq), dtype=np.float32) for t in tables}
+    for group in np.split(order, cuts) if len(order) and tables else []:
         v = int(pv[group[0]])
-        for b, r in rows.items():
+        for t, r in rows.items():
             s0, s1 = int(r[v]), int(r[v + 1])
-            per[b][group] = (float32_rows(store.frames[b][s0:s1]) @ Q[b][pq[group]].T).max(0)
-    return np.asarray(store.combine(per, pv), dtype=np.float32)
+            per[t][group] = (float32_rows(store.frames[t][s0:s1]) @ Q[t][pq[group]].T).max(0)
+    return per
+
+
+TOKEN_VIDEOS = 256  # videos per gather of a fixed-length table (clip tokens)
+
+
+def token_pairs(store: FrameStore, Q: dict[str, np.ndarray], tables: list[str], pq: np.ndarray, pv: np.ndarray) -> dict:
+    """The exact max of fixed-length tables (K clip tokens a video) for (query, video) pairs:
+    the pairs' videos' rows are gathered in storage order, TOKEN_VIDEOS at a time, and scored
+    against every query in one product (no loop per video) -> {t: (P,)}."""
+    if not tables:
+        return {}
+    k = int(store.meta["clips"])
+    uv, inv = np.unique(pv, return_inverse=True)
+    per = {t: np.zeros(len(pq), dtype=np.float32) for t in tables}
+    for c in range(0, len(uv), TOKEN_VIDEOS):
+        vs = uv[c : c + TOKEN_VIDEOS]
+        sel = np.flatnonzero((inv >= c) & (inv < c + len(vs)))
+        rows = (vs[:, None] * k + np.arange(k)).ravel()
+        for t in tables:
+            m = (float32_rows(store.frames[t][rows]) @ Q[t].T).reshape(len(vs), k, -1).max(1)  # (n, B)
+            per[t][sel] = m[inv[sel] - c, pq[sel]]
+    return per
 
 
 SCAN_ROWS = 8_192  # table rows per matrix product of a scan (fits the cache; measured fastest on 2 cores)
@@ -150,8 +191,10 @@ def search_exact(store: FrameStore, Q: dict[str, np.ndarray], k: int, first: int
     (B, k) and scores (B, k), score descending then video ascending; with ``with_count``, also
     the videos scored per query."""
     k = min(k, store.num_videos)
-    guess, ub = block_scan(store, Q)  # (Nv, B) each
-    ub = ub.numpy()
+    per = table_scan(store, Q)
+    guess = store.combine({t: p[0] for t, p in per.items()})  # (Nv, B)
+    table_ub = {t: p[1].numpy() for t, p in per.items()}
+    ub = store.combine(table_ub)  # (Nv, B)
     nq, m = ub.shape[1], min(max(first, k), store.num_videos)
     head = torch.topk(guess, m, dim=0).indices.T.numpy()  # (B, m)
     pq, pv = np.repeat(np.arange(nq), m), head.reshape(-1)
@@ -166,11 +209,26 @@ def search_exact(store: FrameStore, Q: dict[str, np.ndarray], k: int, first: int
         scored = store.num_videos
     else:
         rest_v, rest_q = np.nonzero(todo)
-        s2 = score_pairs(store, Q, rest_q, rest_v)
+        rest_v, rest_q, known = refine(store, Q, table_ub, kth, rest_q, rest_v)
+        s2 = score_pairs(store, Q, rest_q, rest_v, known)
         results = [_top([head[i], rest_v[rest_q == i]], [s1[i], s2[rest_q == i]], k) for i in range(nq)]
-        scored = m + int(todo.sum()) // nq
+        scored = m + len(rest_v) // nq
     out = np.stack([v for v, _ in results]), np.stack([s for _, s in results])
     return (out, scored) if with_count else out
+
+
+def refine(store: FrameStore, Q: dict, table_ub: dict, kth: np.ndarray, pq: np.ndarray, pv: np.ndarray):
+    """Tighten the bounds of the pairs left to score before reading their frames: the clip tables
+    (a few rows a video, gathered without a loop) are scored exactly first, and a pair whose
+    bound (exact clip maxima + the frame tables' cap bounds) falls below its query's k-th exact
+    score so far is dropped. Returns the kept (pv, pq) and {clip table: exact max} of them."""
+    tokens = [t for t in store.branches if store.specs[t]["kind"] != "frames"]
+    if not tokens or not len(pv):
+        return pv, pq, {}
+    exact = token_pairs(store, Q, tokens, pq, pv)
+    bound = store.combine({t: exact[t] if t in exact else table_ub[t][pv, pq] for t in store.branches}, pv)
+    keep = bound >= kth[pq]
+    return pv[keep], pq[keep], {t: x[keep] for t, x in exact.items()}
 
 
 def scan_scores(store: FrameStore, Q: dict[str, np.ndarray]) -> np.ndarray:
