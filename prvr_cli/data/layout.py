@@ -99,6 +99,12 @@ class Layout:
         return _pick(feature, self.text_features(), "text feature", self.text_root)
 
 
+def run_layout(ckpt: dict, data_root: str | Path | None = None) -> Layout:
+    """The dataset a checkpoint was trained on (at ``data_root`` if it moved since)."""
+    ds = ckpt["dataset"]
+    return Layout(Path(data_root or ds["root"]), ds["collection"])
+
+
 def video_id(stem: str) -> str:
     """A video id from a file name's stem: characters other than letters, digits, '-', '_' and
     '.' become '_' (ids go into frame ids, caption ids and file names)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from prvr_cli.config import Config
 from prvr_cli.data.captions import Caption, read_captions
 from prvr_cli.data.hdf5 import HDF5Features
 from prvr_cli.data.layout import Layout
@@ -116,4 +117,19 @@ def load_split(
         max_desc_l=max_desc_l,
         visual_feature=visual_feature,
         text_feature=text_feature,
+    )
+
+
+def run_split(layout: Layout, split: str, ckpt: dict, cfg: Config) -> SplitData:
+    """``split`` of ``layout`` read with the features and dims the checkpoint was trained on."""
+    ds = ckpt["dataset"]
+    return load_split(
+        layout,
+        split,
+        ds["visual_feature"],
+        ds["text_feature"],
+        cfg.data.max_ctx_l,
+        cfg.data.max_desc_l,
+        visual_dim=ds["visual_dim"],
+        text_dim=ds["text_dim"],
     )

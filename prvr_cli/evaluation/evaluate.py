@@ -4,34 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prvr_cli.config import Config
 from prvr_cli.data.check import validate_split
-from prvr_cli.data.layout import Layout
-from prvr_cli.data.splits import SplitData, load_split
+from prvr_cli.data.layout import run_layout
+from prvr_cli.data.splits import run_split
 from prvr_cli.errors import PrvrError
 from prvr_cli.evaluation.scoring import evaluate_split, split_relevance
 from prvr_cli.nets.checkpoint import model_from_checkpoint
-
-
-def run_layout(ckpt: dict, data_root: str | Path | None = None) -> Layout:
-    """The dataset a checkpoint was trained on (at ``data_root`` if it moved since)."""
-    ds = ckpt["dataset"]
-    return Layout(Path(data_root or ds["root"]), ds["collection"])
-
-
-def run_split(layout: Layout, split: str, ckpt: dict, cfg: Config) -> SplitData:
-    """``split`` of ``layout`` read with the features and dims the checkpoint was trained on."""
-    ds = ckpt["dataset"]
-    return load_split(
-        layout,
-        split,
-        ds["visual_feature"],
-        ds["text_feature"],
-        cfg.data.max_ctx_l,
-        cfg.data.max_desc_l,
-        visual_dim=ds["visual_dim"],
-        text_dim=ds["text_dim"],
-    )
 
 
 def evaluate_run(

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from prvr_cli.config import Config, MomentConfig
+from prvr_cli.config import MomentConfig
 from prvr_cli.core.moments import (
     QueryBank,
     frame_signal,
@@ -34,13 +33,13 @@ from prvr_cli.core.moments import (
 )
 from prvr_cli.core.tokens import clip_spans
 from prvr_cli.data.check import validate_split
-from prvr_cli.data.layout import Layout
+from prvr_cli.data.layout import run_layout
 from prvr_cli.data.moments import Annotations, frame_bounds, read_annotations
 from prvr_cli.data.preprocess import resampled_times
-from prvr_cli.data.splits import SplitData
+from prvr_cli.data.splits import SplitData, run_split
 from prvr_cli.errors import PrvrError
-from prvr_cli.evaluation.evaluate import run_layout, run_split
-from prvr_cli.evaluation.scoring import encode_queries, encode_split, score_matrix
+from prvr_cli.evaluation.scoring import encode_split, score_matrix
+from prvr_cli.nets.bank import query_bank
 from prvr_cli.nets.checkpoint import model_from_checkpoint
 
 SINGLE_IOUS = (0.3, 0.5, 0.7)
@@ -263,30 +262,6 @@ def corpus_table(
 
 
 # --- a trained run ----------------------------------------------------------------------------
-
-
-def query_bank(model, ckpt: dict, cfg: Config, layout: Layout, device, log=None) -> QueryBank | None:
-    """The run's query bank: stored in the checkpoint, else computed from its training queries in
-    ``layout`` (when they are at hand), else None (scores are then used unstandardised)."""
-    if "query_bank" in ckpt:
-        return QueryBank.from_arrays(ckpt["query_bank"])
-    try:
-        train = run_split(layout, "train", ckpt, cfg)
-    except PrvrError as err:
-        if log:
-            log(f"no query bank (the checkpoint has none and the training queries are unreadable: {err}); raw scores")
-        return None
-    return bank_from_split(model, train, device, cfg.data.eval_batch_size)
-
-
-def bank_from_split(model, data: SplitData, device, batch_size: int = 256) -> QueryBank:
-    q = encode_queries(model, data, device, batch_size)
-    return QueryBank.from_queries({b: v.numpy() for b, v in q.items()})
-
-
-def bank_tensors(bank: QueryBank) -> dict[str, torch.Tensor]:
-    """The bank as checkpoint entries (plain tensors, so ``weights_only`` loading keeps working)."""
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in bank.to_arrays().items()}
 
 
 def query_frames(

@@ -13,6 +13,7 @@ from prvr_cli.data.loaders import eval_loaders
 from prvr_cli.data.splits import SplitData
 from prvr_cli.data.truth import GroundTruth
 from prvr_cli.evaluation.metrics import paired_ranks, recall_metrics, relevance_metrics
+from prvr_cli.nets.bank import encode_query_batches
 
 
 @dataclass
@@ -57,26 +58,8 @@ def encode_split(
                 width = t.emb.shape[1]
                 kinds[b][k].emb[idx, :width] = t.emb.cpu()
                 kinds[b][k].mask[idx, :width] = t.mask.float().cpu()
-    _encode_queries(model, queries, q, device, branches)
+    encode_query_batches(model, queries, q, device, branches)
     return EncodedSplit(q, kinds, mask)
-
-
-def _encode_queries(model, loader, q: dict[str, torch.Tensor], device, branches) -> None:
-    for batch in loader:
-        x, m, idx = batch["feats"].to(device), batch["mask"].to(device), batch["index"]
-        for b in branches:
-            q[b][idx] = model.encode_text(x, m, b, normalize=True).cpu()
-
-
-@torch.no_grad()
-def encode_queries(model, data: SplitData, device, batch_size: int = 256, branches=None) -> dict[str, torch.Tensor]:
-    """Unit query embeddings of a split, q[b] (Nq, d), without touching its videos."""
-    model.eval()
-    branches = tuple(branches or model.names)
-    _, queries = eval_loaders(data, batch_size)
-    q = {b: torch.zeros(data.num_queries, model.cfg.hidden) for b in branches}
-    _encode_queries(model, queries, q, device, branches)
-    return q
 
 
 @torch.no_grad()

@@ -23,13 +23,11 @@ import torch
 from prvr_cli.atomic import atomic_path, fault
 from prvr_cli.core.provenance import file_sha256, versions
 from prvr_cli.core.score import float32_rows
-from prvr_cli.data.layout import Layout
+from prvr_cli.data.layout import Layout, run_layout
 from prvr_cli.data.loaders import pad_sequences
 from prvr_cli.data.preprocess import prepare_video, resampled_times
 from prvr_cli.data.sources import BigFileVideos, HDF5Videos, open_videos
 from prvr_cli.errors import PrvrError
-from prvr_cli.evaluation.evaluate import run_layout
-from prvr_cli.evaluation.moments import query_bank
 from prvr_cli.index.meta import text_record
 from prvr_cli.index.plan import Plan, forced_plan, parse_memory, plan_index
 from prvr_cli.index.store import (
@@ -42,6 +40,7 @@ from prvr_cli.index.store import (
     save_sources,
 )
 from prvr_cli.lock import folder_lock
+from prvr_cli.nets.bank import query_bank
 from prvr_cli.nets.checkpoint import checkpoint_file, model_from_checkpoint
 
 FAISS_TRAIN_SAMPLE = 100_000  # frames a FAISS index that needs training is trained on

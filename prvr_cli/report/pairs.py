@@ -24,13 +24,12 @@ from prvr_cli.arl.detection import detect_text_video
 from prvr_cli.arl.uncertainty import EpochStats, Thresholds, frame_uncertainty, pair_uncertainty, query_uncertainty
 from prvr_cli.core.branches import BRANCHES
 from prvr_cli.core.score import cosines, video_similarity
-from prvr_cli.data.layout import Layout
+from prvr_cli.data.layout import Layout, run_layout
 from prvr_cli.data.loaders import eval_loaders
-from prvr_cli.data.splits import SplitData
+from prvr_cli.data.splits import SplitData, run_split
 from prvr_cli.data.truth import GroundTruth
 from prvr_cli.errors import PrvrError
-from prvr_cli.evaluation.evaluate import run_layout, run_split
-from prvr_cli.evaluation.scoring import encode_queries
+from prvr_cli.nets.bank import encode_queries
 from prvr_cli.nets.checkpoint import model_from_checkpoint
 from prvr_cli.report.history import RunHistory
 from prvr_cli.train.dataset import dataset_identity

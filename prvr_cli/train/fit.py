@@ -17,9 +17,9 @@ from prvr_cli.config import Config
 from prvr_cli.data.splits import SplitData
 from prvr_cli.data.truth import GroundTruth
 from prvr_cli.errors import PrvrError, ReportedByRankZero
-from prvr_cli.evaluation.moments import bank_from_split, bank_tensors
 from prvr_cli.evaluation.scoring import evaluate_split, split_relevance
 from prvr_cli.methods import check_method
+from prvr_cli.nets.bank import bank_from_split, bank_tensors
 from prvr_cli.nets.checkpoint import model_from_checkpoint, nonfinite_weights, save_checkpoint
 from prvr_cli.nets.dual import count_parameters
 from prvr_cli.train.dataset import dataset_identity, load_training_data
