@@ -34,7 +34,11 @@ def index(
         "size and --memory (printed)",
     ),
     memory: str = typer.Option(
-        "auto", help="RAM budget for searching the index, e.g. 8G (auto: half of this machine's); picks the plan"
+        None,
+        help="the RAM the index may take when searched, e.g. 8G (default, or auto: half of this machine's). Read "
+        "when a new index is planned, at build time: float32 frames if they take at most half of it (the rest is "
+        "left for the block table and the search's own work), else float16, memory-mapped. Refused with --add and "
+        "--factory (their plan is fixed) and on a resume it would plan otherwise",
     ),
     add: bool = typer.Option(False, "--add", help="append videos not yet in the index, without rebuilding"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),

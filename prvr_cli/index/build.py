@@ -1,10 +1,13 @@
-"""``build_index``: encode every frame of a corpus with both branches and index it.
+"""``build``: the one build of every kind of index, and ``build_index``: a trained run's (every
+frame of a corpus encoded with both branches).
 
-Re-running on the same folder resumes: videos already in the index are skipped, each chunk of
-new videos is saved before the next starts, and the FAISS indexes catch up at the end. ``add``
-appends videos to a finished index without rebuilding (same checkpoint and feature required).
-``grow_index`` is that loop for any frame encoder; the zero-shot index (``zeroshot.py``) uses it too.
-Frames stream to disk batch by batch (``StoreWriter``), so memory stays bounded whatever the size.
+``build`` is the skeleton; a kind (``IndexKind``: ``TrainedKind`` here, ``zeroshot.ZeroShotKind``)
+says what differs: the corpus and its rows, what index.json records, the files the index
+carries, how a batch of videos is encoded. Re-running on the same folder resumes: videos already
+in the index are skipped, each chunk of new videos is saved before the next starts, and the FAISS
+indexes catch up at the end. ``add`` appends videos to a finished index without rebuilding (same
+checkpoint and feature required). ``grow_index`` is that loop for any frame encoder. Frames
+stream to disk batch by batch (``StoreWriter``), so memory stays bounded whatever the size.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ import dataclasses
 import errno
 import hashlib
 import json
+import os
 import re
+import shutil
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -33,6 +40,7 @@ from prvr_cli.index.plan import Plan, forced_plan, parse_memory, plan_index
 from prvr_cli.index.store import (
     BANK_FILE,
     BLOCK,
+    CHECKPOINT_FILE,
     FORMAT,
     FrameStore,
     StoreWriter,
@@ -109,22 +117,6 @@ def _faiss_message(err: Exception) -> str:
     return re.sub(r"^.*\.cpp:\d+: ", "", str(err).strip().splitlines()[-1]) if str(err).strip() else "no detail"
 
 
-def _open_corpus(
-    ckpt: dict, ckpt_path: Path, data_root: str | Path | None, collection: str | None, feature: str | None
-) -> tuple[Layout, str, VideoSource]:
-    """The corpus to index (default: the checkpoint's training dataset), checked against the
-    frame width the checkpoint expects."""
-    ds = ckpt["dataset"]
-    layout = Layout(Path(data_root or ds["root"]), collection or ds["collection"])
-    feature = feature or ds["visual_feature"]
-    source = open_videos(layout, feature)
-    if source.dim != ds["visual_dim"]:
-        raise PrvrError(
-            f"{source.path}: frames are {source.dim}-d, the checkpoint {ckpt_path} expects {ds['visual_dim']}-d"
-        )
-    return layout, feature, source
-
-
 def open_existing(
     out: Path, factory: str | None, add: bool, differs: Callable[[dict], str | None]
 ) -> FrameStore | None:
@@ -152,27 +144,6 @@ def open_existing(
     return store
 
 
-def choose_plan(store: FrameStore | None, frames: int, dim: int, branches: int, budget: int, factory) -> Plan:
-    """The plan an index keeps for life: the existing index's, else one for ``frames`` rows per
-    branch under ``budget`` bytes (``--memory``) or forced by ``--factory``."""
-    if store is not None:
-        return Plan(**store.meta["plan"]) if "plan" in store.meta else forced_plan(store.meta["factory"])
-    return plan_index(frames, dim, branches, budget, factory)
-
-
-def _trained_differs(sha: str, ckpt_path: Path, feature: str) -> Callable[[dict], str | None]:
-    def differs(meta: dict) -> str | None:
-        if meta.get("kind", "trained") != "trained":
-            return f"holds a {meta['kind']} index; choose a new --out to index {ckpt_path}"
-        if meta["checkpoint_sha256"] != sha:
-            return f"was built with another checkpoint; choose a new --out to index {ckpt_path}"
-        if meta["dataset"]["visual_feature"] != feature:
-            return f"holds {meta['dataset']['visual_feature']!r} features, not {feature!r}"
-        return None
-
-    return differs
-
-
 def videos_to_add(source: VideoSource, layout: Layout, videos: list[str] | None, store: FrameStore | None) -> list[str]:
     """The wanted videos (default: all of the corpus) that the index does not hold yet."""
     wanted = videos if videos is not None else source.video_ids
@@ -184,44 +155,6 @@ def videos_to_add(source: VideoSource, layout: Layout, videos: list[str] | None,
     if not todo and store is None:
         raise PrvrError(f"{layout.base}: no videos to index")
     return todo
-
-
-def _index_meta(
-    ckpt_path: Path,
-    sha: str,
-    ckpt: dict,
-    cfg,
-    layout: Layout,
-    feature: str,
-    plan: Plan,
-    *,
-    has_times: bool,
-    store: FrameStore | None,
-) -> dict:
-    """What ``index.json`` records about how the index was built (counts are added as it grows),
-    with the text-encoder record free-text search needs, so the index answers without the dataset."""
-    ds = ckpt["dataset"]
-    return {
-        "kind": "trained",
-        "checkpoint": str(ckpt_path.resolve()),
-        "checkpoint_sha256": sha,
-        "preset": ckpt["preset"],
-        "dataset": {
-            "root": str(layout.root.resolve()),
-            "collection": layout.collection,
-            "visual_feature": feature,
-            "text_feature": ds["text_feature"],
-            "visual_dim": ds["visual_dim"],
-            "text_dim": ds["text_dim"],
-        },
-        "dim": cfg.model.hidden,
-        **plan_meta(plan, store),
-        "max_ctx_l": cfg.data.max_ctx_l,
-        "max_desc_l": cfg.data.max_desc_l,
-        "has_times": has_times,
-        "text_encoder": text_record(layout),
-        "versions": versions(),
-    }
 
 
 def plan_meta(plan: Plan, store: FrameStore | None) -> dict:
@@ -324,82 +257,6 @@ def _finish(out: Path, meta: dict, writer: StoreWriter) -> None:
     writer.commit(complete=True, extra=extra)
 
 
-def _store_bank(out: Path, model, ckpt: dict, cfg, device) -> None:
-    """Copy the run's query bank into the index (computed from its training queries for a
-    checkpoint that has none), so search standardises moments without the training data."""
-    if cfg.moments.normalize != "query_bank" or (out / BANK_FILE).is_file():
-        return
-    bank = query_bank(model, ckpt, cfg, run_layout(ckpt), device)
-    if bank is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        save_bank(out, bank)
-
-
-@torch.no_grad()
-def build_index(
-    run: str | Path,
-    out: str | Path,
-    data_root: str | Path | None = None,
-    collection: str | None = None,
-    feature: str | None = None,
-    factory: str | None = None,
-    add: bool = False,
-    videos: list[str] | None = None,
-    device="cpu",
-    batch_size: int = 64,
-    chunk_videos: int = 2000,
-    progress=None,
-    memory: str | None = None,
-) -> dict:
-    """Index the corpus ``data_root/collection`` (default: the run's training dataset).
-    ``factory``: a frame-level FAISS factory (None: the plan for the corpus size and the
-    ``memory`` budget, see ``plan.py``)."""
-    import faiss  # noqa: F401  (fail early with the real import error)
-
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise PrvrError(f"{out}: is a file, not an index folder")
-    budget = parse_memory(memory)  # a bad --memory is refused before anything loads
-    ckpt_path = checkpoint_file(run)
-    sha = file_sha256(ckpt_path)
-    model, cfg, ckpt = model_from_checkpoint(ckpt_path, device)
-    dim, max_len = cfg.model.hidden, cfg.data.max_ctx_l
-    if factory is not None:
-        check_factory(factory, dim)
-    layout, feature, source = _open_corpus(ckpt, ckpt_path, data_root, collection, feature)
-    all_times = read_frame_times(layout, feature)
-    with folder_lock(out):
-        store = open_existing(out, factory, add, _trained_differs(sha, ckpt_path, feature))
-        todo = videos_to_add(source, layout, videos, store)
-        fingerprint = same_dataset(store, source, todo, out)
-        tables, clips = model_tables(model)
-        if clips and factory is not None:
-            raise PrvrError(
-                f"--factory: an index of clip tokens ({cfg.model.encoder}) searches with the bounds or blocks engine"
-            )
-        frames = sum(min(source.num_frames(v), max_len) for v in todo) + (int(store.offsets[-1]) if store else 0)
-        videos_total = len(todo) + (store.num_videos if store else 0)
-        rows = frames + (videos_total * clips * len(model.names) // len(tables) if clips else 0)  # mean rows a table
-        plan = choose_plan(store, rows, dim, len(tables), budget, factory)
-        if clips and plan.factory:  # FAISS frame indexes rank single rows, not a weighted sum of kinds
-            plan = dataclasses.replace(
-                plan, factory=None, why=f"{plan.why}; no FAISS index: the score sums token kinds"
-            )
-        meta = _index_meta(ckpt_path, sha, ckpt, cfg, layout, feature, plan, has_times=bool(all_times), store=store)
-        meta["dataset_fingerprint"] = fingerprint
-        if clips:
-            meta |= {"tables": tables, "clips": clips}
-        _store_bank(out, model, ckpt, cfg, device)
-        copy_sources(layout, out)
-
-        def encode(names: list[str]):
-            return _encode_batch(model, tables, source, names, all_times, max_len, device)
-
-        writer = StoreWriter(out, meta, tuple(tables), store)
-        grow_index(out, meta, writer, todo, encode, progress, batch_size, chunk_videos)
-    return build_summary(out, writer, len(todo), plan)
-
-
 FINGERPRINT_VIDEOS = 32  # videos whose raw frames fingerprint a corpus
 
 
@@ -482,3 +339,249 @@ def grow_index(
     finally:
         writer.close()
     return writer
+
+
+# --- one build for every kind of index --------------------------------------------------------
+
+
+class IndexKind(Protocol):
+    """What one kind of index (a trained run's, ``TrainedKind``; zero-shot CLIP's,
+    ``zeroshot.ZeroShotKind``) gives the build (``build``); everything else is shared."""
+
+    layout: Layout  # the dataset of the corpus
+    feature: str  # its visual feature
+    source: VideoSource  # its frames
+    dim: int  # width of the rows the index stores
+    tables: dict[str, dict]  # the index's tables: {name: {"branch", "kind", "weight", "pad_length"}}
+
+    def differs(self, meta: dict) -> str | None:
+        """Why the index ``meta`` describes was built otherwise (resume or --add refused), or None."""
+
+    def check_factory(self, factory: str) -> None:
+        """Refuse a ``--factory`` this kind cannot use (after FAISS accepted the string)."""
+
+    def rows(self, todo: list[str], store: FrameStore | None) -> int:
+        """Rows per table the whole index will hold once ``todo`` is added: what the plan is for."""
+
+    def adjust(self, plan: Plan) -> Plan:
+        """The plan as this kind can hold it."""
+
+    def meta(self, plan: Plan, store: FrameStore | None, has_times: bool) -> dict:
+        """What index.json records of how the index was built (the writer adds the counts)."""
+
+    def carry(self, out: Path) -> None:
+        """Write the files the index carries beside its tables (before its first commit records them)."""
+
+    def encode(self, names: list[str], frame_times: dict) -> tuple[dict[str, np.ndarray], list[int], list[np.ndarray]]:
+        """Videos -> per table their rows, each video's row count and (L_i, 2) times (``grow_index``)."""
+
+
+def memory_budget(memory: str | None, factory: str | None, add: bool) -> int:
+    """The ``--memory`` budget in bytes that a new index is planned for (None: not given, half of
+    this machine's RAM). Refused where nothing is planned: ``--factory`` fixes the plan, and an
+    ``--add`` keeps the one its index was built with. A bad size is refused before anything loads."""
+    if memory is not None and factory is not None:
+        raise PrvrError(
+            f"--memory {memory}: --factory fixes the plan (float32 frames and that FAISS index), so no budget "
+            "is planned for; give one or the other"
+        )
+    if memory is not None and add:
+        raise PrvrError(
+            f"--memory {memory}: an --add keeps the plan its index was built with (index.json: plan); "
+            "to plan for another budget, index into a new --out"
+        )
+    return parse_memory(memory)
+
+
+def choose_plan(store: FrameStore | None, planned: Plan, memory: str | None, out: Path) -> Plan:
+    """The plan an index keeps for life: ``planned`` (for the corpus size and the budget, or forced
+    by ``--factory``) for a new index; the recorded one when a build resumes, which a ``--memory``
+    that plans otherwise cannot change."""
+    if store is None:
+        return planned
+    plan = Plan(**store.meta["plan"]) if "plan" in store.meta else forced_plan(store.meta["factory"])
+    if memory is not None and (planned.storage, planned.engine, planned.factory) != (
+        plan.storage,
+        plan.engine,
+        plan.factory,
+    ):
+        raise PrvrError(
+            f"--memory {memory}: plans {planned.storage} frames and the {planned.engine} engine, but the build in "
+            f"{out} was started as {plan.storage} frames and the {plan.engine} engine; resume it without --memory, "
+            "or index into a new --out"
+        )
+    return plan
+
+
+def build(
+    out: str | Path,
+    open_kind: Callable[[], IndexKind],
+    factory: str | None = None,
+    add: bool = False,
+    videos: list[str] | None = None,
+    memory: str | None = None,
+    progress=None,
+    batch_size: int = 64,
+    chunk_videos: int = 2000,
+) -> dict:
+    """Build, resume or ``add`` to the index in ``out`` of the kind ``open_kind()`` loads (once
+    the cheap checks passed): check the folder and ``--memory``, open an existing index, plan,
+    record, carry, then stream the ``videos`` (default: the whole corpus) not yet in it."""
+    import faiss  # noqa: F401  (fail early with the real import error)
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PrvrError(f"{out}: is a file, not an index folder")
+    budget = memory_budget(memory, factory, add)
+    kind = open_kind()
+    if factory is not None:
+        check_factory(factory, kind.dim)
+        kind.check_factory(factory)
+    frame_times = read_frame_times(kind.layout, kind.feature)
+    with folder_lock(out):
+        store = open_existing(out, factory, add, kind.differs)
+        todo = videos_to_add(kind.source, kind.layout, videos, store)
+        fingerprint = same_dataset(store, kind.source, todo, out)
+        planned = kind.adjust(plan_index(kind.rows(todo, store), kind.dim, len(kind.tables), budget, factory))
+        plan = choose_plan(store, planned, memory, out)
+        meta = kind.meta(plan, store, bool(frame_times)) | {"dataset_fingerprint": fingerprint}
+        kind.carry(out)
+        copy_sources(kind.layout, out)
+        writer = StoreWriter(out, meta, tuple(kind.tables), store)
+        encode = partial(kind.encode, frame_times=frame_times)
+        grow_index(out, meta, writer, todo, encode, progress, batch_size, chunk_videos)
+    return build_summary(out, writer, len(todo), plan)
+
+
+# --- a trained run's index --------------------------------------------------------------------
+
+
+class TrainedKind:
+    """The index of a trained run: every table of both branches' token kinds, encoded by its
+    model from the corpus's frames (resampled to ``max_ctx_l``). The index carries the checkpoint
+    (``CHECKPOINT_FILE``), so a copy answers free text without the run folder, and its query bank."""
+
+    def __init__(self, ckpt_path: Path, data_root, collection: str | None, feature: str | None, device):
+        self.ckpt_path, self.device = ckpt_path, device
+        self.sha = file_sha256(ckpt_path)
+        self.model, self.cfg, self.ckpt = model_from_checkpoint(ckpt_path, device)
+        ds = self.ckpt["dataset"]
+        self.layout = Layout(Path(data_root or ds["root"]), collection or ds["collection"])
+        self.feature = feature or ds["visual_feature"]
+        self.source = open_videos(self.layout, self.feature)
+        if self.source.dim != ds["visual_dim"]:
+            raise PrvrError(
+                f"{self.source.path}: frames are {self.source.dim}-d, the checkpoint {ckpt_path} expects "
+                f"{ds['visual_dim']}-d"
+            )
+        self.dim, self.max_len = self.cfg.model.hidden, self.cfg.data.max_ctx_l
+        self.tables, self.clips = model_tables(self.model)
+
+    def differs(self, meta: dict) -> str | None:
+        if meta.get("kind", "trained") != "trained":
+            return f"holds a {meta['kind']} index; choose a new --out to index {self.ckpt_path}"
+        if meta["checkpoint_sha256"] != self.sha:
+            return f"was built with another checkpoint; choose a new --out to index {self.ckpt_path}"
+        if meta["dataset"]["visual_feature"] != self.feature:
+            return f"holds {meta['dataset']['visual_feature']!r} features, not {self.feature!r}"
+        return None
+
+    def check_factory(self, factory: str) -> None:
+        if self.clips:
+            raise PrvrError(
+                f"--factory: an index of clip tokens ({self.cfg.model.encoder}) searches with the bounds or "
+                "blocks engine"
+            )
+
+    def rows(self, todo: list[str], store: FrameStore | None) -> int:
+        frames = sum(min(self.source.num_frames(v), self.max_len) for v in todo) + (
+            int(store.offsets[-1]) if store else 0
+        )
+        if not self.clips:
+            return frames
+        videos = len(todo) + (store.num_videos if store else 0)
+        return frames + videos * self.clips * len(self.model.names) // len(self.tables)  # mean rows a table
+
+    def adjust(self, plan: Plan) -> Plan:
+        if self.clips and plan.factory:  # FAISS frame indexes rank single rows, not a weighted sum of kinds
+            why = f"{plan.why}; no FAISS index: the score sums token kinds"
+            return dataclasses.replace(plan, factory=None, why=why)
+        return plan
+
+    def meta(self, plan: Plan, store: FrameStore | None, has_times: bool) -> dict:
+        """With the text-encoder record free-text search needs, so the index answers without the dataset."""
+        ds, cfg = self.ckpt["dataset"], self.cfg
+        meta = {
+            "kind": "trained",
+            "checkpoint": str(self.ckpt_path.resolve()),
+            "checkpoint_sha256": self.sha,
+            "preset": self.ckpt["preset"],
+            "dataset": {
+                "root": str(self.layout.root.resolve()),
+                "collection": self.layout.collection,
+                "visual_feature": self.feature,
+                "text_feature": ds["text_feature"],
+                "visual_dim": ds["visual_dim"],
+                "text_dim": ds["text_dim"],
+            },
+            "dim": cfg.model.hidden,
+            **plan_meta(plan, store),
+            "max_ctx_l": cfg.data.max_ctx_l,
+            "max_desc_l": cfg.data.max_desc_l,
+            "has_times": has_times,
+            "text_encoder": text_record(self.layout),
+            "versions": versions(),
+        }
+        return meta | ({"tables": self.tables, "clips": self.clips} if self.clips else {})
+
+    def carry(self, out: Path) -> None:
+        """Copy the checkpoint into the index (search's query encoder) and the run's query bank
+        (computed from its training queries for a checkpoint that has none), so search needs
+        neither the run folder nor the training data."""
+        out.mkdir(parents=True, exist_ok=True)
+        copy = out / CHECKPOINT_FILE
+        if not copy.is_file() or file_sha256(copy) != self.sha:  # once; an --add finds it there
+            with atomic_path(copy) as tmp:
+                shutil.copyfile(self.ckpt_path, tmp)
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+        if self.cfg.moments.normalize != "query_bank" or (out / BANK_FILE).is_file():
+            return
+        bank = query_bank(self.model, self.ckpt, self.cfg, run_layout(self.ckpt), self.device)
+        if bank is not None:
+            save_bank(out, bank)
+
+    def encode(self, names: list[str], frame_times: dict):
+        return _encode_batch(self.model, self.tables, self.source, names, frame_times, self.max_len, self.device)
+
+
+@torch.no_grad()
+def build_index(
+    run: str | Path,
+    out: str | Path,
+    data_root: str | Path | None = None,
+    collection: str | None = None,
+    feature: str | None = None,
+    factory: str | None = None,
+    add: bool = False,
+    videos: list[str] | None = None,
+    device="cpu",
+    batch_size: int = 64,
+    chunk_videos: int = 2000,
+    progress=None,
+    memory: str | None = None,
+) -> dict:
+    """Index the corpus ``data_root/collection`` (default: the run's training dataset) with the
+    run's model. ``factory``: a frame-level FAISS factory (None: the plan for the corpus size and
+    the ``memory`` budget, see ``plan.py`` and ``memory_budget``)."""
+    return build(
+        out,
+        lambda: TrainedKind(checkpoint_file(run), data_root, collection, feature, device),
+        factory,
+        add,
+        videos,
+        memory,
+        progress,
+        batch_size,
+        chunk_videos,
+    )

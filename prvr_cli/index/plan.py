@@ -47,14 +47,15 @@ def parse_memory(text: str | None) -> int:
 
 
 def plan_index(frames: int, dim: int, branches: int, memory: int, factory: str | None = None) -> Plan:
-    """The plan for ``frames`` frame rows per branch of width ``dim`` under ``memory`` bytes.
+    """The plan for ``frames`` frame rows per branch of width ``dim`` when the index may take
+    ``memory`` bytes when searched (``--memory``; it is read here, at build time, and nowhere else).
     ``factory`` (``--factory``): a frame-level FAISS index with that factory string, float32."""
     if factory is not None:
         return forced_plan(factory)
     rows = frames * branches
     full = rows * dim * 4
     size = f"{frames:,} frames x {branches} branch(es) x {dim}-d = {_size(full)} in float32"
-    fits = full <= memory // 2
+    fits = full <= memory // 2  # the frames get half: the block table and the search's own work take the rest
     budget = f"half the {_size(memory)} budget"
     if rows <= EXACT_MAX_ROWS and fits:
         return Plan("float32", "bounds", "Flat", f"{size}: exact search reads it all in well under 100 ms a query")

@@ -10,6 +10,10 @@
       times.f32               (N, 2) float32 start/end seconds per frame row (NaN when unknown)
       sources.json            optional {"root": videos folder, "files": {video id: path under it}}, copied
                               from the dataset's video_files.json, for exporting moment clips
+      query_bank.npz          a trained index's query bank (moments are standardised with it)
+      checkpoint.pt           a trained index's copy of the run's checkpoint: what encodes its queries,
+                              so a copied index answers without the run folder (indexes built before
+                              it was carried name the checkpoint's path in index.json instead)
       frames_<table>.f32|f16  (N, d) unit frame embeddings in the storage precision; a table per branch
                               (theta and phi for a trained index, clip for zero-shot) and token kind:
                               ``theta`` holds theta's frames, ``theta.clips`` its K clip tokens per
@@ -29,7 +33,9 @@ renamed ``.commit/``: that rename is the commit. The files are then moved into p
 last, and ``.commit/`` removed; a reader prefers a file in ``.commit/`` to the one beside it, so at
 every instant it sees either the old state or the new one, and the next writer finishes moving
 what a crash left there. index.json records the size and SHA-256 of every small file (checked
-on every load) and, once complete, of every table (``prvr index --verify``).
+on every load) and, once complete, of every table (``prvr index --verify``). ``checkpoint.pt`` is
+written once, atomically, before the first commit, and recorded as a table is (its size checked on
+every load, its hash by ``--verify``; search also checks it against ``checkpoint_sha256``).
 
 The score of a video is S = sum over tables t of w_t max_{rows of t} q_b(t) . v (``combine``):
 index.json's ``tables`` gives each table its branch, kind, weight (kind weight / branches) and
@@ -468,6 +474,8 @@ class StoreWriter:
             fh.write(dumps(self.ids, indent=2, sort_keys=True) + "\n")
         files["videos.json"] = _durable(stage / "videos.json")
         tables = {name: {"bytes": size} for name, size in self._sizes().items()}
+        if (self.root / CHECKPOINT_FILE).is_file():  # written once before the first commit, like a table
+            tables[CHECKPOINT_FILE] = {"bytes": (self.root / CHECKPOINT_FILE).stat().st_size}
         for name, write in extra.items():
             write(stage / name)
             tables[name] = _durable(stage / name)
@@ -573,6 +581,7 @@ def save_store(
 
 BANK_FILE = "query_bank.npz"
 SOURCES_FILE = "sources.json"
+CHECKPOINT_FILE = "checkpoint.pt"  # a trained index's copy of its run's checkpoint: its query encoder
 
 
 def save_sources(root: Path, files: dict) -> None:

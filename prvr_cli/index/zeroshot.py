@@ -23,22 +23,7 @@ from prvr_cli.data.preprocess import resampled_times
 from prvr_cli.data.sources import open_videos
 from prvr_cli.errors import PrvrError
 from prvr_cli.features.clip_model import TINY_NAME, ClipQueries
-from prvr_cli.index.build import (
-    build_summary,
-    check_factory,
-    choose_plan,
-    copy_sources,
-    finite_frames,
-    grow_index,
-    open_existing,
-    plan_meta,
-    read_frame_times,
-    same_dataset,
-    videos_to_add,
-)
-from prvr_cli.index.plan import parse_memory
-from prvr_cli.index.store import StoreWriter
-from prvr_cli.lock import folder_lock
+from prvr_cli.index.build import build, finite_frames, plan_meta
 
 BRANCH = "clip"
 # Raw cosines (no query bank: there are no training queries); the rule's other settings are the
@@ -73,18 +58,71 @@ def query_encoder(visual: dict, device="cpu", clip_pretrained: str | None = None
     )
 
 
-def _differs(feature: str, encoder: dict):
-    def differs(meta: dict) -> str | None:
+class ZeroShotKind:
+    """The zero-shot index of an extracted dataset: one table, ``clip``, of its unit CLIP frames,
+    every frame kept. Loads the CLIP text tower now (or takes ``encoder``, a loaded ``ClipQueries``),
+    so missing weights fail before anything is written and the index records its fingerprint."""
+
+    tables = {BRANCH: {"branch": BRANCH, "kind": "frames", "weight": 1.0, "pad_length": None}}
+
+    def __init__(self, data: Path, device, clip_pretrained: str | None, encoder):
+        self.layout = Layout(data.parent, data.name)
+        self.feature, visual = clip_record(self.layout)
+        self.source = open_videos(self.layout, self.feature)
+        encoder = encoder or query_encoder(visual, device, clip_pretrained)
+        if encoder.dim != self.source.dim:
+            raise PrvrError(
+                f"{self.source.path}: frames are {self.source.dim}-d, CLIP {encoder.model_name} embeds text in "
+                f"{encoder.dim}-d"
+            )
+        self.dim = self.source.dim
+        self.encoder = encoder.record() | {"pretrained": visual["pretrained"]}  # the weights the frames came from
+
+    def differs(self, meta: dict) -> str | None:
         if meta.get("kind") != "zero-shot":
             return "holds an index of a trained run; choose a new --out for the zero-shot index"
-        if meta["dataset"]["visual_feature"] != feature:
-            return f"holds {meta['dataset']['visual_feature']!r} features, not {feature!r}"
+        if meta["dataset"]["visual_feature"] != self.feature:
+            return f"holds {meta['dataset']['visual_feature']!r} features, not {self.feature!r}"
         old = meta["encoder"]
-        if (old["model"], old["pretrained"]) != (encoder["model"], encoder["pretrained"]):
+        if (old["model"], old["pretrained"]) != (self.encoder["model"], self.encoder["pretrained"]):
             return f"was built with CLIP {old['model']} {old['pretrained']!r}; choose a new --out"
         return None
 
-    return differs
+    def check_factory(self, factory: str) -> None:
+        return None  # one frame table: any FAISS factory ranks it
+
+    def rows(self, todo: list[str], store) -> int:
+        return sum(self.source.num_frames(v) for v in todo) + (int(store.offsets[-1]) if store else 0)
+
+    def adjust(self, plan):
+        return plan
+
+    def meta(self, plan, store, has_times: bool) -> dict:
+        return {
+            "kind": "zero-shot",
+            "encoder": self.encoder,
+            "dataset": {
+                "root": str(self.layout.root.resolve()),
+                "collection": self.layout.collection,
+                "visual_feature": self.feature,
+                "visual_dim": self.source.dim,
+            },
+            "dim": self.source.dim,
+            **plan_meta(plan, store),
+            "has_times": has_times,
+            "moments": dataclasses.asdict(ZERO_SHOT_MOMENTS),
+            "versions": versions("open_clip"),
+        }
+
+    def carry(self, out: Path) -> None:
+        return None  # the CLIP weights are the model's own (search loads them by name, or --clip-pretrained)
+
+    def encode(self, names: list[str], frame_times: dict):
+        raw = finite_frames(self.source, names)
+        unit = np.concatenate([r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12) for r in raw])
+        lengths = [len(r) for r in raw]
+        times = [resampled_times(frame_times.get(v), n, n) for v, n in zip(names, lengths)]  # every frame kept
+        return {BRANCH: unit.astype(np.float32)}, lengths, times
 
 
 def build_zero_shot(
@@ -102,58 +140,15 @@ def build_zero_shot(
     memory: str | None = None,
 ) -> dict:
     """Index every video of the extracted dataset ``data`` (a ``ROOT/NAME`` folder) for
-    zero-shot search. Loads the CLIP text tower now (or takes ``encoder``, a loaded
-    ``ClipQueries``), so missing weights fail before anything is written and the index records
-    the encoder's fingerprint."""
-    import faiss  # noqa: F401  (fail early with the real import error)
-
-    data, out = Path(data), Path(out)
-    if out.exists() and not out.is_dir():
-        raise PrvrError(f"{out}: is a file, not an index folder")
-    budget = parse_memory(memory)  # a bad --memory is refused before anything loads
-    layout = Layout(data.parent, data.name)
-    feature, visual = clip_record(layout)
-    source = open_videos(layout, feature)
-    encoder = encoder or query_encoder(visual, device, clip_pretrained)
-    if encoder.dim != source.dim:
-        raise PrvrError(
-            f"{source.path}: frames are {source.dim}-d, CLIP {encoder.model_name} embeds text in {encoder.dim}-d"
-        )
-    record = encoder.record() | {"pretrained": visual["pretrained"]}  # the weights the frames came from
-    if factory is not None:
-        check_factory(factory, source.dim)
-    all_times = read_frame_times(layout, feature)
-    with folder_lock(out):
-        store = open_existing(out, factory, add, _differs(feature, record))
-        todo = videos_to_add(source, layout, videos, store)
-        fingerprint = same_dataset(store, source, todo, out)
-        frames = sum(source.num_frames(v) for v in todo) + (int(store.offsets[-1]) if store else 0)
-        plan = choose_plan(store, frames, source.dim, 1, budget, factory)
-        meta = {
-            "kind": "zero-shot",
-            "encoder": record,
-            "dataset": {
-                "root": str(layout.root.resolve()),
-                "collection": layout.collection,
-                "visual_feature": feature,
-                "visual_dim": source.dim,
-            },
-            "dim": source.dim,
-            **plan_meta(plan, store),
-            "has_times": bool(all_times),
-            "moments": dataclasses.asdict(ZERO_SHOT_MOMENTS),
-            "versions": versions("open_clip"),
-            "dataset_fingerprint": fingerprint,
-        }
-        copy_sources(layout, out)
-
-        def encode(names: list[str]):
-            raw = finite_frames(source, names)
-            unit = np.concatenate([r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12) for r in raw])
-            lengths = [len(r) for r in raw]
-            times = [resampled_times(all_times.get(v), n, n) for v, n in zip(names, lengths)]  # every frame kept
-            return {BRANCH: unit.astype(np.float32)}, lengths, times
-
-        writer = StoreWriter(out, meta, (BRANCH,), store)
-        grow_index(out, meta, writer, todo, encode, progress, batch_size, chunk_videos)
-    return build_summary(out, writer, len(todo), plan)
+    zero-shot search (``ZeroShotKind``; ``build`` for the rest)."""
+    return build(
+        out,
+        lambda: ZeroShotKind(Path(data), device, clip_pretrained, encoder),
+        factory,
+        add,
+        videos,
+        memory,
+        progress,
+        batch_size,
+        chunk_videos,
+    )
