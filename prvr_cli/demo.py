@@ -82,9 +82,12 @@ def run_demo(
     searcher = Searcher(index_dir, device)
     picks = test_caps[:: max(1, len(test_caps) // 3)][:3]
     log("[6/7] searching three stored test queries and one free-text phrase")
-    hits = searcher.search(searcher.encode_query_ids([c.cap_id for c in picks]), k=5)
+    answers = searcher.query([c.cap_id for c in picks], k=5, ids=True)
     searches = []
-    for cap, found in zip(picks, hits):
+    for cap, answer in zip(picks, answers):
+        if answer.error:
+            raise PrvrError(answer.error)
+        found = answer.hits
         rank = next((r for r, h in enumerate(found, 1) if h.video == cap.video_id), None)
         searches.append(
             {
@@ -162,7 +165,10 @@ def free_text_search(searcher: Searcher, layout: Layout, cap_id: str, index_dir:
     phrase = phrases[int(gt.query_topic[gt.query_pos[cap_id]])]
     topics = {t for t, p in enumerate(phrases) if p == phrase}
     text = f"the {phrase}"
-    hits = searcher.search(searcher.encode_texts([text]), k=k)[0]
+    answer = searcher.query(text, k)[0]
+    if answer.error:
+        raise PrvrError(answer.error)
+    hits = answer.hits
     indexed = [gt.video_pos[v] for v in searcher.store.video_ids]
     holding = np.unique(gt.event_video[np.isin(gt.event_topic, list(topics))])
     return {

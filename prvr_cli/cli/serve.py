@@ -14,7 +14,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on; only this machine can reach the default"),
     port: int = typer.Option(8000, help="port"),
     videos: Path = typer.Option(None, "--videos", help="the folder the videos are in now, if it moved since indexing"),
-    checkpoint: Path = typer.Option(None, help="the run checkpoint, if it moved since indexing"),
+    checkpoint: Path = typer.Option(
+        None, help="trained index built before indexes carried their checkpoint: the run checkpoint, if it moved"
+    ),
     clip_pretrained: str = typer.Option(
         None, help="zero-shot index: a local file with the CLIP weights it was built with (no download)"
     ),
@@ -22,7 +24,7 @@ def serve(
     allowed_host: list[str] = typer.Option(
         None, "--allowed-host", help="a name (or address) the page may be reached by, besides loopback; repeatable"
     ),
-    device: str = typer.Option("cpu", help="auto | cpu | cuda"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ):
     """A search page over an index at http://HOST:PORT/, with thumbnails and playable moments; JSON
     API under /api, OpenAPI docs at /docs."""

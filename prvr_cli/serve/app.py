@@ -131,18 +131,14 @@ class Library:
         if (q is None) == (query_id is None):
             raise PrvrError("give either q (free text) or query_id (a stored caption id)")
         text = q if q is not None else query_id
-        if not text.strip():
-            raise PrvrError("empty query: give some words to search for")
-        if len(text) > MAX_QUERY_CHARS:
-            raise PrvrError(f"query too long: {len(text)} characters, at most {MAX_QUERY_CHARS}")
-        if not 1 <= k <= self.max_k:
-            raise PrvrError(f"k={k}: must be between 1 and {self.max_k}")
         with self.lock:
-            enc = self.searcher.encode_texts([text]) if q is not None else self.searcher.encode_query_ids([text])
-            hits = self.searcher.search(enc, k)[0]
+            answer = self.searcher.query(
+                text, k, ids=query_id is not None, max_k=self.max_k, max_chars=MAX_QUERY_CHARS
+            )[0]
+        if answer.error:
+            raise PrvrError(answer.error)
         results = []
-        for rank, hit in enumerate(hits, 1):
-            d = hit.to_dict(rank)
+        for d in answer.results():
             at = sum(d["best_time"]) / 2 if d["best_time"] and all(map(math.isfinite, d["best_time"])) else None
             results.append(d | self.links(d["video"], at))
         # strict JSON: a score that is not finite (a video of NaN frames ranks last as -inf) reads null
@@ -170,7 +166,7 @@ class Library:
             "frames": int(meta.get("frames", 0)),
             "has_times": self.has_times,
             "sources": self.folder is not None,
-            "stored_queries": not self.searcher.zero_shot,
+            "stored_queries": self.searcher.queries.stored_queries,
             "report": "/report" if self.report is not None and self.report.is_file() else None,
             "max_k": self.max_k,
             "max_query_chars": MAX_QUERY_CHARS,
