@@ -380,6 +380,7 @@ def memory_budget(memory: str | None, factory: str | None, add: bool) -> int:
     """The ``--memory`` budget in bytes that a new index is planned for (None: not given, half of
     this machine's RAM). Refused where nothing is planned: ``--factory`` fixes the plan, and an
     ``--add`` keeps the one its index was built with. A bad size is refused before anything loads."""
+    budget = parse_memory(memory)
     if memory is not None and factory is not None:
         raise PrvrError(
             f"--memory {memory}: --factory fixes the plan (float32 frames and that FAISS index), so no budget "
@@ -390,7 +391,7 @@ def memory_budget(memory: str | None, factory: str | None, add: bool) -> int:
             f"--memory {memory}: an --add keeps the plan its index was built with (index.json: plan); "
             "to plan for another budget, index into a new --out"
         )
-    return parse_memory(memory)
+    return budget
 
 
 def choose_plan(store: FrameStore | None, planned: Plan, memory: str | None, out: Path) -> Plan:
@@ -400,11 +401,7 @@ def choose_plan(store: FrameStore | None, planned: Plan, memory: str | None, out
     if store is None:
         return planned
     plan = Plan(**store.meta["plan"]) if "plan" in store.meta else forced_plan(store.meta["factory"])
-    if memory is not None and (planned.storage, planned.engine, planned.factory) != (
-        plan.storage,
-        plan.engine,
-        plan.factory,
-    ):
+    if memory is not None and dataclasses.replace(planned, why="") != dataclasses.replace(plan, why=""):
         raise PrvrError(
             f"--memory {memory}: plans {planned.storage} frames and the {planned.engine} engine, but the build in "
             f"{out} was started as {plan.storage} frames and the {plan.engine} engine; resume it without --memory, "
