@@ -36,7 +36,7 @@ from prvr_cli.data.preprocess import prepare_video, resampled_times
 from prvr_cli.data.sources import BigFileVideos, HDF5Videos, open_videos
 from prvr_cli.errors import PrvrError
 from prvr_cli.index.meta import text_record
-from prvr_cli.index.plan import Plan, forced_plan, parse_memory, plan_index
+from prvr_cli.index.plan import Plan, forced_plan, keep_plan, memory_budget, plan_index
 from prvr_cli.index.store import (
     BANK_FILE,
     BLOCK,
@@ -376,40 +376,6 @@ class IndexKind(Protocol):
         """Videos -> per table their rows, each video's row count and (L_i, 2) times (``grow_index``)."""
 
 
-def memory_budget(memory: str | None, factory: str | None, add: bool) -> int:
-    """The ``--memory`` budget in bytes that a new index is planned for (None: not given, half of
-    this machine's RAM). Refused where nothing is planned: ``--factory`` fixes the plan, and an
-    ``--add`` keeps the one its index was built with. A bad size is refused before anything loads."""
-    budget = parse_memory(memory)
-    if memory is not None and factory is not None:
-        raise PrvrError(
-            f"--memory {memory}: --factory fixes the plan (float32 frames and that FAISS index), so no budget "
-            "is planned for; give one or the other"
-        )
-    if memory is not None and add:
-        raise PrvrError(
-            f"--memory {memory}: an --add keeps the plan its index was built with (index.json: plan); "
-            "to plan for another budget, index into a new --out"
-        )
-    return budget
-
-
-def choose_plan(store: FrameStore | None, planned: Plan, memory: str | None, out: Path) -> Plan:
-    """The plan an index keeps for life: ``planned`` (for the corpus size and the budget, or forced
-    by ``--factory``) for a new index; the recorded one when a build resumes, which a ``--memory``
-    that plans otherwise cannot change."""
-    if store is None:
-        return planned
-    plan = Plan(**store.meta["plan"]) if "plan" in store.meta else forced_plan(store.meta["factory"])
-    if memory is not None and dataclasses.replace(planned, why="") != dataclasses.replace(plan, why=""):
-        raise PrvrError(
-            f"--memory {memory}: plans {planned.storage} frames and the {planned.engine} engine, but the build in "
-            f"{out} was started as {plan.storage} frames and the {plan.engine} engine; resume it without --memory, "
-            "or index into a new --out"
-        )
-    return plan
-
-
 def build(
     out: str | Path,
     open_kind: Callable[[], IndexKind],
@@ -440,7 +406,7 @@ def build(
         todo = videos_to_add(kind.source, kind.layout, videos, store)
         fingerprint = same_dataset(store, kind.source, todo, out)
         planned = kind.adjust(plan_index(kind.rows(todo, store), kind.dim, len(kind.tables), budget, factory))
-        plan = choose_plan(store, planned, memory, out)
+        plan = keep_plan(store.meta if store else None, planned, memory, out)
         meta = kind.meta(plan, store, bool(frame_times)) | {"dataset_fingerprint": fingerprint}
         kind.carry(out)
         copy_sources(kind.layout, out)

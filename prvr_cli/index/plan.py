@@ -8,13 +8,16 @@ frame row (both branches; a batch shares the pass). Past ``EXACT_MAX_ROWS`` rows
 ~100 ms a query, and the default becomes the ``blocks`` engine: every video ranked by its best
 block direction (the block table, about a tenth of the rows), the best few hundred re-scored
 exactly. Exact search stays one flag away (``--engine bounds``).
+
+``--memory`` is the RAM the index may take when it is searched, but it is read once, when a new
+index is planned (``memory_budget``); the plan is then kept for the index's life (``keep_plan``).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from prvr_cli.errors import PrvrError
 
@@ -84,3 +87,37 @@ def forced_plan(factory: str) -> Plan:
     of an index built before plans, from the factory it recorded)."""
     engine = "bounds" if factory == "Flat" else "faiss"
     return Plan("float32", engine, factory, f"--factory {factory}: frame-level FAISS, {engine} engine")
+
+
+def memory_budget(memory: str | None, factory: str | None, add: bool) -> int:
+    """The ``--memory`` budget in bytes that a new index is planned for (None: not given, half of
+    this machine's RAM). Refused where nothing is planned: ``--factory`` fixes the plan, and an
+    ``--add`` keeps the one its index was built with. A bad size is refused before anything loads."""
+    budget = parse_memory(memory)
+    if memory is not None and factory is not None:
+        raise PrvrError(
+            f"--memory {memory}: --factory fixes the plan (float32 frames and that FAISS index), so no budget "
+            "is planned for; give one or the other"
+        )
+    if memory is not None and add:
+        raise PrvrError(
+            f"--memory {memory}: an --add keeps the plan its index was built with (index.json: plan); "
+            "to plan for another budget, index into a new --out"
+        )
+    return budget
+
+
+def keep_plan(meta: dict | None, planned: Plan, memory: str | None, out) -> Plan:
+    """The plan an index keeps for life: ``planned`` (for the corpus size and the budget, or forced
+    by ``--factory``) for a new index (``meta`` None); the one its index.json ``meta`` records when
+    a build resumes, which a ``--memory`` that plans otherwise cannot change."""
+    if meta is None:
+        return planned
+    plan = Plan(**meta["plan"]) if "plan" in meta else forced_plan(meta["factory"])
+    if memory is not None and replace(planned, why="") != replace(plan, why=""):
+        raise PrvrError(
+            f"--memory {memory}: plans {planned.storage} frames and the {planned.engine} engine, but the build in "
+            f"{out} was started as {plan.storage} frames and the {plan.engine} engine; resume it without --memory, "
+            "or index into a new --out"
+        )
+    return plan
