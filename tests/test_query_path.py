@@ -8,13 +8,15 @@ import shutil
 
 import numpy as np
 import pytest
-from test_reliability import clean, one_line_error, prvr  # noqa: F401  (clean is a fixture)
+from test_reliability import clean  # noqa: F401  (a fixture)
+from typer.testing import CliRunner
 
+from prvr_cli.cli.app import app
 from prvr_cli.errors import PrvrError
 from prvr_cli.index.build import build_index
 from prvr_cli.index.queries import TrainedQueries, ZeroShotQueries
 from prvr_cli.index.searcher import Searcher
-from prvr_cli.index.store import CHECKPOINT_FILE, FrameStore
+from prvr_cli.index.store import CHECKPOINT_FILE, FrameStore, verify_index
 
 TEXTS = ["red ball", "blue car spins"]
 IDS = ["v000001#enc#0", "v000002#enc#1"]
@@ -30,6 +32,19 @@ def index(clean, tmp_path_factory):  # noqa: F811
 @pytest.fixture(scope="module")
 def searcher(index):
     return Searcher(index)
+
+
+def cli(*args):
+    """``prvr ARGS`` in this process (no interpreter start-up): exit code, stdout, stderr, exception."""
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def refused(*args) -> str:
+    """The one-line ``PrvrError`` a command ends with (``prvr`` prints it as ``error: ...``)."""
+    res = cli(*args)
+    assert isinstance(res.exception, PrvrError), res.output
+    assert "\n" not in str(res.exception)
+    return str(res.exception)
 
 
 def scored(hits) -> list[tuple[str, float]]:
@@ -98,14 +113,14 @@ def test_cli_and_server_report_what_query_answers(searcher, index, tmp_path):
 
     from prvr_cli.serve.app import create_app
 
-    res = prvr("search", "red ball", "--index", index, "-k", "4", "--json")
-    assert res.returncode == 0, res.stderr
+    res = cli("search", "red ball", "--index", index, "-k", "4", "--json")
+    assert res.exit_code == 0, res.output
     want = searcher.query("red ball", 4)[0]
     assert json.loads(res.stdout) == {"query": "red ball", "results": json.loads(json.dumps(want.results()))}
     queries = tmp_path / "q.txt"
     queries.write_text("red ball\nzebra\n\nblue car spins\n")
-    res = prvr("search", "--queries", queries, "--index", index, "-k", "4")
-    assert res.returncode == 1 and f"{queries}:2:" in res.stderr and "1 of 3 queries failed" in res.stderr
+    res = cli("search", "--queries", queries, "--index", index, "-k", "4")
+    assert res.exit_code == 1 and f"{queries}:2:" in res.stderr and "1 of 3 queries failed" in res.stderr
     lines = [json.loads(x) for x in res.stdout.splitlines()]
     answers = searcher.query(["red ball", "zebra", "blue car spins"], 4)
     assert lines[0] == {"query": "red ball", "results": json.loads(json.dumps(answers[0].results()))}
@@ -189,12 +204,11 @@ def test_a_copied_trained_index_answers_free_text_with_its_run_and_dataset_gone(
     got = Searcher(copy).query(TEXTS, 3)
     assert [scored(a.hits) for a in got] == [scored(a.hits) for a in expect]
     assert [scored(a.hits) for a in got] == [scored(a.hits) for a in searcher.query(TEXTS, 3)]  # the same run
-    res = prvr("search", "red ball", "--index", copy, "-k", "3", "--json")
-    assert res.returncode == 0, res.stderr
+    res = cli("search", "red ball", "--index", copy, "-k", "3", "--json")
+    assert res.exit_code == 0, res.output
     assert [r["video"] for r in json.loads(res.stdout)["results"]] == [h.video for h in expect[0].hits]
-    one_line_error(prvr("search", IDS[0], "--query-id", "--index", copy), "stored-query search needs it")
-    res = prvr("index", copy, "--verify", "--json")
-    assert res.returncode == 0, res.stderr
+    assert "stored-query search needs it" in refused("search", IDS[0], "--query-id", "--index", copy)
+    verify_index(copy)
     assert CHECKPOINT_FILE in FrameStore.load(copy).meta["table_hashes"]
 
 
@@ -204,14 +218,17 @@ def test_the_carried_checkpoint_is_checked_and_add_keeps_it(clean, tmp_path):  #
     build_index(clean / "run", ix, add=True)
     meta = FrameStore.load(ix).meta
     assert meta["videos"] == 60 and "sha256" in meta["table_hashes"][CHECKPOINT_FILE]
-    assert prvr("index", ix, "--verify").returncode == 0
+    verify_index(ix)
     raw = bytearray((ix / CHECKPOINT_FILE).read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     (ix / CHECKPOINT_FILE).write_bytes(bytes(raw))
-    one_line_error(prvr("index", ix, "--verify"), CHECKPOINT_FILE, "differs from what index.json recorded")
-    one_line_error(prvr("search", "red ball", "--index", ix), CHECKPOINT_FILE, "rebuild the index")
+    with pytest.raises(PrvrError, match=f"{CHECKPOINT_FILE}: its content differs from what index.json recorded"):
+        verify_index(ix)
+    with pytest.raises(PrvrError, match=f"{CHECKPOINT_FILE}: differs from the checkpoint .* rebuild the index"):
+        Searcher(ix)
     (ix / CHECKPOINT_FILE).write_bytes(bytes(raw[:1000]))
-    one_line_error(prvr("search", "red ball", "--index", ix), CHECKPOINT_FILE, "shorter than index.json says")
+    with pytest.raises(PrvrError, match=f"{CHECKPOINT_FILE}: shorter than index.json says"):
+        Searcher(ix)
 
 
 def test_an_old_index_without_its_checkpoint_opens_from_the_recorded_path_or_says_how(clean, index, tmp_path):  # noqa: F811
@@ -225,11 +242,11 @@ def test_an_old_index_without_its_checkpoint_opens_from_the_recorded_path_or_say
     expect = scored(Searcher(index).query("red ball", 3)[0].hits)
     assert scored(Searcher(old).query("red ball", 3)[0].hits) == expect  # from the path it recorded
     shutil.move(run, tmp_path / "moved")
-    err = one_line_error(prvr("search", "red ball", "--index", old), "best.pt", "is missing")
-    assert "pass --checkpoint, or rebuild the index" in err
+    err = refused("search", "red ball", "--index", old)
+    assert "best.pt: the checkpoint" in err and "is missing" in err and "pass --checkpoint, or rebuild the index" in err
     moved = tmp_path / "moved" / "best.pt"
-    res = prvr("search", "red ball", "--index", old, "-k", "3", "--checkpoint", moved, "--json")
-    assert res.returncode == 0, res.stderr
+    res = cli("search", "red ball", "--index", old, "-k", "3", "--checkpoint", moved, "--json")
+    assert res.exit_code == 0, res.output
     assert [r["video"] for r in json.loads(res.stdout)["results"]] == [v for v, _ in expect]
 
 
@@ -252,16 +269,16 @@ class StopAfter:
 
 
 def test_memory_is_honoured_when_planning_and_refused_where_nothing_is_planned(clean, tmp_path):  # noqa: F811
-    res = prvr("index", clean / "run", "--out", tmp_path / "small", "--memory", "1K", "--json")
-    assert res.returncode == 0, res.stderr
+    res = cli("index", clean / "run", "--out", tmp_path / "small", "--memory", "1K", "--json")
+    assert res.exit_code == 0, res.output
     assert (json.loads(res.stdout)["storage"], json.loads(res.stdout)["engine"]) == ("float16", "blocks")
     before = (tmp_path / "small" / "index.json").read_bytes()
-    err = one_line_error(prvr("index", clean / "run", "--out", tmp_path / "small", "--add", "--memory", "8G"))
-    assert "--memory 8G: an --add keeps the plan its index was built with" in err
+    err = refused("index", clean / "run", "--out", tmp_path / "small", "--add", "--memory", "8G")
+    assert err.startswith("--memory 8G: an --add keeps the plan its index was built with")
     assert (tmp_path / "small" / "index.json").read_bytes() == before
-    err = one_line_error(prvr("index", clean / "run", "--out", tmp_path / "f", "--factory", "Flat", "--memory", "8G"))
+    err = refused("index", clean / "run", "--out", tmp_path / "f", "--factory", "Flat", "--memory", "8G")
     assert "--factory fixes the plan" in err and not (tmp_path / "f").exists()
-    assert prvr("index", clean / "run", "--out", tmp_path / "small", "--add").returncode == 0  # no --memory: fine
+    assert cli("index", clean / "run", "--out", tmp_path / "small", "--add").exit_code == 0  # no --memory: fine
 
     # a resume keeps its plan: a --memory that plans the same is honoured, one that plans otherwise refused
     settings = dict(batch_size=5, chunk_videos=10)
