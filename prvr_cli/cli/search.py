@@ -43,7 +43,7 @@ def search(
         None, "--videos", help="--export: the folder the videos are in now, if it moved since `prvr extract`"
     ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    json_out: bool = typer.Option(False, "--json", help="print results as JSON (README: Search output)"),
+    json_out: bool = typer.Option(False, "--json", help="print results as JSON (docs/search.md: Search output)"),
 ):
     """Ranked videos with scores and the best-matching moment (start and end seconds when the
     corpus was extracted from video files)."""

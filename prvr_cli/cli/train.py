@@ -47,7 +47,7 @@ def train(
     """Train ARL (two branches, ambiguity detection, cross-model exchange) and test the best epoch.
 
     On several GPUs or machines: torchrun --nproc-per-node N -m prvr_cli train ... (batches split over
-    the processes; see the README)."""
+    the processes; see docs/distributed.md)."""
     from prvr_cli.config import list_presets as zoo
     from prvr_cli.config import preset_card
 

@@ -33,6 +33,11 @@ HEADLINE = {  # README row -> (ablation row or None, semi-real file and key)
     "full ARL, the paper's loss (`ambiguous_as=ours`)": ("e", "semireal_tvr_seed7_ours.json", "rows/e/test/SumR"),
     "full ARL, ambiguous ignored (the shipped presets)": ("ignore", "semireal_tvr_seed7.json", "rows/e/test/SumR"),
     "GMMFormer in prvr (`--method gmmformer`)": (None, "methods_semireal_seed7.json", "rows/gmmformer/test/SumR"),
+    "GMMFormer, its official code on the same data (a reference)": (
+        None,
+        "methods_semireal_seed7.json",
+        "rows/gmmformer_official/test/SumR",
+    ),
     "ridge map from query to moment frames (no training)": (None, "semireal_ridge_seed7.json", "test/SumR"),
 }
 for label, (row, src, key) in HEADLINE.items():
