@@ -294,6 +294,13 @@ F += [
     q(R, "The official run's 12 epochs took {} minutes", OFFICIAL, V("train_wall_minutes", ".0f")),
     q(
         R,
+        "on the same corpus the frames of {} videos are read per query, against {} for the frame index",
+        "fused_index_2000_refine.json",
+        V("gmm2/videos_whose_frames_were_read_median", ".0f"),
+        V("frame/videos_whose_frames_were_read_median"),
+    ),
+    q(
+        R,
         "One epoch alone on the machine: {} s",
         METHODS,
         V(lambda j: Decimal(re.search(r"epoch 12, alone on the machine, took ([\d.]+) s", j["note"]).group(1)), ".0f"),
