@@ -265,7 +265,10 @@ F += [
         METHODS,
         V(f"{GMM}/val/SumR"),
         V("rows/gmmformer_official/best_val/SumR"),
-        V(lambda j: j["rows"]["gmmformer"]["val"]["SumR"] - j["rows"]["gmmformer_official"]["best_val"]["SumR"], "+.1f"),
+        V(
+            lambda j: j["rows"]["gmmformer"]["val"]["SumR"] - j["rows"]["gmmformer_official"]["best_val"]["SumR"],
+            "+.1f",
+        ),
         V("rows/gmmformer_official/test/SumR"),
         V(f"{GMM}/test/SumR"),
         V(lambda j: j["rows"]["gmmformer"]["test"]["SumR"] - j["rows"]["gmmformer_official"]["test"]["SumR"], "+.1f"),
