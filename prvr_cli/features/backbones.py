@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prvr_cli.core.registry import Registry
 from prvr_cli.errors import PrvrError
 from prvr_cli.features.hub import offline_hint
 
@@ -82,32 +83,22 @@ class VisualOptions:
     resnet_checkpoint: str | None = None
 
 
-VISUAL_BACKBONES: dict[str, type[Backbone]] = {}
+VISUAL_BACKBONES: Registry[type[Backbone]] = Registry("visual backbone", where="--visual")
 
 
 def register_visual(name: str):
     """Class decorator: ``--visual name`` builds this backbone (with ``cls.from_options``)."""
-
-    def add(cls: type[Backbone]) -> type[Backbone]:
-        if name in VISUAL_BACKBONES:
-            raise ValueError(f"visual backbone {name!r} is already registered ({VISUAL_BACKBONES[name].__name__})")
-        VISUAL_BACKBONES[name] = cls
-        return cls
-
-    return add
+    return VISUAL_BACKBONES.register(name)
 
 
 def list_visual() -> list[str]:
     """The registered ``--visual`` names, in registration order."""
-    return list(VISUAL_BACKBONES)
+    return VISUAL_BACKBONES.names()
 
 
 def visual_class(name: str) -> type[Backbone]:
-    """The backbone class registered as ``name``; a ``PrvrError`` listing the names otherwise."""
-    try:
-        return VISUAL_BACKBONES[name]
-    except KeyError:
-        raise PrvrError(f"unknown --visual {name!r}: use {', '.join(list_visual())}") from None
+    """The backbone class registered as ``name``; a one-line ``PrvrError`` listing the names otherwise."""
+    return VISUAL_BACKBONES[name]
 
 
 class Backbone:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from prvr_cli.core.registry import Registry
 from prvr_cli.errors import PrvrError
 from prvr_cli.features.hub import offline_hint, offline_unless_reachable
 
@@ -37,33 +38,23 @@ class TextOptions:
     tiny: bool = False  # test-only random weights
 
 
-TEXT_ENCODERS: dict[str, type] = {}
+TEXT_ENCODERS: Registry[type] = Registry("text encoder", where="--text")
 
 
 def register_text(name: str):
     """Class decorator: ``--text name`` builds this encoder (with ``cls.from_options``), and an
     ``extract.json`` record with ``"backbone": name`` rebuilds it (with ``cls.from_record``)."""
-
-    def add(cls: type) -> type:
-        if name in TEXT_ENCODERS:
-            raise ValueError(f"text encoder {name!r} is already registered ({TEXT_ENCODERS[name].__name__})")
-        TEXT_ENCODERS[name] = cls
-        return cls
-
-    return add
+    return TEXT_ENCODERS.register(name)
 
 
 def list_text() -> list[str]:
     """The registered ``--text`` names, in registration order."""
-    return list(TEXT_ENCODERS)
+    return TEXT_ENCODERS.names()
 
 
 def text_class(name: str) -> type:
-    """The encoder class registered as ``name``; a ``PrvrError`` listing the names otherwise."""
-    try:
-        return TEXT_ENCODERS[name]
-    except KeyError:
-        raise PrvrError(f"unknown --text {name!r}: use {', '.join(list_text())}") from None
+    """The encoder class registered as ``name``; a one-line ``PrvrError`` listing the names otherwise."""
+    return TEXT_ENCODERS[name]
 
 
 @register_text("roberta")
