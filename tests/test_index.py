@@ -21,7 +21,7 @@ from prvr_cli.index.store import FrameStore, save_store
 from prvr_cli.train.fit import fit
 
 TINY_ROBERTA_DIM = 32  # token width of the test-only text model, so free text can reach the tiny run
-TINY_TEXT = {"backbone": "roberta", "model": "tiny-roberta (test only)", "dim": TINY_ROBERTA_DIM, "tiny": True}
+TINY_TEXT = {"backbone": "roberta", "model": "prvr-tiny-roberta", "dim": TINY_ROBERTA_DIM}
 
 
 def _unit(x):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_MODELS
 from test_reliability import clean, copy_data, one_line_error, prvr  # noqa: F401  (clean is a fixture)
 
 from prvr_cli.data.captions import read_captions
@@ -122,15 +123,13 @@ def test_a_second_synth_job_on_the_dataset_is_refused(tmp_path):
     assert len(read_captions(Layout(tmp_path, "s").caption_file("train"))) > 0
 
 
-TINY_CLIP = ("--visual", "clip", "--test-tiny-models")
+TINY_CLIP = ("--visual", "clip", *TINY_MODELS)
 
 
 def test_an_extraction_folder_held_by_another_job_is_refused(tmp_path):
     samples = Path(__file__).resolve().parent.parent / "sample_videos"
     with folder_lock(tmp_path / "data" / "mine", ".prvr-extract-0of1.lock"):  # this test process holds it
-        res = prvr(
-            "extract", samples, "--out", tmp_path / "data", "--name", "mine", "--visual", "clip", "--test-tiny-models"
-        )
+        res = prvr("extract", samples, "--out", tmp_path / "data", "--name", "mine", *TINY_CLIP)
         one_line_error(res, f"pid {os.getpid()}")
     assert not (tmp_path / "data" / "mine" / "FeatureData").exists()
 

@@ -1,4 +1,4 @@
-"""The one registry helper behind every kind of component."""
+"""The one registry helper behind every kind of component, and the test models it names."""
 
 import pytest
 
@@ -43,11 +43,12 @@ def test_every_registry_of_the_package_is_one():
     from prvr_cli.arl.terms import LOSS_TERMS
     from prvr_cli.features.backbones import VISUAL_BACKBONES
     from prvr_cli.features.text import TEXT_ENCODERS
+    from prvr_cli.features.tiny import TINY_MODELS
     from prvr_cli.index.engines import ENGINES
     from prvr_cli.methods import METHODS
     from prvr_cli.nets.encoders import ENCODERS
 
-    for reg in (LOSS_TERMS, VISUAL_BACKBONES, TEXT_ENCODERS, ENGINES, METHODS, ENCODERS):
+    for reg in (LOSS_TERMS, VISUAL_BACKBONES, TEXT_ENCODERS, TINY_MODELS, ENGINES, METHODS, ENCODERS):
         assert isinstance(reg, Registry), reg
     assert list(ENCODERS) == ["frame", "gmm", "gmm2"] and list(METHODS) == ["arl", "gmmformer"]
     assert list(ENGINES) == ["bounds", "faiss", "blocks"]
@@ -63,3 +64,13 @@ def test_presets_and_synth_sizes_say_unknown_names_the_same_way():
         load_preset("nope")
     with pytest.raises(PrvrError, match=r"^--size: unknown synth size 'huge' \(known: tiny, small, medium, large\)$"):
         spec_for("huge")
+
+
+def test_test_models_are_names_of_their_family_only():
+    from prvr_cli.features.tiny import TINY_MODELS, tiny_clip, tiny_model
+
+    assert sorted(TINY_MODELS) == ["prvr-tiny-clip", "prvr-tiny-i3d", "prvr-tiny-resnet152", "prvr-tiny-roberta"]
+    assert tiny_model("prvr-tiny-clip", "clip") is tiny_clip
+    assert tiny_model("ViT-L-14", "clip") is None and tiny_model(None, "i3d") is None  # real names load real weights
+    with pytest.raises(PrvrError, match="'prvr-tiny-clip' is a clip test model, not a roberta one"):
+        tiny_model("prvr-tiny-clip", "roberta")

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from prvr_cli.cli.app import app
 from prvr_cli.data.bigfile import BigFileWriter
 from prvr_cli.errors import PrvrError
-from prvr_cli.features.clip_model import TINY_NAME, tiny_clip
+from prvr_cli.features.tiny import TINY_CLIP as TINY_NAME
+from prvr_cli.features.tiny import tiny_clip
 from prvr_cli.index.searcher import Searcher
 from prvr_cli.index.zeroshot import build_zero_shot
 
@@ -37,7 +38,9 @@ def quick_start(tmp_path_factory):
     """The README's three commands, with the test-only tiny CLIP (random weights) for the real one."""
     root = tmp_path_factory.mktemp("quick")
     data, idx = root / "data", root / "idx"
-    res = prvr("extract", str(SAMPLES), "--out", str(data), "--name", "mine", "--visual", "clip", "--test-tiny-models")
+    res = prvr(
+        "extract", str(SAMPLES), "--out", str(data), "--name", "mine", "--visual", "clip", "--clip-model", TINY_NAME
+    )
     assert res.returncode == 0, res.stderr
     res = prvr("index", str(data / "mine"), "--zero-shot", "--out", str(idx), "--json")
     assert res.returncode == 0, res.stderr
