@@ -4,15 +4,12 @@ import json
 import subprocess
 import sys
 
+from helpers import prvr
 from typer.testing import CliRunner
 
 from prvr_cli.cli.app import app
 
 runner = CliRunner()
-
-
-def prvr(*args):
-    return subprocess.run([sys.executable, "-m", "prvr_cli", *args], capture_output=True, text=True)
 
 
 def test_every_command_is_registered_with_its_own_help():

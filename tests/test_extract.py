@@ -2,17 +2,14 @@
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_MODELS, TINY_SPEC
+from helpers import TINY_MODELS, TINY_SPEC, prvr
 
 from prvr_cli.data.check import check_dataset
 from prvr_cli.errors import PrvrError
@@ -137,17 +134,6 @@ def test_i3d_loads_public_checkpoint_names_strictly(tmp_path, classes):
         load_i3d(str(tmp_path / "broken.pt"))
     with pytest.raises(PrvrError, match="pass --i3d-checkpoint"):
         load_i3d(None)
-
-
-LAUNCHER = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")
-
-
-def prvr(*args, env=None):
-    """``prvr ARGS`` as one process, whatever launcher runs the tests (its variables pick a shard)."""
-    base = {k: v for k, v in os.environ.items() if k not in LAUNCHER}
-    return subprocess.run(
-        [sys.executable, "-m", "prvr_cli", *args], capture_output=True, text=True, env=base | (env or {})
-    )
 
 
 def extract_args(videos, out, *extra):

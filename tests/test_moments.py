@@ -2,15 +2,13 @@
 evaluation, the annotation readers, and ``prvr eval --moments`` / search end to end."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from helpers import prvr
 
 from prvr_cli.config import MomentConfig, load_preset
 from prvr_cli.core.moments import (
@@ -238,16 +236,16 @@ def test_eval_moments_cli_with_a_tvr_jsonl(run, tmp_path):
         lines.append(json.dumps({"cap_id": cap, "vid_name": video, "ts": ts, "duration": 2.0 * n}))
     path = tmp_path / "moments.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    cli = [sys.executable, "-m", "prvr_cli", "eval", str(run / "run"), "--moments", "--annotations", str(path)]
-    res = subprocess.run([*cli, "--json"], capture_output=True, text=True)
+    cli = ["eval", run / "run", "--moments", "--annotations", path]
+    res = prvr(*cli, "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     frames = evaluate_moments(run / "run", "test")
     # the same moments in seconds: the same IoUs
     assert out["unit"] == "seconds" and out["single_video"] == frames["single_video"]
-    text = subprocess.run(cli, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    text = prvr(*cli, env={"COLUMNS": "200"})
     assert "In the query's own video" in text.stdout and "Over the corpus" in text.stdout
-    res = subprocess.run(cli[:-2] + ["--annotations", str(tmp_path / "none.jsonl")], capture_output=True, text=True)
+    res = prvr(*cli[:-2], "--annotations", tmp_path / "none.jsonl")
     assert res.returncode == 1 and res.stderr.startswith("error: ")
     assert "none.jsonl: no such annotation file" in res.stderr
 

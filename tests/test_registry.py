@@ -74,3 +74,29 @@ def test_test_models_are_names_of_their_family_only():
     assert tiny_model("ViT-L-14", "clip") is None and tiny_model(None, "i3d") is None  # real names load real weights
     with pytest.raises(PrvrError, match="'prvr-tiny-clip' is a clip test model, not a roberta one"):
         tiny_model("prvr-tiny-clip", "roberta")
+
+
+def test_the_tiny_models_are_chosen_by_name_from_the_command_line(tmp_path):
+    """``--clip-model`` / ``--text-model`` take the test models' names; the dataset's record then
+    rebuilds the same text model from the name alone (what ``prvr search`` does)."""
+    import json
+
+    import h5py
+    import numpy as np
+    from helpers import SAMPLES, TINY_MODELS, prvr
+
+    from prvr_cli.data.layout import Layout
+    from prvr_cli.features.text import text_from_record
+
+    captions = SAMPLES / "captions.jsonl"
+    res = prvr("extract", SAMPLES, "--out", tmp_path, "--name", "s", "--captions", captions, *TINY_MODELS, "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["text_feature"] == "roberta"
+    layout = Layout(tmp_path, "s")
+    record = json.loads(layout.extract_record().read_text())
+    assert record["visual"]["model"] == "prvr-tiny-clip" and record["visual"]["pretrained"] == "random (test only)"
+    assert record["text"]["model"] == "prvr-tiny-roberta" and "tiny" not in record["text"]
+    first = json.loads(captions.read_text().splitlines()[0])  # kitchen_shapes' first caption: #enc#0
+    with h5py.File(layout.query_hdf5("roberta"), "r") as fh:
+        stored = fh[f"{first['video']}#enc#0"][...]
+    np.testing.assert_allclose(text_from_record(record["text"]).encode([first["text"]])[0], stored, atol=1e-5)

@@ -1,13 +1,11 @@
 """End-to-end training on tiny synthetic data (CPU, seconds), resume, checkpoints."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from helpers import prvr
 
 from prvr_cli.config import load_preset
 from prvr_cli.data.splits import load_split
@@ -166,9 +164,7 @@ def test_eval_cli_prints_every_metric_readably(small_data, tmp_path):
     cfg = load_preset("tiny")
     cfg.train.epochs = 1
     fit(cfg, small_data, tmp_path / "run", CPU, show_progress=False)
-    env = {**os.environ, "COLUMNS": "80"}
-    cmd = [sys.executable, "-m", "prvr_cli", "eval", str(tmp_path / "run"), "--device", "cpu"]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    out = prvr("eval", tmp_path / "run", "--device", "cpu", env={"COLUMNS": "80"})  # a narrow terminal's setting
     assert out.returncode == 0, out.stderr
     for name in ("R@1", "SumR", "MedR", "mAP", "any_R@100", "any_SumR"):  # none cut to an ellipsis
         assert f" {name} " in out.stdout
