@@ -1,6 +1,11 @@
 """Fixtures the test files share; plain helpers (``prvr``, ``one_line_error``, the test models'
 names) are in helpers.py. Session fixtures are made once per run and are read-only: a test that
-changes one works on a copy."""
+changes one works on a copy.
+
+``slow`` (pyproject) marks the end-to-end tests that ``python -m pytest -q -m "not slow"``, the
+inner loop, leaves out: a test is slow when it trains beyond the shared run, starts processes of
+its own (torchrun, kill -9, a held lock), decodes every sample video, or drives a browser; and
+every test that needs ``demo_run`` is marked here, as the demo trains two models."""
 
 import pytest
 
@@ -44,3 +49,9 @@ def demo_run(tmp_path_factory):
     res = prvr("demo", "--workdir", work, "--videos", "120", "--epochs", "2", "--json")
     assert res.returncode == 0, res.stderr
     return work, json.loads(res.stdout)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "demo_run" in item.fixturenames:
+            item.add_marker(pytest.mark.slow)

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from helpers import prvr
 from typer.testing import CliRunner
 
@@ -57,6 +58,7 @@ def test_bad_input_is_one_line_error(tmp_path):
     assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("error:")
 
 
+@pytest.mark.slow
 def test_train_dry_run(tmp_path):
     res = prvr("train", "--dry-run", "--out", str(tmp_path / "run"), "--json")
     assert res.returncode == 0, res.stderr

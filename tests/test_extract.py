@@ -53,6 +53,7 @@ def test_decode_errors_are_contained(tmp_path):
         decode_video(SAMPLES / "park_balls.mp4", Sampling(1.0, 1, 32), timeout=1e-4)
 
 
+@pytest.mark.slow
 def test_backbone_output_shapes():
     from prvr_cli.features.backbones import build_visual
     from prvr_cli.features.text import build_text
@@ -117,6 +118,7 @@ def public_i3d_state(num_classes=400):
     return state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("classes", [400, 157])
 def test_i3d_loads_public_checkpoint_names_strictly(tmp_path, classes):
     from prvr_cli.features.i3d import load_i3d
@@ -172,6 +174,7 @@ def one_run(tmp_path_factory):
     return out, json.loads(res.stdout)
 
 
+@pytest.mark.slow
 def test_extract_samples_end_to_end(one_run, tmp_path):
     out, summary = one_run
     assert summary["done"] == 5 and summary["failed"] == 0 and summary["captions"] == 14
@@ -201,6 +204,7 @@ def test_extract_samples_end_to_end(one_run, tmp_path):
     assert json.loads(res.stdout)["epochs_run"] == 1
 
 
+@pytest.mark.slow
 def test_resume_after_interrupt_gives_same_bytes(one_run, tmp_path, monkeypatch):
     from prvr_cli.features import backbones
     from prvr_cli.features import extract as extract_module
@@ -234,6 +238,7 @@ def test_resume_after_interrupt_gives_same_bytes(one_run, tmp_path, monkeypatch)
     assert digest(tmp_path / "samples") == digest(one_run[0] / "samples")
 
 
+@pytest.mark.slow
 def test_broken_files_are_reported_and_skipped(tmp_path):
     videos = tmp_path / "videos"
     shutil.copytree(SAMPLES, videos)
@@ -252,6 +257,7 @@ def test_broken_files_are_reported_and_skipped(tmp_path):
     assert sum(r["videos"] for r in check_dataset(tmp_path / "out", "samples")) == 5
 
 
+@pytest.mark.slow
 def test_shards_merged_equal_one_run(one_run, tmp_path):
     """Shard 0 by --shard, shard 1 from torchrun's variables (as each process of
     ``torchrun -m prvr_cli extract`` sees them); neither finalizes; --merge assembles."""
@@ -316,6 +322,7 @@ def test_bad_shard_settings_are_one_line_errors(env, option, message):
         choose_shard(option, env)
 
 
+@pytest.mark.slow
 def test_offline_error_messages(tmp_path, monkeypatch):
     env = {
         "HF_HUB_OFFLINE": "1",
@@ -371,6 +378,7 @@ def frame_rows(out: Path) -> dict:
     return json.loads((out / "samples" / "FeatureData" / "clip_prvr_tiny_clip" / "frame_times.json").read_text())
 
 
+@pytest.mark.slow
 def test_cache_follows_settings_and_files(tmp_path):
     from prvr_cli.features.extract import ExtractSpec, finalize, run_extract
 

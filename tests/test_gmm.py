@@ -306,6 +306,7 @@ def test_embeddings_map_and_finest_kind():
 # ---- end to end --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_run_with_method_gmmformer_evaluates_its_one_branch(tmp_path):
     from prvr_cli.evaluation.evaluate import evaluate_run
     from prvr_cli.train.run import TrainRequest, train_run
@@ -321,6 +322,7 @@ def test_train_run_with_method_gmmformer_evaluates_its_one_branch(tmp_path):
         train_run(TrainRequest(dry_run=True, method="nope"), torch.device("cpu"), False)
 
 
+@pytest.mark.slow
 def test_arl_on_gmm2_detects_and_trains(tiny_data, tmp_path):
     from prvr_cli.train.fit import fit
 

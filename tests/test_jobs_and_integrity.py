@@ -78,6 +78,7 @@ def caps(clean):
 # --- 1. two jobs into one folder ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_index_job_on_the_folder_is_refused_and_the_first_is_intact(clean, tmp_path, caps):
     ix, release = tmp_path / "ix", tmp_path / "go"
     first = start("index", clean / "run", "--out", ix, "--json", env=stalled("commit:tables", release))
@@ -97,6 +98,7 @@ def test_a_second_index_job_on_the_folder_is_refused_and_the_first_is_intact(cle
     assert not (ix / LOCK_NAME).exists()  # the lock goes with its job
 
 
+@pytest.mark.slow
 def test_a_second_training_job_on_the_run_is_refused_and_the_first_finishes(clean, tmp_path):
     run, release = tmp_path / "run", tmp_path / "go"
     base = ["train", "--data-root", clean, "--collection", "synth", "--preset", "tiny", "--out", run]
@@ -111,6 +113,7 @@ def test_a_second_training_job_on_the_run_is_refused_and_the_first_finishes(clea
     assert last["epoch"] == 2 and len((run / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_a_second_synth_job_on_the_dataset_is_refused(tmp_path):
     release = tmp_path / "go"
     first = start("data", "synth", tmp_path, "--name", "s", "--size", "tiny", env=stalled("write:*", release))
@@ -124,6 +127,7 @@ def test_a_second_synth_job_on_the_dataset_is_refused(tmp_path):
 TINY_CLIP = ("--visual", "clip", *TINY_MODELS)
 
 
+@pytest.mark.slow
 def test_an_extraction_folder_held_by_another_job_is_refused(tmp_path):
     samples = Path(__file__).resolve().parent.parent / "sample_videos"
     with folder_lock(tmp_path / "data" / "mine", ".prvr-extract-0of1.lock"):  # this test process holds it
@@ -132,6 +136,7 @@ def test_an_extraction_folder_held_by_another_job_is_refused(tmp_path):
     assert not (tmp_path / "data" / "mine" / "FeatureData").exists()
 
 
+@pytest.mark.slow
 def test_a_killed_holder_never_blocks_a_rerun(clean, tmp_path):
     ix = tmp_path / "ix"
     res = run_env({"PRVR_FAULT": "kill@commit:tables"}, "index", clean / "run", "--out", ix)
@@ -253,6 +258,7 @@ def test_small_files_from_another_state_are_one_line(trained_index, tmp_path):
 # --- 4. a full disk: one line with the path, the previous state still usable -----------------------
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_faiss_writes_on_add_keeps_the_index_searchable(clean, tmp_path, caps):
     ix = tmp_path / "ix"
     build_index(clean / "run", ix, factory="Flat", videos=[f"v{j:06d}" for j in range(40)])
@@ -265,6 +271,7 @@ def test_a_full_disk_while_faiss_writes_on_add_keeps_the_index_searchable(clean,
     assert Searcher(ix).store.num_videos == 60
 
 
+@pytest.mark.slow
 def test_a_full_disk_in_training_names_the_file_and_leaves_a_usable_folder(clean, tmp_path):
     run = tmp_path / "run"
     base = ["train", "--data-root", clean, "--collection", "synth", "--preset", "tiny", "--out", run, "--epochs", "2"]
@@ -363,6 +370,7 @@ def test_a_damaged_small_file_is_one_line(trained_index, tmp_path, name, damage)
     assert name in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_serve_names_a_damaged_index_in_one_line(trained_index, tmp_path):
     ix = tmp_path / "ix"
     shutil.copytree(trained_index, ix)
@@ -559,6 +567,7 @@ def test_resume_of_a_folder_that_does_not_exist_is_refused(clean, tmp_path):
     assert not (tmp_path / "none").exists()
 
 
+@pytest.mark.slow
 def test_resume_without_data_root_uses_the_runs_own(clean, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(clean / "run", run)

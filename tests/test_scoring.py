@@ -95,6 +95,7 @@ def test_segment_scan_is_the_max_of_each_segment_whatever_the_slicing():
     np.testing.assert_allclose(segment_scan(table, offsets, Q[:1]).numpy(), truth[:, :1], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides",
     [

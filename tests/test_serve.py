@@ -222,6 +222,7 @@ def test_a_busy_port_is_refused_before_loading():
         _check_port("127.0.0.1", 0)
 
 
+@pytest.mark.slow
 def test_serve_cli_names_a_bad_index_in_one_line(tmp_path):
     res = prvr("serve", tmp_path / "none", "--port", "0", process=True)
     assert res.returncode != 0 and "Traceback" not in res.stderr

@@ -27,6 +27,7 @@ def small_data(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_training_improves_over_untrained_model(small_data, tmp_path):
     cfg = load_preset("tiny")
     cfg.train.epochs, cfg.train.patience = 6, 6
@@ -63,6 +64,7 @@ def _state(path):
     return load_checkpoint(path)["model"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("uncertainty", ["pass", "online"])
 def test_resume_equals_uninterrupted(small_data, tmp_path, uncertainty):
     def cfg():
@@ -93,6 +95,7 @@ def test_resume_equals_uninterrupted(small_data, tmp_path, uncertainty):
     assert strip(tmp_path / "full" / "metrics.jsonl") == strip(tmp_path / "cut" / "metrics.jsonl")
 
 
+@pytest.mark.slow
 def test_checkpoint_is_self_describing(small_data, tmp_path):
     cfg = load_preset("tiny")
     cfg.train.epochs = 1
@@ -127,6 +130,7 @@ def test_data_dims_follow_the_data(small_data):
     assert np.all(splits["train"].query_video < splits["train"].num_videos)
 
 
+@pytest.mark.slow
 def test_eval_matches_a_naive_loop_and_branches(small_data, tmp_path):
     from prvr_cli.evaluation.evaluate import evaluate_run
     from prvr_cli.evaluation.metrics import paired_ranks, recall_metrics
@@ -160,6 +164,7 @@ def test_eval_matches_a_naive_loop_and_branches(small_data, tmp_path):
     assert theta["branch"] == "theta" and theta["queries"] == both["queries"]
 
 
+@pytest.mark.slow
 def test_eval_cli_prints_every_metric_readably(small_data, tmp_path):
     cfg = load_preset("tiny")
     cfg.train.epochs = 1
