@@ -4,8 +4,9 @@ changes one works on a copy.
 
 ``slow`` (pyproject) marks the end-to-end tests that ``python -m pytest -q -m "not slow"``, the
 inner loop, leaves out: a test is slow when it trains beyond the shared run, starts processes of
-its own (torchrun, kill -9, a held lock), decodes every sample video, or drives a browser; and
-every test that needs ``demo_run`` is marked here, as the demo trains two models."""
+its own (torchrun, kill -9, a lock held by another process, a server), decodes every sample
+video, or drives a browser; and every test that needs ``demo_run`` is marked here, as the demo
+trains two models (docs/contributing.md)."""
 
 import pytest
 
