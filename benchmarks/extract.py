@@ -33,12 +33,12 @@ def main():
     cpu = torch.device("cpu")
     videos = list_videos(SAMPLES)
     out = {"threads": torch.get_num_threads(), "videos": len(videos) * args.repeat}
-    clip = build_visual("clip", tiny=True, device=cpu)
+    clip = build_visual("clip", clip_model="prvr-tiny-clip", device=cpu)
     for label, backbone, step in (
         ("clip_1fps", clip, 1.0),
         ("clip_8fps", clip, 0.125),
-        ("i3d_windows", build_visual("i3d", tiny=True, device=cpu), 1.5),
-        ("resnet152", build_visual("resnet152", tiny=True, device=cpu), 1.0),
+        ("i3d_windows", build_visual("i3d", i3d_checkpoint="prvr-tiny-i3d", device=cpu), 1.5),
+        ("resnet152", build_visual("resnet152", resnet_checkpoint="prvr-tiny-resnet152", device=cpu), 1.0),
     ):
         sampling = backbone.sampling(step)
         t_dec = t_model = 0.0
@@ -61,12 +61,12 @@ def main():
         }
         print(json.dumps({label: out[label]}), flush=True)
     texts = [c.text for c in read_caption_jsonl(SAMPLES / "captions.jsonl")] * 20
-    roberta = build_text("roberta", tiny=True)
+    roberta = build_text("roberta", model="prvr-tiny-roberta")
     t = time.perf_counter()
     roberta.encode(texts)
     out["roberta_tiny_captions_per_s"] = round(len(texts) / (time.perf_counter() - t), 1)
     windows = np.random.default_rng(0).integers(0, 255, (4, 16, 224, 224, 3), dtype=np.uint8)
-    i3d = build_visual("i3d", tiny=True, device=cpu)
+    i3d = build_visual("i3d", i3d_checkpoint="prvr-tiny-i3d", device=cpu)
     i3d.short_side = 224
     t = time.perf_counter()
     i3d.encode(windows)

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prvr_cli.errors import PrvrError
+from prvr_cli.errors import PrvrError, unknown_name
 
 
 @dataclass
@@ -208,7 +208,7 @@ def preset_card(name: str) -> str:
 def _read_preset(name: str) -> dict:
     path = zoo_dir() / f"{name}.json"
     if not path.is_file():
-        raise PrvrError(f"unknown preset {name!r}; known: {', '.join(list_presets())}")
+        raise PrvrError(unknown_name("preset", name, list_presets()))
     return json.loads(path.read_text())
 
 

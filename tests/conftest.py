@@ -1,3 +1,13 @@
+"""Fixtures the test files share; plain helpers (``prvr``, ``one_line_error``, the test models'
+names) are in helpers.py. Session fixtures are made once per run and are read-only: a test that
+changes one works on a copy.
+
+``slow`` (pyproject) marks the end-to-end tests that ``python -m pytest -q -m "not slow"``, the
+inner loop, leaves out: a test is slow when it trains beyond the shared run, starts processes of
+its own (torchrun, kill -9, a lock held by another process, a server), decodes every sample
+video, or drives a browser; and every test that needs ``demo_run`` is marked here, as the demo
+trains two models (docs/contributing.md)."""
+
 import pytest
 
 from prvr_cli.data.synth import generate, spec_for
@@ -11,27 +21,38 @@ def tiny_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def clean(tmp_path_factory):
+    """A tiny dataset (ROOT/synth; seed 4, whose word map the free-text tests type) and a
+    1-epoch run of the tiny preset on it (ROOT/run): the one trained run the tests that need one
+    share. Read-only: tests copy what they damage."""
+    import torch
+
+    from prvr_cli.config import load_preset
+    from prvr_cli.train.fit import fit
+
+    root = tmp_path_factory.mktemp("clean")
+    generate(root, "synth", spec_for("tiny", seed=4))
+    cfg = load_preset("tiny")
+    cfg.train.epochs = 1
+    fit(cfg, root, root / "run", torch.device("cpu"), show_progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """``prvr demo`` at a small size, run once through the command: (work directory, its JSON
     summary). Tests that only read it share it; the serve tests add thumbnails to its index."""
     import json
-    import subprocess
-    import sys
+
+    from helpers import prvr
 
     work = tmp_path_factory.mktemp("demo") / "demo"
-    cmd = [
-        sys.executable,
-        "-m",
-        "prvr_cli",
-        "demo",
-        "--workdir",
-        str(work),
-        "--videos",
-        "120",
-        "--epochs",
-        "2",
-        "--json",
-    ]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = prvr("demo", "--workdir", work, "--videos", "120", "--epochs", "2", "--json")
     assert res.returncode == 0, res.stderr
     return work, json.loads(res.stdout)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "demo_run" in item.fixturenames:
+            item.add_marker(pytest.mark.slow)

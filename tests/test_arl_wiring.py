@@ -133,7 +133,7 @@ def test_a_registered_loss_term_is_added_by_name(batch, monkeypatch):
     from prvr_cli.arl.terms import TermInputs, register_loss_term
     from prvr_cli.errors import PrvrError
 
-    monkeypatch.setattr(terms_module, "LOSS_TERMS", {})
+    monkeypatch.setattr(terms_module, "LOSS_TERMS", terms_module.LOSS_TERMS.copy())
 
     @register_loss_term("positive_gap")
     def positive_gap(x: TermInputs) -> torch.Tensor:

@@ -4,15 +4,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+from helpers import prvr
 from typer.testing import CliRunner
 
 from prvr_cli.cli.app import app
 
 runner = CliRunner()
-
-
-def prvr(*args):
-    return subprocess.run([sys.executable, "-m", "prvr_cli", *args], capture_output=True, text=True)
 
 
 def test_every_command_is_registered_with_its_own_help():
@@ -60,6 +58,7 @@ def test_bad_input_is_one_line_error(tmp_path):
     assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("error:")
 
 
+@pytest.mark.slow
 def test_train_dry_run(tmp_path):
     res = prvr("train", "--dry-run", "--out", str(tmp_path / "run"), "--json")
     assert res.returncode == 0, res.stderr

@@ -61,27 +61,28 @@ def test_offline_mode_restores_a_value_the_user_set(unreachable_hub, monkeypatch
 def test_tiny_clip_registers_nothing_and_leaves_no_files(tmp_path, monkeypatch):
     import open_clip
 
-    from prvr_cli.features.clip_model import TINY_NAME, load_clip
+    from prvr_cli.features.clip_model import load_clip
+    from prvr_cli.features.tiny import TINY_CLIP as TINY_NAME
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     load_clip.cache_clear()
-    visual = build_visual("clip", tiny=True)
-    text = build_text("clip", tiny=True)
+    visual = build_visual("clip", clip_model=TINY_NAME)
+    text = build_text("clip", clip_model=TINY_NAME)
     assert visual.dim == text.dim == 32 and [t.shape for t in text.encode(["red ball"])] == [(2, 32)]
     assert list(tmp_path.iterdir()) == []
     assert TINY_NAME not in open_clip.list_models()
 
 
 def test_tiny_models_leave_the_global_rng_alone_and_are_deterministic():
-    from prvr_cli.features.clip_model import tiny_clip
-    from prvr_cli.features.tiny import tiny_roberta
+    from prvr_cli.features.tiny import tiny_clip, tiny_i3d, tiny_roberta
 
     torch.manual_seed(1234)
     state = torch.get_rng_state()
     clips = [weights_digest(tiny_clip()) for _ in range(2)]
     robertas = [weights_digest(tiny_roberta()[0]) for _ in range(2)]
+    i3ds = [weights_digest(tiny_i3d()) for _ in range(2)]
     assert torch.equal(torch.get_rng_state(), state)
-    assert clips[0] == clips[1] and robertas[0] == robertas[1]
+    assert clips[0] == clips[1] and robertas[0] == robertas[1] and i3ds[0] == i3ds[1]
 
 
 def test_registries_list_their_names_in_errors_and_cli_help():
@@ -91,9 +92,11 @@ def test_registries_list_their_names_in_errors_and_cli_help():
 
     assert list_visual() == ["clip", "i3d", "resnet152", "resnet152+i3d"]
     assert list_text() == ["roberta", "clip"]
-    with pytest.raises(PrvrError, match=r"unknown --visual 'nope': use clip, i3d, resnet152, resnet152\+i3d"):
+    with pytest.raises(
+        PrvrError, match=r"^--visual: unknown visual backbone 'nope' \(known: clip, i3d, resnet152, resnet152\+i3d\)$"
+    ):
         build_visual("nope")
-    with pytest.raises(PrvrError, match="unknown --text 'nope': use roberta, clip"):
+    with pytest.raises(PrvrError, match=r"^--text: unknown text encoder 'nope' \(known: roberta, clip\)$"):
         build_text("nope")
     helps = {p.name: p.help for p in get_command(app).commands["extract"].params}
     assert all(name in helps["visual"] for name in list_visual())
@@ -105,13 +108,13 @@ def test_a_registered_backbone_extracts_end_to_end(tmp_path, monkeypatch):
     from prvr_cli.data.bigfile import BigFile
     from prvr_cli.features.extract import ExtractSpec, run_extract
 
-    monkeypatch.setattr(backbones, "VISUAL_BACKBONES", dict(backbones.VISUAL_BACKBONES))
+    monkeypatch.setattr(backbones, "VISUAL_BACKBONES", backbones.VISUAL_BACKBONES.copy())
 
     @register_visual("mean-colour")
     class MeanColour(Backbone):
         dim, name, short_side, default_step = 3, "mean_colour", 32, 2.0
 
-        def __init__(self, device="cpu", batch_size=32, tiny=False):
+        def __init__(self, device="cpu", batch_size=32):
             pass
 
         def encode(self, clips: np.ndarray) -> np.ndarray:

@@ -1,8 +1,7 @@
 import json
-import subprocess
-import sys
 
 import numpy as np
+from helpers import prvr
 
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.truth import GroundTruth
@@ -45,10 +44,6 @@ def test_demo_end_to_end(demo_run):
         own = gt.event_video == gt.video_pos[h["video"]]
         assert h["holds_topic"] == bool(np.isin(gt.event_topic[own], free["topics"]).any())
         assert ("best_frame_in_event" in h) == h["holds_topic"]
-    res = subprocess.run(
-        [sys.executable, "-m", "prvr_cli", "search", free["text"], "--index", str(demo / "index"), "-k", "5", "--json"],
-        capture_output=True,
-        text=True,
-    )
+    res = prvr("search", free["text"], "--index", demo / "index", "-k", "5", "--json")
     assert res.returncode == 0, res.stderr
     assert [r["video"] for r in json.loads(res.stdout)["results"]] == [h["video"] for h in free["hits"]]

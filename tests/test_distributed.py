@@ -174,6 +174,7 @@ def two_ranks(data_root, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_all_gather_keeps_gradient_of_local_rows(two_ranks):
     for r in range(WORLD):
         got = torch.load(two_ranks / f"gather_{r}.pt")
@@ -183,6 +184,7 @@ def test_all_gather_keeps_gradient_of_local_rows(two_ranks):
         assert torch.equal(got["grad"], expected)
 
 
+@pytest.mark.slow
 def test_statistics_are_summed_over_processes(two_ranks):
     one = StatsAccumulator(8)
     for part in range(WORLD):
@@ -196,6 +198,7 @@ def test_statistics_are_summed_over_processes(two_ranks):
     assert back.stats().tau_s == pytest.approx(one.stats().tau_s)
 
 
+@pytest.mark.slow
 def test_two_processes_with_half_batches_match_one_process(two_ranks, data_root):
     """Same per-step losses, gradient norms, loss terms, uncertainty statistics (online and pass)
     and, after eight steps (shares of 6 and 7 videos, and one step where rank 1's share is empty), the same weights."""
@@ -219,6 +222,7 @@ def test_two_processes_with_half_batches_match_one_process(two_ranks, data_root)
             torch.testing.assert_close(ddp["weights"][name], w, **tol, msg=name)
 
 
+@pytest.mark.slow
 def test_fit_on_two_processes_writes_once_and_resumes_exactly(two_ranks):
     summaries = [json.loads((two_ranks / f"summary_{r}.json").read_text()) for r in range(WORLD)]
     assert summaries[0] == summaries[1]  # every process returns rank 0's summary
@@ -254,6 +258,7 @@ def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch):
         resolve_device("auto")
 
 
+@pytest.mark.slow
 def test_prvr_train_under_torchrun_then_resumed_on_one_process(data_root, tmp_path):
     run = tmp_path / "run"
     args = ["train", "--data-root", str(data_root), "--preset", "tiny", "--out", str(run), "--json"]

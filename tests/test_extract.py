@@ -2,16 +2,14 @@
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_MODELS, TINY_SPEC, prvr
 
 from prvr_cli.data.check import check_dataset
 from prvr_cli.errors import PrvrError
@@ -55,27 +53,30 @@ def test_decode_errors_are_contained(tmp_path):
         decode_video(SAMPLES / "park_balls.mp4", Sampling(1.0, 1, 32), timeout=1e-4)
 
 
+@pytest.mark.slow
 def test_backbone_output_shapes():
     from prvr_cli.features.backbones import build_visual
     from prvr_cli.features.text import build_text
 
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, (3, 1, 40, 52, 3), dtype=np.uint8)
-    clip = build_visual("clip", tiny=True, device=CPU)
+    clip = build_visual("clip", clip_model="prvr-tiny-clip", device=CPU)
     assert clip.encode(frames).shape == (3, 32)
-    resnet = build_visual("resnet152", tiny=True, device=CPU)
+    resnet = build_visual("resnet152", resnet_checkpoint="prvr-tiny-resnet152", device=CPU)
     assert resnet.encode(frames[:2]).shape == (2, 2048)
     windows = rng.integers(0, 255, (2, 16, 64, 80, 3), dtype=np.uint8)
-    i3d = build_visual("i3d", tiny=True, device=CPU)
+    i3d = build_visual("i3d", i3d_checkpoint="prvr-tiny-i3d", device=CPU)
     assert i3d.encode(windows).shape == (2, 1024)
-    both = build_visual("resnet152+i3d", tiny=True, device=CPU)
+    both = build_visual(
+        "resnet152+i3d", resnet_checkpoint="prvr-tiny-resnet152", i3d_checkpoint="prvr-tiny-i3d", device=CPU
+    )
     assert both.encode(windows).shape == (2, 3072) and both.name == "i3d_resnet"
-    roberta = build_text("roberta", tiny=True)
+    roberta = build_text("roberta", model="prvr-tiny-roberta")
     tokens = roberta.tokenizer("the red ball", return_special_tokens_mask=True)
     out = roberta.encode(["the red ball", "a square moves left slowly"])
     assert out[0].shape == (sum(1 - m for m in tokens["special_tokens_mask"]), 32)
     assert out[1].shape[0] > out[0].shape[0]
-    clip_text = build_text("clip", tiny=True)
+    clip_text = build_text("clip", clip_model="prvr-tiny-clip")
     assert [t.shape for t in clip_text.encode(["red ball", "a"])] == [(2, 32), (1, 32)]
 
 
@@ -117,6 +118,7 @@ def public_i3d_state(num_classes=400):
     return state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("classes", [400, 157])
 def test_i3d_loads_public_checkpoint_names_strictly(tmp_path, classes):
     from prvr_cli.features.i3d import load_i3d
@@ -136,17 +138,6 @@ def test_i3d_loads_public_checkpoint_names_strictly(tmp_path, classes):
         load_i3d(None)
 
 
-LAUNCHER = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")
-
-
-def prvr(*args, env=None):
-    """``prvr ARGS`` as one process, whatever launcher runs the tests (its variables pick a shard)."""
-    base = {k: v for k, v in os.environ.items() if k not in LAUNCHER}
-    return subprocess.run(
-        [sys.executable, "-m", "prvr_cli", *args], capture_output=True, text=True, env=base | (env or {})
-    )
-
-
 def extract_args(videos, out, *extra):
     return [
         "extract",
@@ -161,7 +152,7 @@ def extract_args(videos, out, *extra):
         str(SAMPLES / "captions.jsonl"),
         "--text",
         "roberta",
-        "--test-tiny-models",
+        *TINY_MODELS,
         "--json",
         *extra,
     ]
@@ -183,6 +174,7 @@ def one_run(tmp_path_factory):
     return out, json.loads(res.stdout)
 
 
+@pytest.mark.slow
 def test_extract_samples_end_to_end(one_run, tmp_path):
     out, summary = one_run
     assert summary["done"] == 5 and summary["failed"] == 0 and summary["captions"] == 14
@@ -212,13 +204,19 @@ def test_extract_samples_end_to_end(one_run, tmp_path):
     assert json.loads(res.stdout)["epochs_run"] == 1
 
 
+@pytest.mark.slow
 def test_resume_after_interrupt_gives_same_bytes(one_run, tmp_path, monkeypatch):
     from prvr_cli.features import backbones
     from prvr_cli.features import extract as extract_module
     from prvr_cli.features.extract import ExtractSpec, run_extract
 
     spec = ExtractSpec(
-        videos_dir=SAMPLES, out=tmp_path, name="samples", captions=SAMPLES / "captions.jsonl", text="roberta", tiny=True
+        videos_dir=SAMPLES,
+        out=tmp_path,
+        name="samples",
+        captions=SAMPLES / "captions.jsonl",
+        text="roberta",
+        **TINY_SPEC,
     )
     monkeypatch.setattr(extract_module, "GROUP_VIDEOS", 2)  # 5 videos -> groups of 2, 2, 1
     calls = {"n": 0}
@@ -240,6 +238,7 @@ def test_resume_after_interrupt_gives_same_bytes(one_run, tmp_path, monkeypatch)
     assert digest(tmp_path / "samples") == digest(one_run[0] / "samples")
 
 
+@pytest.mark.slow
 def test_broken_files_are_reported_and_skipped(tmp_path):
     videos = tmp_path / "videos"
     shutil.copytree(SAMPLES, videos)
@@ -258,6 +257,7 @@ def test_broken_files_are_reported_and_skipped(tmp_path):
     assert sum(r["videos"] for r in check_dataset(tmp_path / "out", "samples")) == 5
 
 
+@pytest.mark.slow
 def test_shards_merged_equal_one_run(one_run, tmp_path):
     """Shard 0 by --shard, shard 1 from torchrun's variables (as each process of
     ``torchrun -m prvr_cli extract`` sees them); neither finalizes; --merge assembles."""
@@ -322,6 +322,7 @@ def test_bad_shard_settings_are_one_line_errors(env, option, message):
         choose_shard(option, env)
 
 
+@pytest.mark.slow
 def test_offline_error_messages(tmp_path, monkeypatch):
     env = {
         "HF_HUB_OFFLINE": "1",
@@ -362,7 +363,7 @@ def test_bad_captions_file_is_a_clear_error(tmp_path):
         str(tmp_path),
         "--name",
         "x",
-        "--test-tiny-models",
+        *TINY_MODELS,
         "--captions",
         str(tmp_path / "c.jsonl"),
     )
@@ -377,6 +378,7 @@ def frame_rows(out: Path) -> dict:
     return json.loads((out / "samples" / "FeatureData" / "clip_prvr_tiny_clip" / "frame_times.json").read_text())
 
 
+@pytest.mark.slow
 def test_cache_follows_settings_and_files(tmp_path):
     from prvr_cli.features.extract import ExtractSpec, finalize, run_extract
 
@@ -391,7 +393,7 @@ def test_cache_follows_settings_and_files(tmp_path):
             name="samples",
             captions=videos / "captions.jsonl",
             text="roberta",
-            tiny=True,
+            **TINY_SPEC,
             **kw,
         )
 
@@ -421,7 +423,7 @@ def test_cache_follows_settings_and_files(tmp_path):
             name="samples",
             captions=videos / "captions.jsonl",
             text="roberta",
-            tiny=True,
+            **TINY_SPEC,
             fps=2.0,
         ),
         CPU,
@@ -475,7 +477,7 @@ def test_failures_are_not_redone_until_their_file_changes(tmp_path, monkeypatch,
     shutil.copytree(SAMPLES, videos)
     data = (SAMPLES / "park_balls.mp4").read_bytes()
     (videos / "cut.mp4").write_bytes(data[: len(data) // 8])  # no moov atom
-    spec = ExtractSpec(videos_dir=videos, out=tmp_path / "out", name="samples", tiny=True)
+    spec = ExtractSpec(videos_dir=videos, out=tmp_path / "out", name="samples", **TINY_SPEC)
     summary = run_extract(spec, CPU)
     assert summary["failures"] == ["cut"] and summary["done"] == 5
     decoded = []
@@ -507,7 +509,9 @@ def test_every_model_loads_before_any_video_is_decoded(tmp_path, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(
-        extract_module, "_build_visual", lambda spec, device: build_visual("clip", tiny=True, device=device)
+        extract_module,
+        "_build_visual",
+        lambda spec, device: build_visual("clip", clip_model="prvr-tiny-clip", device=device),
     )
     decoded = []
     real = extract_module.decode_video
@@ -560,7 +564,7 @@ def test_bad_extract_input_is_one_line_error(tmp_path, extra, expected):
     (tmp_path / "bad.jsonl").write_bytes(LATIN1)
     extra = [str(tmp_path / "bad.jsonl") if x == "LATIN1" else x for x in extra]
     out = tmp_path / "root" / "out"
-    res = prvr("extract", str(SAMPLES), "--out", str(out), "--name", "x", "--test-tiny-models", *extra)
+    res = prvr("extract", str(SAMPLES), "--out", str(out), "--name", "x", *TINY_MODELS, *extra)
     assert res.returncode == 1 and len(lines_of(res)) == 1 and expected in res.stderr, res.stderr
     assert not (tmp_path / "root" / "escape").exists() and not list(tmp_path.rglob("*.npz"))
 

@@ -177,7 +177,7 @@ def test_registry_single_branch_and_heterogeneous_branches():
 
 
 def test_methods_refuse_what_cannot_compose():
-    with pytest.raises(PrvrError, match="--method 'nope': unknown method \\(known: arl, gmmformer\\)"):
+    with pytest.raises(PrvrError, match="--method: unknown method 'nope' \\(known: arl, gmmformer\\)"):
         check_method(tiny("loss.method=nope"))
     with pytest.raises(PrvrError, match="--method gmmformer trains GMMFormer"):
         check_method(tiny("loss.method=gmmformer"))
@@ -306,6 +306,7 @@ def test_embeddings_map_and_finest_kind():
 # ---- end to end --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_run_with_method_gmmformer_evaluates_its_one_branch(tmp_path):
     from prvr_cli.evaluation.evaluate import evaluate_run
     from prvr_cli.train.run import TrainRequest, train_run
@@ -317,10 +318,11 @@ def test_train_run_with_method_gmmformer_evaluates_its_one_branch(tmp_path):
     assert config["name"] == "tiny_gmmformer" and config["loss"]["method"] == "gmmformer"
     with pytest.raises(PrvrError, match="--branch must be theta or both"):
         evaluate_run(out, "test", "phi")
-    with pytest.raises(PrvrError, match="--method 'nope': unknown method"):
+    with pytest.raises(PrvrError, match="--method: unknown method 'nope'"):
         train_run(TrainRequest(dry_run=True, method="nope"), torch.device("cpu"), False)
 
 
+@pytest.mark.slow
 def test_arl_on_gmm2_detects_and_trains(tiny_data, tmp_path):
     from prvr_cli.train.fit import fit
 

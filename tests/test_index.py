@@ -2,12 +2,11 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from helpers import prvr
 
 from prvr_cli.config import load_preset
 from prvr_cli.data.preprocess import resampled_times
@@ -21,7 +20,7 @@ from prvr_cli.index.store import FrameStore, save_store
 from prvr_cli.train.fit import fit
 
 TINY_ROBERTA_DIM = 32  # token width of the test-only text model, so free text can reach the tiny run
-TINY_TEXT = {"backbone": "roberta", "model": "tiny-roberta (test only)", "dim": TINY_ROBERTA_DIM, "tiny": True}
+TINY_TEXT = {"backbone": "roberta", "model": "prvr-tiny-roberta", "dim": TINY_ROBERTA_DIM}
 
 
 def _unit(x):
@@ -107,7 +106,7 @@ def test_adversarial_mean_of_maxima(tmp_path):
     assert v.tolist() == [2, 0, 1]
 
 
-@pytest.mark.parametrize("factory", ["IVF16,Flat", "HNSW16"])
+@pytest.mark.parametrize("factory", ["IVF16,Flat", pytest.param("HNSW16", marks=pytest.mark.slow)])
 def test_approximate_factories_recall(tmp_path, factory):
     rng = np.random.default_rng(0)
     frames, offsets = clustered(rng, 400, 24)
@@ -213,7 +212,7 @@ def test_mismatches_are_clear_errors(trained, tmp_path):
 def test_search_cli_schema(trained, tmp_path):
     root, _, _ = trained
     build_index(root / "run", tmp_path / "ix")
-    run = lambda *a: subprocess.run([sys.executable, "-m", "prvr_cli", *a], capture_output=True, text=True)  # noqa: E731
+    run = prvr
     res = run("search", "v000002#enc#0", "--query-id", "--index", str(tmp_path / "ix"), "-k", "3", "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
@@ -285,7 +284,7 @@ def test_index_travels_without_its_dataset(trained, tmp_path):
     gone = "the dataset this index was built from is not there any more; stored-query search needs it"
     with pytest.raises(PrvrError, match=gone):
         moved.encode_query_ids(["v000001#enc#0"])
-    run = lambda *a: subprocess.run([sys.executable, "-m", "prvr_cli", *a], capture_output=True, text=True)  # noqa: E731
+    run = prvr
     res = run("search", "a red ball", "--index", str(tmp_path / "elsewhere"), "-k", "3", "--json")
     assert res.returncode == 0, res.stderr
     assert [r["video"] for r in json.loads(res.stdout)["results"]] == [h.video for h in expect]
@@ -367,7 +366,7 @@ def test_free_text_on_synthetic_data_answers_offline(trained, tmp_path):
     old = Searcher(tmp_path / "old")
     assert [h.video for h in old.search(old.encode_texts([phrase]), 3)[0]] == [h.video for h in expect]
 
-    run = lambda *a: subprocess.run([sys.executable, "-m", "prvr_cli", *a], capture_output=True, text=True)  # noqa: E731
+    run = prvr
     res = run("search", phrase, "--index", str(tmp_path / "ix"), "-k", "3", "--json")
     assert res.returncode == 0, res.stderr
     assert [r["video"] for r in json.loads(res.stdout)["results"]] == [h.video for h in expect]

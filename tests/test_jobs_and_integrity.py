@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_reliability import clean, copy_data, one_line_error, prvr  # noqa: F401  (clean is a fixture)
+from helpers import TINY_MODELS, copy_data, one_line_error, prvr
 
 from prvr_cli.data.captions import read_captions
 from prvr_cli.data.layout import Layout
@@ -37,9 +37,8 @@ def start(*args, env=None) -> subprocess.Popen:
 
 
 def run_env(env: dict, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "prvr_cli", *map(str, args)], capture_output=True, text=True, env={**os.environ, **env}
-    )
+    """``prvr ARGS`` as a process of its own with ``env`` added to its environment."""
+    return prvr(*args, env=env)
 
 
 def wait_for_holder(folder: Path, proc: subprocess.Popen, name: str = LOCK_NAME, timeout: float = 120.0) -> None:
@@ -72,14 +71,15 @@ def answers(index: Path, caps: list[str], engines=("bounds", "blocks")) -> dict:
 
 
 @pytest.fixture(scope="module")
-def caps(clean):  # noqa: F811
+def caps(clean):
     return [c.cap_id for c in read_captions(Layout(clean, "synth").caption_file("test"))[:4]]
 
 
 # --- 1. two jobs into one folder ----------------------------------------------------------------
 
 
-def test_a_second_index_job_on_the_folder_is_refused_and_the_first_is_intact(clean, tmp_path, caps):  # noqa: F811
+@pytest.mark.slow
+def test_a_second_index_job_on_the_folder_is_refused_and_the_first_is_intact(clean, tmp_path, caps):
     ix, release = tmp_path / "ix", tmp_path / "go"
     first = start("index", clean / "run", "--out", ix, "--json", env=stalled("commit:tables", release))
     wait_for_holder(ix, first)
@@ -98,7 +98,8 @@ def test_a_second_index_job_on_the_folder_is_refused_and_the_first_is_intact(cle
     assert not (ix / LOCK_NAME).exists()  # the lock goes with its job
 
 
-def test_a_second_training_job_on_the_run_is_refused_and_the_first_finishes(clean, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_a_second_training_job_on_the_run_is_refused_and_the_first_finishes(clean, tmp_path):
     run, release = tmp_path / "run", tmp_path / "go"
     base = ["train", "--data-root", clean, "--collection", "synth", "--preset", "tiny", "--out", run]
     first = start(*base, "--epochs", "3", "--json", env=stalled("checkpoint:last.pt", release))
@@ -112,6 +113,7 @@ def test_a_second_training_job_on_the_run_is_refused_and_the_first_finishes(clea
     assert last["epoch"] == 2 and len((run / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_a_second_synth_job_on_the_dataset_is_refused(tmp_path):
     release = tmp_path / "go"
     first = start("data", "synth", tmp_path, "--name", "s", "--size", "tiny", env=stalled("write:*", release))
@@ -122,20 +124,20 @@ def test_a_second_synth_job_on_the_dataset_is_refused(tmp_path):
     assert len(read_captions(Layout(tmp_path, "s").caption_file("train"))) > 0
 
 
-TINY_CLIP = ("--visual", "clip", "--test-tiny-models")
+TINY_CLIP = ("--visual", "clip", *TINY_MODELS)
 
 
+@pytest.mark.slow
 def test_an_extraction_folder_held_by_another_job_is_refused(tmp_path):
     samples = Path(__file__).resolve().parent.parent / "sample_videos"
     with folder_lock(tmp_path / "data" / "mine", ".prvr-extract-0of1.lock"):  # this test process holds it
-        res = prvr(
-            "extract", samples, "--out", tmp_path / "data", "--name", "mine", "--visual", "clip", "--test-tiny-models"
-        )
+        res = prvr("extract", samples, "--out", tmp_path / "data", "--name", "mine", *TINY_CLIP, process=True)
         one_line_error(res, f"pid {os.getpid()}")
     assert not (tmp_path / "data" / "mine" / "FeatureData").exists()
 
 
-def test_a_killed_holder_never_blocks_a_rerun(clean, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_a_killed_holder_never_blocks_a_rerun(clean, tmp_path):
     ix = tmp_path / "ix"
     res = run_env({"PRVR_FAULT": "kill@commit:tables"}, "index", clean / "run", "--out", ix)
     assert res.returncode == -9
@@ -148,7 +150,7 @@ def test_a_killed_holder_never_blocks_a_rerun(clean, tmp_path):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def trained_index(clean, tmp_path_factory):  # noqa: F811
+def trained_index(clean, tmp_path_factory):
     out = tmp_path_factory.mktemp("ix") / "ix"
     build_index(clean / "run", out)
     return out
@@ -219,7 +221,7 @@ def _crash_points(args: list, out: Path, rerun, before: dict | None, caps: list,
 
 
 @pytest.mark.slow
-def test_a_build_killed_at_any_boundary_of_its_first_commit_resumes_identically(clean, tmp_path, caps):  # noqa: F811
+def test_a_build_killed_at_any_boundary_of_its_first_commit_resumes_identically(clean, tmp_path, caps):
     reference, ix = tmp_path / "reference", tmp_path / "ix"
     build_index(clean / "run", reference)
     args = ["index", clean / "run", "--out", ix]
@@ -228,7 +230,7 @@ def test_a_build_killed_at_any_boundary_of_its_first_commit_resumes_identically(
 
 
 @pytest.mark.slow
-def test_an_add_killed_at_any_commit_boundary_keeps_the_complete_index(clean, tmp_path, caps):  # noqa: F811
+def test_an_add_killed_at_any_commit_boundary_keeps_the_complete_index(clean, tmp_path, caps):
     ids = [f"v{j:06d}" for j in range(60)]
     reference, ix = tmp_path / "reference", tmp_path / "ix"
     build_index(clean / "run", reference, factory="Flat", videos=ids[:40])
@@ -256,7 +258,8 @@ def test_small_files_from_another_state_are_one_line(trained_index, tmp_path):
 # --- 4. a full disk: one line with the path, the previous state still usable -----------------------
 
 
-def test_a_full_disk_while_faiss_writes_on_add_keeps_the_index_searchable(clean, tmp_path, caps):  # noqa: F811
+@pytest.mark.slow
+def test_a_full_disk_while_faiss_writes_on_add_keeps_the_index_searchable(clean, tmp_path, caps):
     ix = tmp_path / "ix"
     build_index(clean / "run", ix, factory="Flat", videos=[f"v{j:06d}" for j in range(40)])
     before = answers(ix, caps, ("faiss", "bounds"))
@@ -268,7 +271,8 @@ def test_a_full_disk_while_faiss_writes_on_add_keeps_the_index_searchable(clean,
     assert Searcher(ix).store.num_videos == 60
 
 
-def test_a_full_disk_in_training_names_the_file_and_leaves_a_usable_folder(clean, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_a_full_disk_in_training_names_the_file_and_leaves_a_usable_folder(clean, tmp_path):
     run = tmp_path / "run"
     base = ["train", "--data-root", clean, "--collection", "synth", "--preset", "tiny", "--out", run, "--epochs", "2"]
     # the first epoch's last.pt: nothing of the run is left half made, so it can be trained again
@@ -304,7 +308,7 @@ def _flip_weight_bytes(src: Path, dst: Path, n: int = 64) -> None:
     dst.write_bytes(bytes(raw))
 
 
-def test_flipped_bytes_in_a_checkpoint_are_refused(clean, tmp_path):  # noqa: F811
+def test_flipped_bytes_in_a_checkpoint_are_refused(clean, tmp_path):
     bad = tmp_path / "best.pt"
     _flip_weight_bytes(clean / "run" / "best.pt", bad)
     one_line_error(prvr("eval", bad), "best.pt", "differs from the digest")
@@ -337,7 +341,7 @@ def test_verify_finds_a_flipped_or_reordered_table_and_load_a_changed_offset(tra
     one_line_error(prvr("search", "red ball", "--index", ix), "offsets.npy", "differs from what index.json recorded")
 
 
-def test_add_from_another_dataset_with_the_same_ids_is_refused(clean, tmp_path):  # noqa: F811
+def test_add_from_another_dataset_with_the_same_ids_is_refused(clean, tmp_path):
     from prvr_cli.data.synth import generate, spec_for
 
     other = tmp_path / "other"
@@ -366,6 +370,7 @@ def test_a_damaged_small_file_is_one_line(trained_index, tmp_path, name, damage)
     assert name in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_serve_names_a_damaged_index_in_one_line(trained_index, tmp_path):
     ix = tmp_path / "ix"
     shutil.copytree(trained_index, ix)
@@ -375,10 +380,10 @@ def test_serve_names_a_damaged_index_in_one_line(trained_index, tmp_path):
     with socket.socket() as sock:  # a free port, so that the failure is the index's
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    one_line_error(prvr("serve", ix, "--port", port), "offsets.npy")
+    one_line_error(prvr("serve", ix, "--port", port, process=True), "offsets.npy")
 
 
-def test_a_stored_query_of_the_wrong_size_is_one_line_in_search_batch_and_serve(clean, tmp_path):  # noqa: F811
+def test_a_stored_query_of_the_wrong_size_is_one_line_in_search_batch_and_serve(clean, tmp_path):
     import h5py
 
     layout = copy_data(clean, tmp_path)
@@ -556,13 +561,14 @@ def test_every_address_keeps_the_host_check(served):
 # --- 8. smaller ------------------------------------------------------------------------------------------
 
 
-def test_resume_of_a_folder_that_does_not_exist_is_refused(clean, tmp_path):  # noqa: F811
+def test_resume_of_a_folder_that_does_not_exist_is_refused(clean, tmp_path):
     res = prvr("train", "--data-root", clean, "--collection", "synth", "--out", tmp_path / "none", "--resume")
     one_line_error(res, "does not exist", "no run to continue")
     assert not (tmp_path / "none").exists()
 
 
-def test_resume_without_data_root_uses_the_runs_own(clean, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_resume_without_data_root_uses_the_runs_own(clean, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(clean / "run", run)
     res = prvr("train", "--out", run, "--resume", "--epochs", "2", "--json")
@@ -570,7 +576,7 @@ def test_resume_without_data_root_uses_the_runs_own(clean, tmp_path):  # noqa: F
     assert json.loads(res.stdout)["epochs_run"] == 2
 
 
-def test_memory_zero_is_refused(clean, tmp_path):  # noqa: F811
+def test_memory_zero_is_refused(clean, tmp_path):
     one_line_error(prvr("index", clean / "run", "--out", tmp_path / "ix", "--memory", "0"), "--memory '0'")
 
 

@@ -2,15 +2,13 @@
 evaluation, the annotation readers, and ``prvr eval --moments`` / search end to end."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from helpers import prvr
 
 from prvr_cli.config import MomentConfig, load_preset
 from prvr_cli.core.moments import (
@@ -205,12 +203,14 @@ def run(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_training_stores_the_query_bank(run):
     ckpt = torch.load(run / "run" / "best.pt", weights_only=True)
     d = load_preset("tiny").model.hidden
     assert ckpt["query_bank"]["theta_mean"].shape == (d,) and ckpt["query_bank"]["phi_cov"].shape == (d, d)
 
 
+@pytest.mark.slow
 def test_eval_moments_tables(run):
     res = evaluate_moments(run / "run", "test")
     assert res["unit"] == "frames" and res["query_bank"] == "training queries" and res["queries"] > 0
@@ -225,6 +225,7 @@ def test_eval_moments_tables(run):
     assert n == res["queries"]
 
 
+@pytest.mark.slow
 def test_eval_moments_cli_with_a_tvr_jsonl(run, tmp_path):
     from prvr_cli.data.truth import GroundTruth
 
@@ -238,16 +239,16 @@ def test_eval_moments_cli_with_a_tvr_jsonl(run, tmp_path):
         lines.append(json.dumps({"cap_id": cap, "vid_name": video, "ts": ts, "duration": 2.0 * n}))
     path = tmp_path / "moments.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    cli = [sys.executable, "-m", "prvr_cli", "eval", str(run / "run"), "--moments", "--annotations", str(path)]
-    res = subprocess.run([*cli, "--json"], capture_output=True, text=True)
+    cli = ["eval", run / "run", "--moments", "--annotations", path]
+    res = prvr(*cli, "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     frames = evaluate_moments(run / "run", "test")
     # the same moments in seconds: the same IoUs
     assert out["unit"] == "seconds" and out["single_video"] == frames["single_video"]
-    text = subprocess.run(cli, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    text = prvr(*cli, env={"COLUMNS": "200"})
     assert "In the query's own video" in text.stdout and "Over the corpus" in text.stdout
-    res = subprocess.run(cli[:-2] + ["--annotations", str(tmp_path / "none.jsonl")], capture_output=True, text=True)
+    res = prvr(*cli[:-2], "--annotations", tmp_path / "none.jsonl")
     assert res.returncode == 1 and res.stderr.startswith("error: ")
     assert "none.jsonl: no such annotation file" in res.stderr
 
@@ -287,6 +288,7 @@ def test_search_hits_say_when_there_is_no_clear_moment():
     assert _moment(d).startswith("whole video (no clear moment")
 
 
+@pytest.mark.slow
 def test_an_index_of_a_checkpoint_without_a_bank_computes_one(run, tmp_path):
     """Runs trained before moments were measured have no query bank: the index computes it from
     the run's training queries, the same bank training would have stored."""

@@ -8,7 +8,6 @@ import shutil
 
 import numpy as np
 import pytest
-from test_reliability import clean  # noqa: F401  (a fixture)
 from typer.testing import CliRunner
 
 from prvr_cli.cli.app import app

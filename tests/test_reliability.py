@@ -5,13 +5,12 @@ model, runs and datasets overwritten, resume that ignored what it was told, trac
 
 import json
 import shutil
-import subprocess
-import sys
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from helpers import copy_data, one_line_error, prvr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,43 +18,12 @@ from prvr_cli.config import load_preset
 from prvr_cli.data.bigfile import BigFile, read_video2frames
 from prvr_cli.data.captions import read_captions
 from prvr_cli.data.layout import Layout
-from prvr_cli.data.synth import generate, spec_for
 from prvr_cli.errors import PrvrError
 from prvr_cli.evaluation.metrics import paired_ranks, recall_metrics, relevance_metrics
 from prvr_cli.nets.checkpoint import load_checkpoint
 from prvr_cli.train.fit import fit
 
 CPU = torch.device("cpu")
-
-
-def prvr(*args):
-    return subprocess.run([sys.executable, "-m", "prvr_cli", *map(str, args)], capture_output=True, text=True)
-
-
-def one_line_error(res, *needles):
-    assert res.returncode == 1, (res.returncode, res.stdout, res.stderr)
-    assert "Traceback" not in res.stderr, res.stderr
-    err = res.stderr.strip().splitlines()[-1]  # progress lines may come first; the error is one line
-    assert err.startswith("error:"), res.stderr
-    for n in needles:
-        assert n in err, err
-    return err
-
-
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory):
-    """A tiny dataset and a 1-epoch run on it, both read-only: tests copy what they damage."""
-    root = tmp_path_factory.mktemp("clean")
-    generate(root, "synth", spec_for("tiny", seed=4))
-    cfg = load_preset("tiny")
-    cfg.train.epochs = 1
-    fit(cfg, root, root / "run", CPU, show_progress=False)
-    return root
-
-
-def copy_data(clean, tmp_path):
-    shutil.copytree(clean / "synth", tmp_path / "synth")
-    return Layout(tmp_path, "synth")
 
 
 def poison_frame(layout: Layout, video: str, value=np.nan) -> None:
@@ -124,6 +92,7 @@ def test_a_nan_checkpoint_is_refused_not_scored_perfect(clean, tmp_path):
     assert not (tmp_path / "ix").exists()
 
 
+@pytest.mark.slow
 def test_training_stops_on_a_nonfinite_loss_and_keeps_the_last_good_checkpoint(clean, tmp_path, monkeypatch):
     from prvr_cli.methods import METHODS
 
@@ -149,6 +118,7 @@ def test_training_stops_on_a_nonfinite_loss_and_keeps_the_last_good_checkpoint(c
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_metrics_jsonl_is_strict_json(clean, tmp_path, monkeypatch):
     from prvr_cli.train import fit as fit_module
 
@@ -234,6 +204,7 @@ def test_synth_refuses_an_existing_collection(clean, tmp_path):
 # --- 5. resume: --epochs extends, other changes are refused ----------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_extends_with_more_epochs_and_refuses_other_changes(clean, tmp_path):
     run = tmp_path / "run"
     cfg = load_preset("tiny")

@@ -46,6 +46,7 @@ def odd_report(arl_run, tmp_path_factory):
     return run, build_report(run, device=CPU, max_queries=25)
 
 
+@pytest.mark.slow
 def test_report_writes_pngs_and_one_self_contained_page(odd_report):
     run, summary = odd_report
     assert summary["html"] == str(run / "report.html") and summary["figure_dir"] == str(run / "report")
@@ -65,6 +66,7 @@ def test_report_writes_pngs_and_one_self_contained_page(odd_report):
     assert summary["epochs"] == 2 and summary["arl_epochs"] == 1 and summary["preset"] == "tiny"
 
 
+@pytest.mark.slow
 def test_fig4_categories_add_up(odd_report, tiny_data):
     fig4 = odd_report[1]["fig4"]
     assert fig4["made"] and fig4["ambiguous_detected"] and fig4["model"] == "last.pt (epoch 2)"
@@ -78,6 +80,7 @@ def test_fig4_categories_add_up(odd_report, tiny_data):
     assert sum(c["ambiguous"] for c in fig4["branches"].values()) > 0
 
 
+@pytest.mark.slow
 def test_fig4_pairs_are_the_methods_quantities(arl_run):
     # all queries: the mean s and u over the positive pairs must be the pass's thresholds exactly
     data4 = last_epoch_pairs(read_history(arl_run), device=CPU, max_queries=None)
@@ -106,6 +109,7 @@ def test_fig4_pairs_are_the_methods_quantities(arl_run):
         assert np.array_equal(p.category == POSITIVE, paired)
 
 
+@pytest.mark.slow
 def test_cli_json_on_a_run_whose_data_moved(arl_run, tiny_data, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(arl_run, run)
@@ -133,6 +137,7 @@ def test_cli_json_on_a_run_whose_data_moved(arl_run, tiny_data, tmp_path):
     assert fig4.summary()["pairs"] == 10 * fig4.num_videos
 
 
+@pytest.mark.slow
 def test_run_without_detection_still_reports(tiny_data, tmp_path):
     off = ["loss.tv_ambiguity=false", "loss.tf_ambiguity=false", "loss.cross_model=false"]
     cfg = load_preset("tiny", off)

@@ -8,6 +8,7 @@ import torch
 from prvr_cli.config import load_preset
 from prvr_cli.core.branches import BRANCHES
 from prvr_cli.core.score import branch_mean, ragged_max, ragged_scores, retrieval_score
+from prvr_cli.data.layout import Layout
 from prvr_cli.data.loaders import pad_sequences
 from prvr_cli.data.splits import load_split
 from prvr_cli.evaluation.scoring import encode_split, score_matrix
@@ -19,12 +20,9 @@ from prvr_cli.train.fit import fit
 CPU = torch.device("cpu")
 
 
-def test_index_evaluation_and_training_score_identically(tiny_data, tmp_path):
-    cfg = load_preset("tiny")
-    cfg.train.epochs = 1
-    fit(cfg, tiny_data.root, tmp_path / "run", CPU, show_progress=False)
-    model, cfg, _ = model_from_checkpoint(tmp_path / "run" / "best.pt")
-    data = load_split(tiny_data, "test")
+def test_index_evaluation_and_training_score_identically(clean, tmp_path):
+    model, cfg, _ = model_from_checkpoint(clean / "run" / "best.pt")  # the shared 1-epoch tiny run
+    data = load_split(Layout(clean, "synth"), "test")
 
     # evaluation: encode the split, chunked exact matrix (small chunks exercise the seams)
     evaluation = score_matrix(encode_split(model, data, CPU), q_chunk=7, v_chunk=3)
@@ -37,7 +35,7 @@ def test_index_evaluation_and_training_score_identically(tiny_data, tmp_path):
     training = retrieval_score({b: emb[b].q for b in BRANCHES}, {b: emb[b].V for b in BRANCHES}, video_mask)
 
     # index: every video of the split ranked by the search engines over the frame store
-    build_index(tmp_path / "run", tmp_path / "ix", videos=data.video_ids)
+    build_index(clean / "run", tmp_path / "ix", videos=data.video_ids)
     searcher = Searcher(tmp_path / "ix")
     q = searcher.encode_query_ids([c.cap_id for c in data.captions])
     column = {v: j for j, v in enumerate(data.video_ids)}
@@ -97,6 +95,7 @@ def test_segment_scan_is_the_max_of_each_segment_whatever_the_slicing():
     np.testing.assert_allclose(segment_scan(table, offsets, Q[:1]).numpy(), truth[:, :1], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides",
     [

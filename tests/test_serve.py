@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import prvr
 
 from prvr_cli.errors import PrvrError
 from prvr_cli.index.searcher import Searcher
@@ -221,15 +222,9 @@ def test_a_busy_port_is_refused_before_loading():
         _check_port("127.0.0.1", 0)
 
 
+@pytest.mark.slow
 def test_serve_cli_names_a_bad_index_in_one_line(tmp_path):
-    import subprocess
-    import sys
-
-    res = subprocess.run(
-        [sys.executable, "-m", "prvr_cli", "serve", str(tmp_path / "none"), "--port", "0"],
-        capture_output=True,
-        text=True,
-    )
+    res = prvr("serve", tmp_path / "none", "--port", "0", process=True)
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert res.stderr.strip().count("\n") == 0 and "error:" in res.stderr
 

@@ -1,13 +1,11 @@
 """End-to-end training on tiny synthetic data (CPU, seconds), resume, checkpoints."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from helpers import prvr
 
 from prvr_cli.config import load_preset
 from prvr_cli.data.splits import load_split
@@ -29,6 +27,7 @@ def small_data(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_training_improves_over_untrained_model(small_data, tmp_path):
     cfg = load_preset("tiny")
     cfg.train.epochs, cfg.train.patience = 6, 6
@@ -65,6 +64,7 @@ def _state(path):
     return load_checkpoint(path)["model"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("uncertainty", ["pass", "online"])
 def test_resume_equals_uninterrupted(small_data, tmp_path, uncertainty):
     def cfg():
@@ -95,6 +95,7 @@ def test_resume_equals_uninterrupted(small_data, tmp_path, uncertainty):
     assert strip(tmp_path / "full" / "metrics.jsonl") == strip(tmp_path / "cut" / "metrics.jsonl")
 
 
+@pytest.mark.slow
 def test_checkpoint_is_self_describing(small_data, tmp_path):
     cfg = load_preset("tiny")
     cfg.train.epochs = 1
@@ -129,6 +130,7 @@ def test_data_dims_follow_the_data(small_data):
     assert np.all(splits["train"].query_video < splits["train"].num_videos)
 
 
+@pytest.mark.slow
 def test_eval_matches_a_naive_loop_and_branches(small_data, tmp_path):
     from prvr_cli.evaluation.evaluate import evaluate_run
     from prvr_cli.evaluation.metrics import paired_ranks, recall_metrics
@@ -162,13 +164,12 @@ def test_eval_matches_a_naive_loop_and_branches(small_data, tmp_path):
     assert theta["branch"] == "theta" and theta["queries"] == both["queries"]
 
 
+@pytest.mark.slow
 def test_eval_cli_prints_every_metric_readably(small_data, tmp_path):
     cfg = load_preset("tiny")
     cfg.train.epochs = 1
     fit(cfg, small_data, tmp_path / "run", CPU, show_progress=False)
-    env = {**os.environ, "COLUMNS": "80"}
-    cmd = [sys.executable, "-m", "prvr_cli", "eval", str(tmp_path / "run"), "--device", "cpu"]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    out = prvr("eval", tmp_path / "run", "--device", "cpu", env={"COLUMNS": "80"})  # a narrow terminal's setting
     assert out.returncode == 0, out.stderr
     for name in ("R@1", "SumR", "MedR", "mAP", "any_R@100", "any_SumR"):  # none cut to an ellipsis
         assert f" {name} " in out.stdout

@@ -1,28 +1,24 @@
 """Zero-shot CLIP index: the quick start offline, exact scores, and the encoder checks."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import prvr
 from typer.testing import CliRunner
 
 from prvr_cli.cli.app import app
 from prvr_cli.data.bigfile import BigFileWriter
 from prvr_cli.errors import PrvrError
-from prvr_cli.features.clip_model import TINY_NAME, tiny_clip
+from prvr_cli.features.clip_model import ClipQueries
+from prvr_cli.features.tiny import TINY_CLIP as TINY_NAME
+from prvr_cli.features.tiny import tiny_clip
 from prvr_cli.index.searcher import Searcher
 from prvr_cli.index.zeroshot import build_zero_shot
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_videos"
-
-
-def prvr(*args):
-    return subprocess.run([sys.executable, "-m", "prvr_cli", *args], capture_output=True, text=True, env=os.environ)
 
 
 def refused(*args) -> str:
@@ -37,7 +33,9 @@ def quick_start(tmp_path_factory):
     """The README's three commands, with the test-only tiny CLIP (random weights) for the real one."""
     root = tmp_path_factory.mktemp("quick")
     data, idx = root / "data", root / "idx"
-    res = prvr("extract", str(SAMPLES), "--out", str(data), "--name", "mine", "--visual", "clip", "--test-tiny-models")
+    res = prvr(
+        "extract", str(SAMPLES), "--out", str(data), "--name", "mine", "--visual", "clip", "--clip-model", TINY_NAME
+    )
     assert res.returncode == 0, res.stderr
     res = prvr("index", str(data / "mine"), "--zero-shot", "--out", str(idx), "--json")
     assert res.returncode == 0, res.stderr
@@ -162,8 +160,9 @@ def test_encoder_checks(tmp_path):
         Searcher(tmp_path / "idx").encode_texts(["a dog"])
     meta["encoder"]["model"], meta["encoder"]["dim"] = "ViT-B-32", 512
     meta_path.write_text(json.dumps(meta))
+    tiny = ClipQueries(TINY_NAME, None)  # a loaded tower the record does not name (a notebook's)
     with pytest.raises(PrvrError, match="was built with CLIP ViT-B-32"):
-        Searcher(tmp_path / "idx").encode_texts(["a dog"])
+        Searcher(tmp_path / "idx", encoder=tiny).encode_texts(["a dog"])
     # features that are not CLIP image embeddings, or no extract record: a clear refusal
     other = _corpus(tmp_path / "o", backbone="resnet152")
     with pytest.raises(PrvrError, match="needs CLIP image embeddings"):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from prvr_cli.core.registry import Registry
 from prvr_cli.errors import PrvrError
 
 
@@ -32,32 +33,23 @@ class TermInputs:
     given: object | None
 
 
-LOSS_TERMS: dict[str, Callable[[TermInputs], torch.Tensor]] = {}
+LOSS_TERMS: Registry[Callable[[TermInputs], torch.Tensor]] = Registry("term", where="loss.extra_terms")
 
 
 def register_loss_term(name: str):
     """Decorator: make ``fn(TermInputs) -> scalar`` available as ``loss.extra_terms=name:w``."""
-
-    def add(fn):
-        if name in LOSS_TERMS:
-            raise ValueError(f"loss term {name!r} is registered twice")
-        LOSS_TERMS[name] = fn
-        return fn
-
-    return add
+    return LOSS_TERMS.register(name)
 
 
 def extra_terms(spec: str) -> list[tuple[str, Callable[[TermInputs], torch.Tensor], float]]:
     """``"name:weight,name:weight"`` -> [(name, term, weight)]; an unknown name or a bad weight is
-    a one-line error listing the registered terms."""
+    a one-line error (an unknown name's lists the registered terms)."""
     out = []
     for item in filter(None, (x.strip() for x in spec.split(","))):
         name, _, weight = item.partition(":")
-        if name not in LOSS_TERMS:
-            known = ", ".join(sorted(LOSS_TERMS)) or "none registered"
-            raise PrvrError(f"loss.extra_terms: unknown term {name!r} (known: {known})")
+        term = LOSS_TERMS[name]
         try:
-            out.append((name, LOSS_TERMS[name], float(weight or 1.0)))
+            out.append((name, term, float(weight or 1.0)))
         except ValueError:
             raise PrvrError(f"loss.extra_terms: weight of {name!r} must be a number, not {weight!r}") from None
     return out

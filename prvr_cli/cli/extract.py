@@ -40,9 +40,6 @@ def extract(
         False, "--merge", help="join the shards' work into one dataset (once, after every shard has finished)"
     ),
     timeout: float = typer.Option(120.0, help="seconds before a hanging decode is abandoned"),
-    test_tiny_models: bool = typer.Option(
-        False, "--test-tiny-models", hidden=True, help="random tiny models (tests only)"
-    ),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ):
     """Decode raw videos and write frame and text features in the MS-SL layout."""
@@ -79,7 +76,6 @@ def extract(
         workers=workers,
         shard=(i, n),
         timeout=timeout,
-        tiny=test_tiny_models,
     )
     dev = resolve_device(device)
     if merge:

@@ -34,7 +34,7 @@ from prvr_cli.data.captions import write_captions
 from prvr_cli.data.hdf5 import write_hdf5
 from prvr_cli.data.layout import SPLITS, Layout
 from prvr_cli.data.synth_words import REPLAY_FIELDS, SynthWords, first_draws, query_tokens, topic_phrases, unit
-from prvr_cli.errors import PrvrError
+from prvr_cli.errors import PrvrError, unknown_name
 from prvr_cli.lock import folder_lock, is_lock_file
 
 
@@ -73,7 +73,7 @@ SIZES = {
 
 def spec_for(size: str = "medium", **overrides) -> SynthSpec:
     if size not in SIZES:
-        raise PrvrError(f"unknown synth size {size!r}; choose {', '.join(SIZES)}")
+        raise PrvrError(unknown_name("synth size", size, SIZES, where="--size"))
     fields = dict(SIZES[size])
     fields.update({k: v for k, v in overrides.items() if v is not None})
     return SynthSpec(**fields)

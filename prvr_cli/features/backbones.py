@@ -2,8 +2,9 @@
 
 Every backbone maps decoded clips (n, m, H, W, 3) uint8 -> (n, dim) float32 features and
 describes itself for ``extract.json``. Real weights only: a loader that cannot find its weights
-raises a ``PrvrError`` saying which files are needed and how to provide them. Tiny random models
-exist only behind the explicit ``tiny=True`` (the hidden ``--test-tiny-models`` option).
+raises a ``PrvrError`` saying which files are needed and how to provide them. Test models with
+random weights are chosen by name where a model name or weights file goes (``features/tiny.py``:
+``--clip-model prvr-tiny-clip``, ``--i3d-checkpoint prvr-tiny-i3d``, ...).
 
 A backbone is a ``Backbone`` subclass registered under the name ``--visual`` takes::
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prvr_cli.core.registry import Registry
 from prvr_cli.errors import PrvrError
 from prvr_cli.features.hub import offline_hint
 
@@ -75,45 +77,34 @@ class VisualOptions:
 
     device: object = "cpu"
     batch_size: int = 32
-    tiny: bool = False  # test-only random weights
     clip_model: str = "ViT-L-14"
     clip_pretrained: str = "openai"
     i3d_checkpoint: str | None = None
     resnet_checkpoint: str | None = None
 
 
-VISUAL_BACKBONES: dict[str, type[Backbone]] = {}
+VISUAL_BACKBONES: Registry[type[Backbone]] = Registry("visual backbone", where="--visual")
 
 
 def register_visual(name: str):
     """Class decorator: ``--visual name`` builds this backbone (with ``cls.from_options``)."""
-
-    def add(cls: type[Backbone]) -> type[Backbone]:
-        if name in VISUAL_BACKBONES:
-            raise ValueError(f"visual backbone {name!r} is already registered ({VISUAL_BACKBONES[name].__name__})")
-        VISUAL_BACKBONES[name] = cls
-        return cls
-
-    return add
+    return VISUAL_BACKBONES.register(name)
 
 
 def list_visual() -> list[str]:
     """The registered ``--visual`` names, in registration order."""
-    return list(VISUAL_BACKBONES)
+    return VISUAL_BACKBONES.names()
 
 
 def visual_class(name: str) -> type[Backbone]:
-    """The backbone class registered as ``name``; a ``PrvrError`` listing the names otherwise."""
-    try:
-        return VISUAL_BACKBONES[name]
-    except KeyError:
-        raise PrvrError(f"unknown --visual {name!r}: use {', '.join(list_visual())}") from None
+    """The backbone class registered as ``name``; a one-line ``PrvrError`` listing the names otherwise."""
+    return VISUAL_BACKBONES[name]
 
 
 class Backbone:
     """The contract: ``encode`` (n, m, H, W, 3) uint8 clips -> (n, dim) float32, ``describe`` for
     ``extract.json``. ``from_options`` builds one from ``VisualOptions``; the default passes
-    ``device``, ``batch_size`` and ``tiny`` to the constructor."""
+    ``device`` and ``batch_size`` to the constructor."""
 
     name: str = ""
     dim: int = 0
@@ -124,7 +115,7 @@ class Backbone:
 
     @classmethod
     def from_options(cls, options: VisualOptions) -> Backbone:
-        return cls(device=options.device, batch_size=options.batch_size, tiny=options.tiny)
+        return cls(device=options.device, batch_size=options.batch_size)
 
     def sampling(self, step: float) -> Sampling:
         from prvr_cli.features.decode import Sampling
@@ -148,7 +139,7 @@ class ClipVisual(Backbone):
     @classmethod
     def from_options(cls, options: VisualOptions) -> ClipVisual:
         o = options
-        return cls(o.clip_model, o.clip_pretrained, o.device, o.batch_size, o.tiny)
+        return cls(o.clip_model, o.clip_pretrained, o.device, o.batch_size)
 
     def __init__(
         self,
@@ -156,11 +147,10 @@ class ClipVisual(Backbone):
         pretrained: str = "openai",
         device="cpu",
         batch_size: int = 64,
-        tiny: bool = False,
     ):
         from prvr_cli.features.clip_model import load_clip
 
-        self.model, self.model_name, self.pretrained = load_clip(model, pretrained, device, tiny)
+        self.model, self.model_name, self.pretrained = load_clip(model, pretrained, device)
         cfg = getattr(self.model.visual, "preprocess_cfg", {}) or {}
         size = self.model.visual.image_size
         self.size = size[0] if isinstance(size, (tuple, list)) else int(size)
@@ -205,14 +195,14 @@ class I3DVisual(Backbone):
     @classmethod
     def from_options(cls, options: VisualOptions) -> I3DVisual:
         o = options
-        return cls(o.i3d_checkpoint, o.device, max(1, o.batch_size // 4), o.tiny)
+        return cls(o.i3d_checkpoint, o.device, max(1, o.batch_size // 4))
 
-    def __init__(self, checkpoint: str | None, device="cpu", batch_size: int = 8, tiny: bool = False):
-        from prvr_cli.features.i3d import InceptionI3d, load_i3d
+    def __init__(self, checkpoint: str | None, device="cpu", batch_size: int = 8):
+        from prvr_cli.features.i3d import load_i3d
+        from prvr_cli.features.tiny import TINY_SIDE, TINY_WEIGHTS, tiny_model
 
-        if tiny:
-            self.model, self.checkpoint = InceptionI3d().to(device).eval(), "random (test only)"
-            self.short_side = 64
+        if (build := tiny_model(checkpoint, "i3d")) is not None:
+            self.model, self.checkpoint, self.short_side = build().to(device).eval(), TINY_WEIGHTS, TINY_SIDE
         else:
             self.model, self.checkpoint = load_i3d(checkpoint, device), str(checkpoint)
         self.device, self.batch_size, self.dim, self.name = device, batch_size, 1024, "i3d"
@@ -250,15 +240,18 @@ class ResNetVisual(Backbone):
     @classmethod
     def from_options(cls, options: VisualOptions) -> ResNetVisual:
         o = options
-        return cls(o.resnet_checkpoint, o.device, o.batch_size, o.tiny)
+        return cls(o.resnet_checkpoint, o.device, o.batch_size)
 
-    def __init__(self, checkpoint: str | None = None, device="cpu", batch_size: int = 32, tiny: bool = False):
+    def __init__(self, checkpoint: str | None = None, device="cpu", batch_size: int = 32):
         import torch
         import torchvision
 
-        model = torchvision.models.resnet152(weights=None)
-        if tiny:
-            self.weights, self.short_side = "random (test only)", 64
+        from prvr_cli.features.tiny import TINY_SIDE, TINY_WEIGHTS, tiny_model
+
+        build = tiny_model(checkpoint, "resnet152")
+        model = build() if build else torchvision.models.resnet152(weights=None)
+        if build:
+            self.weights, self.short_side = TINY_WEIGHTS, TINY_SIDE
         elif checkpoint:
             if not Path(checkpoint).is_file():
                 raise PrvrError(f"{checkpoint}: file is missing (--resnet-checkpoint)")

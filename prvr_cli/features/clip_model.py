@@ -1,41 +1,22 @@
-"""open_clip loading: a model name with a pretrained tag or a local checkpoint file; and the
-test-only tiny configuration, built from its config dict (nothing registered, nothing written)."""
+"""open_clip loading: a model name with a pretrained tag or a local checkpoint file, or the name
+of a test model (``prvr-tiny-clip``, ``features/tiny.py``)."""
 
 from __future__ import annotations
 
-import copy
 import functools
 from pathlib import Path
 
 from prvr_cli.errors import PrvrError
 from prvr_cli.features.hub import offline_hint, offline_unless_reachable
-
-TINY_NAME = "prvr-tiny-clip"
-TINY_CONFIG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-TINY_SEED = 0
-
-
-def tiny_clip():
-    """The test-only tiny CLIP with random weights, the same bytes on every call. Seeded from its
-    own RNG: the caller's global torch RNG state is left as it was."""
-    import open_clip
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_SEED)
-        return open_clip.model.CLIP(**copy.deepcopy(TINY_CONFIG))
+from prvr_cli.features.tiny import TINY_CLIP, TINY_CLIP_CONFIG, TINY_WEIGHTS, tiny_model
 
 
 def clip_tokenizer(name: str):
     """The tokenizer of an open_clip model name, the tiny one included."""
     import open_clip
 
-    if name == TINY_NAME:
-        return open_clip.tokenizer.SimpleTokenizer(context_length=TINY_CONFIG["text_cfg"]["context_length"])
+    if name == TINY_CLIP:
+        return open_clip.tokenizer.SimpleTokenizer(context_length=TINY_CLIP_CONFIG["text_cfg"]["context_length"])
     return open_clip.get_tokenizer(name)
 
 
@@ -48,14 +29,15 @@ def looks_like_path(value: str | None) -> bool:
 
 
 @functools.lru_cache(maxsize=2)
-def load_clip(model: str, pretrained: str | None, device, tiny: bool = False, advice: str | None = None):
+def load_clip(model: str, pretrained: str | None, device, advice: str | None = None):
     """-> (model in eval mode on ``device``, model name, pretrained description). Cached, so the
     image and text towers of one CLIP (``--visual clip --text clip``) share one load. ``advice``
-    replaces the how-to-fix sentence of the error when the weights cannot be loaded."""
+    replaces the how-to-fix sentence of the error when the weights cannot be loaded. A test
+    model's name (``prvr-tiny-clip``) builds it with random weights; ``pretrained`` is ignored."""
     import open_clip
 
-    if tiny:
-        return tiny_clip().to(device).eval(), TINY_NAME, "random (test only)"
+    if (build := tiny_model(model, "clip")) is not None:
+        return build().to(device).eval(), model, TINY_WEIGHTS
     if model not in open_clip.list_models():
         raise PrvrError(f"unknown open_clip model {model!r} (see open_clip.list_models())")
     if looks_like_path(pretrained) and not Path(pretrained).is_file():
@@ -86,20 +68,20 @@ class ClipQueries:
     projected, unit embedding (open_clip ``encode_text``), the space its image embeddings live in.
     Not the per-token features ``--text clip`` extracts for training."""
 
-    def __init__(self, model: str, pretrained: str | None, device="cpu", tiny: bool = False, advice: str | None = None):
-        self._set(*load_clip(model, pretrained, device, tiny, advice), device, tiny)
+    def __init__(self, model: str, pretrained: str | None, device="cpu", advice: str | None = None):
+        self._set(*load_clip(model, pretrained, device, advice), device)
 
     @classmethod
     def from_model(cls, net, model: str, pretrained: str, device="cpu") -> ClipQueries:
         """Wrap an open_clip model already loaded (a notebook's, or a benchmark's)."""
         self = cls.__new__(cls)
-        self._set(net.to(device).eval(), model, pretrained, device, model == TINY_NAME)
+        self._set(net.to(device).eval(), model, pretrained, device)
         return self
 
-    def _set(self, net, model_name: str, pretrained: str, device, tiny: bool) -> None:
+    def _set(self, net, model_name: str, pretrained: str, device) -> None:
         self.net, self.model_name, self.pretrained = net, model_name, pretrained
         self.tokenizer = clip_tokenizer(model_name)
-        self.device, self.tiny = device, tiny
+        self.device = device
         self.dim = int(net.visual.output_dim)
 
     def encode(self, texts: list[str], batch_size: int = 256):
@@ -123,7 +105,6 @@ class ClipQueries:
             "backbone": "clip",
             "model": self.model_name,
             "pretrained": self.pretrained,
-            "tiny": self.tiny,
             "dim": self.dim,
             "probe": self.probe(),
         }

@@ -57,7 +57,6 @@ class ExtractSpec:
     workers: int = 2
     shard: tuple[int, int] = (0, 1)
     timeout: float = 120.0
-    tiny: bool = False  # test-only random models
 
     def __post_init__(self):
         for option, value in (
@@ -135,11 +134,10 @@ def settings_of(spec: ExtractSpec, backbone) -> dict:
     from prvr_cli.features.backbones import visual_class
 
     checkpoints = {}
-    if not spec.tiny:
-        for option in visual_class(spec.visual).checkpoint_options:
-            value = getattr(spec, option)
-            if value and Path(value).is_file():
-                checkpoints[option] = file_sha256(value)
+    for option in visual_class(spec.visual).checkpoint_options:
+        value = getattr(spec, option)
+        if value and Path(value).is_file():
+            checkpoints[option] = file_sha256(value)
     return {
         "visual": backbone.describe(),
         "step_seconds": spec.step(),
@@ -184,7 +182,6 @@ def _build_visual(spec: ExtractSpec, device):
         resnet_checkpoint=spec.resnet_checkpoint,
         device=device,
         batch_size=spec.batch_size,
-        tiny=spec.tiny,
     )
 
 
@@ -198,7 +195,6 @@ def _build_text(spec: ExtractSpec, device):
         clip_pretrained=spec.clip_pretrained,
         device=device,
         batch_size=spec.batch_size,
-        tiny=spec.tiny,
     )
 
 

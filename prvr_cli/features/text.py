@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from prvr_cli.core.registry import Registry
 from prvr_cli.errors import PrvrError
 from prvr_cli.features.hub import offline_hint, offline_unless_reachable
 
@@ -34,36 +35,25 @@ class TextOptions:
     clip_pretrained: str = "openai"
     device: object = "cpu"
     batch_size: int = 64
-    tiny: bool = False  # test-only random weights
 
 
-TEXT_ENCODERS: dict[str, type] = {}
+TEXT_ENCODERS: Registry[type] = Registry("text encoder", where="--text")
 
 
 def register_text(name: str):
     """Class decorator: ``--text name`` builds this encoder (with ``cls.from_options``), and an
     ``extract.json`` record with ``"backbone": name`` rebuilds it (with ``cls.from_record``)."""
-
-    def add(cls: type) -> type:
-        if name in TEXT_ENCODERS:
-            raise ValueError(f"text encoder {name!r} is already registered ({TEXT_ENCODERS[name].__name__})")
-        TEXT_ENCODERS[name] = cls
-        return cls
-
-    return add
+    return TEXT_ENCODERS.register(name)
 
 
 def list_text() -> list[str]:
     """The registered ``--text`` names, in registration order."""
-    return list(TEXT_ENCODERS)
+    return TEXT_ENCODERS.names()
 
 
 def text_class(name: str) -> type:
-    """The encoder class registered as ``name``; a ``PrvrError`` listing the names otherwise."""
-    try:
-        return TEXT_ENCODERS[name]
-    except KeyError:
-        raise PrvrError(f"unknown --text {name!r}: use {', '.join(list_text())}") from None
+    """The encoder class registered as ``name``; a one-line ``PrvrError`` listing the names otherwise."""
+    return TEXT_ENCODERS[name]
 
 
 @register_text("roberta")
@@ -73,18 +63,17 @@ class RobertaText:
         model: str = "roberta-large",
         device="cpu",
         batch_size: int = 64,
-        tiny: bool = False,
         max_tokens: int = 64,
         advice: str | None = None,
     ):
-        """``advice`` replaces the how-to-fix sentence of the error when the model cannot be loaded."""
+        """``model``: a transformers name or saved folder, or a test model's name (``prvr-tiny-roberta``).
+        ``advice`` replaces the how-to-fix sentence of the error when the model cannot be loaded."""
         from transformers import AutoModel, AutoTokenizer
 
-        if tiny:
-            from prvr_cli.features.tiny import tiny_roberta
+        from prvr_cli.features.tiny import tiny_model
 
-            self.model, self.tokenizer = tiny_roberta()
-            self.model_name = "tiny-roberta (test only)"
+        if (build := tiny_model(model, "roberta")) is not None:
+            self.model, self.tokenizer = build()
         else:
             try:
                 with offline_unless_reachable():
@@ -101,22 +90,20 @@ class RobertaText:
                     "or pass --text-model /path/to/a/saved/model.",
                     err,
                 ) from None
-            self.model_name = model
+        self.model_name = model
         self.model = self.model.to(device).eval()
-        self.device, self.batch_size, self.max_tokens, self.tiny = device, batch_size, max_tokens, tiny
+        self.device, self.batch_size, self.max_tokens = device, batch_size, max_tokens
         self.dim = int(self.model.config.hidden_size)
         self.name = "roberta"
 
     @classmethod
     def from_options(cls, options: TextOptions) -> RobertaText:
         o = options
-        return cls(o.model or "roberta-large", o.device, o.batch_size, o.tiny)
+        return cls(o.model or "roberta-large", o.device, o.batch_size)
 
     @classmethod
     def from_record(cls, rec: dict, device="cpu", advice: str | None = None) -> RobertaText:
-        return cls(
-            rec["model"], device, tiny=rec.get("tiny", False), max_tokens=rec.get("max_tokens", 64), advice=advice
-        )
+        return cls(rec["model"], device, max_tokens=rec.get("max_tokens", 64), advice=advice)
 
     def encode(self, texts: list[str]) -> list[np.ndarray]:
         import torch
@@ -149,7 +136,6 @@ class RobertaText:
             "backbone": "roberta",
             "model": self.model_name,
             "dim": self.dim,
-            "tiny": self.tiny,
             "tokens": "last hidden state, special tokens dropped",
             "max_tokens": self.max_tokens,
         }
@@ -163,18 +149,17 @@ class ClipText:
         pretrained: str = "openai",
         device="cpu",
         batch_size: int = 64,
-        tiny: bool = False,
         advice: str | None = None,
     ):
         import torch
 
         from prvr_cli.features.clip_model import clip_tokenizer, load_clip
 
-        self.model, self.model_name, self.pretrained = load_clip(model, pretrained, device, tiny, advice)
+        self.model, self.model_name, self.pretrained = load_clip(model, pretrained, device, advice)
         if not hasattr(self.model, "token_embedding"):
             raise PrvrError(f"open_clip {model}: its text tower gives no per-token features this version can read")
         self.tokenizer = clip_tokenizer(self.model_name)
-        self.device, self.batch_size, self.tiny = device, batch_size, tiny
+        self.device, self.batch_size = device, batch_size
         proj = self.model.text_projection
         self.dim = int(proj.out_features if isinstance(proj, torch.nn.Linear) else proj.shape[1])
         self.name = "clip_" + self.model_name.lower().replace("-", "_").replace("/", "_")
@@ -182,11 +167,11 @@ class ClipText:
     @classmethod
     def from_options(cls, options: TextOptions) -> ClipText:
         o = options
-        return cls(o.model or o.clip_model, o.clip_pretrained, o.device, o.batch_size, o.tiny)
+        return cls(o.model or o.clip_model, o.clip_pretrained, o.device, o.batch_size)
 
     @classmethod
     def from_record(cls, rec: dict, device="cpu", advice: str | None = None) -> ClipText:
-        return cls(rec["model"], rec.get("pretrained"), device, tiny=rec.get("tiny", False), advice=advice)
+        return cls(rec["model"], rec.get("pretrained"), device, advice=advice)
 
     def encode(self, texts: list[str]) -> list[np.ndarray]:
         import torch
@@ -215,7 +200,6 @@ class ClipText:
             "model": self.model_name,
             "pretrained": self.pretrained,
             "dim": self.dim,
-            "tiny": self.tiny,
             "tokens": "per-token ln_final + text projection, start/end dropped",
         }
 

@@ -23,18 +23,15 @@ from collections.abc import Callable
 
 import numpy as np
 
+from prvr_cli.core.registry import Registry
+
 Found = list[tuple[np.ndarray, np.ndarray]]
-ENGINES: dict[str, Callable[..., Found]] = {}
+ENGINES: Registry[Callable[..., Found]] = Registry("engine", where="--engine")
 
 
 def register_engine(name: str):
     """Decorator: make ``fn(searcher, q, k) -> [(videos, scores), ...]`` the engine ``name``."""
-
-    def register(fn):
-        ENGINES[name] = fn
-        return fn
-
-    return register
+    return ENGINES.register(name)
 
 
 def auto_engine(meta: dict) -> str:

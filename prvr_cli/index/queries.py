@@ -226,9 +226,7 @@ class ZeroShotQueries:
             rec = self.store.meta["encoder"]
             said = f"prvr search encodes queries with the CLIP text tower {self.store.root} was built with"
             advice = search_advice(rec, said) + " Or pass --clip-pretrained /path/to/checkpoint.bin."
-            encoder = ClipQueries(
-                rec["model"], self._clip_pretrained or rec["pretrained"], self.device, rec["tiny"], advice
-            )
+            encoder = ClipQueries(rec["model"], self._clip_pretrained or rec["pretrained"], self.device, advice)
             encoder.check(rec, self.store.root)
             self._clip = encoder
         return self._clip

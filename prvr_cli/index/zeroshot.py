@@ -22,7 +22,7 @@ from prvr_cli.data.layout import Layout
 from prvr_cli.data.preprocess import resampled_times
 from prvr_cli.data.sources import open_videos
 from prvr_cli.errors import PrvrError
-from prvr_cli.features.clip_model import TINY_NAME, ClipQueries
+from prvr_cli.features.clip_model import ClipQueries
 from prvr_cli.index.build import build, finite_frames, plan_meta
 
 BRANCH = "clip"
@@ -53,9 +53,7 @@ def clip_record(layout: Layout) -> tuple[str, dict]:
 def query_encoder(visual: dict, device="cpu", clip_pretrained: str | None = None, advice: str | None = None):
     """The text tower of the CLIP model whose image tower made the frames (``clip_pretrained``: a
     local file with those weights, for a machine that cannot download them)."""
-    return ClipQueries(
-        visual["model"], clip_pretrained or visual["pretrained"], device, visual["model"] == TINY_NAME, advice
-    )
+    return ClipQueries(visual["model"], clip_pretrained or visual["pretrained"], device, advice)
 
 
 class ZeroShotKind:

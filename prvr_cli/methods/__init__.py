@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from prvr_cli.arl.objective import arl_loss
 from prvr_cli.config import Config
+from prvr_cli.core.registry import Registry
 from prvr_cli.errors import PrvrError
 from prvr_cli.methods.gmmformer import gmmformer_loss
 
@@ -22,7 +23,7 @@ def _gmmformer(embeddings, video_mask, labels, stats, cfg: Config, epoch: int):
     return gmmformer_loss(embeddings, labels, cfg.loss, epoch)
 
 
-METHODS = {"arl": _arl, "gmmformer": _gmmformer}
+METHODS = Registry("method", where="--method", items={"arl": _arl, "gmmformer": _gmmformer})
 
 
 def objective(cfg: Config):
@@ -32,8 +33,7 @@ def objective(cfg: Config):
 
 def check_method(cfg: Config) -> None:
     """Refuse, in one line, a method and model that cannot go together."""
-    if cfg.loss.method not in METHODS:
-        raise PrvrError(f"--method {cfg.loss.method!r}: unknown method (known: {', '.join(METHODS)})")
+    METHODS.check(cfg.loss.method)
     m = cfg.model
     encoders = {m.encoder, m.encoder_phi or m.encoder}
     if cfg.loss.method == "gmmformer" and not encoders <= {"gmm", "gmm2"}:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from prvr_cli.config import ModelConfig
+from prvr_cli.core.registry import Registry
 from prvr_cli.core.score import TokenSet, valid_frames
 from prvr_cli.errors import PrvrError
 from prvr_cli.nets.gmm import AttentionV1, AttentionV2, GaussianBlock, MixedGaussianBlock, clip_average
@@ -258,11 +259,11 @@ class GMM2Branch(nn.Module):
         return {"clips": TokenSet(c, mask.new_ones(B, self.cfg.clips), w), "frames": TokenSet(f, mask, 1 - w, pad)}
 
 
-ENCODERS: dict[str, type[nn.Module]] = {"frame": FrameBranch, "gmm": GMMBranch, "gmm2": GMM2Branch}
+ENCODERS: Registry[type[nn.Module]] = Registry(
+    "encoder", where="model.encoder", items={"frame": FrameBranch, "gmm": GMMBranch, "gmm2": GMM2Branch}
+)
 
 
 def make_branch(name: str, cfg: ModelConfig) -> nn.Module:
     """A branch by registry name; an unknown name is a one-line error listing the known ones."""
-    if name not in ENCODERS:
-        raise PrvrError(f"model.encoder: unknown encoder {name!r} (known: {', '.join(ENCODERS)})")
     return ENCODERS[name](cfg)

@@ -104,8 +104,8 @@ def _synthetic_data(root: Path) -> Path:
 
 
 def _preset_name(request: TrainRequest) -> str:
-    if request.method and request.method not in METHODS:
-        raise PrvrError(f"--method {request.method!r}: unknown method (known: {', '.join(METHODS)})")
+    if request.method:
+        METHODS.check(request.method)
     if request.preset:
         return request.preset
     if request.method and request.method != "arl":  # a method of its own has presets of its own
