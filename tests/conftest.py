@@ -3,12 +3,23 @@ names) are in helpers.py. Session fixtures are made once per run and are read-on
 changes one works on a copy.
 
 ``slow`` (pyproject) marks the end-to-end tests that ``python -m pytest -q -m "not slow"``, the
-inner loop, leaves out: a test is slow when it trains beyond the shared run, starts processes of
-its own (torchrun, kill -9, a lock held by another process, a server), decodes every sample
-video, or drives a browser; and every test that needs ``demo_run`` is marked here, as the demo
-trains two models (docs/contributing.md)."""
+inner loop, leaves out: a test is slow when it takes more than a couple of seconds on two cores,
+as one that trains beyond the shared run, starts processes of its own (torchrun, kill -9, a lock
+held by another process, a server), runs the sample videos through a model, or drives a
+browser; every test that needs ``demo_run`` is marked here, as the demo trains two models
+(docs/contributing.md)."""
+
+import os
+import sys
 
 import pytest
+
+# One intra-op thread for torch, faiss and BLAS here and in the processes tests start: the
+# tensors are tiny, so a second thread buys nothing, and on a busy two-core machine each parallel
+# step waits for the other thread's time slice (the inner loop took twice as long).
+# OMP_NUM_THREADS=N python -m pytest chooses another count; the ``user_threads`` fixture gives
+# a test two.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from prvr_cli.data.synth import generate, spec_for
 
@@ -50,6 +61,22 @@ def demo_run(tmp_path_factory):
     res = prvr("demo", "--workdir", work, "--videos", "120", "--epochs", "2", "--json")
     assert res.returncode == 0, res.stderr
     return work, json.loads(res.stdout)
+
+
+def pytest_configure(config):
+    if "torch" in sys.modules:  # imported before this file (by a plugin): the variable came too late
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+@pytest.fixture
+def user_threads():
+    """Torch's intra-op pool at two threads for the test, as on a user's machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield 2
+    torch.set_num_threads(before)
 
 
 def pytest_collection_modifyitems(items):

@@ -28,7 +28,7 @@ def test_plan_hand_checked():
     assert idx.tolist() == [[2, 6, 10, 14]]
 
 
-def test_decode_sample_with_timestamps():
+def test_decode_sample_with_timestamps(user_threads):
     # warm torch's thread pool first: a forked decoder must not deadlock on it
     torch.nn.functional.interpolate(torch.rand(4, 3, 256, 256), size=(128, 128), mode="bilinear")
     clips, times, info = decode_video(SAMPLES / "street_boxes.mp4", Sampling(1.0, 1, 36), timeout=60)
@@ -174,7 +174,6 @@ def one_run(tmp_path_factory):
     return out, json.loads(res.stdout)
 
 
-@pytest.mark.slow
 def test_extract_samples_end_to_end(one_run, tmp_path):
     out, summary = one_run
     assert summary["done"] == 5 and summary["failed"] == 0 and summary["captions"] == 14

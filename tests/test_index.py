@@ -106,7 +106,7 @@ def test_adversarial_mean_of_maxima(tmp_path):
     assert v.tolist() == [2, 0, 1]
 
 
-@pytest.mark.parametrize("factory", ["IVF16,Flat", pytest.param("HNSW16", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("factory", ["IVF16,Flat", "HNSW16"])
 def test_approximate_factories_recall(tmp_path, factory):
     rng = np.random.default_rng(0)
     frames, offsets = clustered(rng, 400, 24)

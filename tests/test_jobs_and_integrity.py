@@ -567,7 +567,6 @@ def test_resume_of_a_folder_that_does_not_exist_is_refused(clean, tmp_path):
     assert not (tmp_path / "none").exists()
 
 
-@pytest.mark.slow
 def test_resume_without_data_root_uses_the_runs_own(clean, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(clean / "run", run)

@@ -203,14 +203,12 @@ def run(tmp_path_factory):
     return root
 
 
-@pytest.mark.slow
 def test_training_stores_the_query_bank(run):
     ckpt = torch.load(run / "run" / "best.pt", weights_only=True)
     d = load_preset("tiny").model.hidden
     assert ckpt["query_bank"]["theta_mean"].shape == (d,) and ckpt["query_bank"]["phi_cov"].shape == (d, d)
 
 
-@pytest.mark.slow
 def test_eval_moments_tables(run):
     res = evaluate_moments(run / "run", "test")
     assert res["unit"] == "frames" and res["query_bank"] == "training queries" and res["queries"] > 0
@@ -288,7 +286,6 @@ def test_search_hits_say_when_there_is_no_clear_moment():
     assert _moment(d).startswith("whole video (no clear moment")
 
 
-@pytest.mark.slow
 def test_an_index_of_a_checkpoint_without_a_bank_computes_one(run, tmp_path):
     """Runs trained before moments were measured have no query bank: the index computes it from
     the run's training queries, the same bank training would have stored."""

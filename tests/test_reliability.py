@@ -92,7 +92,6 @@ def test_a_nan_checkpoint_is_refused_not_scored_perfect(clean, tmp_path):
     assert not (tmp_path / "ix").exists()
 
 
-@pytest.mark.slow
 def test_training_stops_on_a_nonfinite_loss_and_keeps_the_last_good_checkpoint(clean, tmp_path, monkeypatch):
     from prvr_cli.methods import METHODS
 
@@ -118,7 +117,6 @@ def test_training_stops_on_a_nonfinite_loss_and_keeps_the_last_good_checkpoint(c
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
 
 
-@pytest.mark.slow
 def test_metrics_jsonl_is_strict_json(clean, tmp_path, monkeypatch):
     from prvr_cli.train import fit as fit_module
 

@@ -37,7 +37,6 @@ def test_failing_dry_run_leaves_no_temp_folder(tmp_dir, monkeypatch):
     assert leftovers(tmp_dir) == []
 
 
-@pytest.mark.slow
 def test_dry_run_trains_one_epoch_and_cleans_up(tmp_dir, tmp_path):
     lines = []
     summary = train_run(TrainRequest(dry_run=True), CPU, show_progress=False, log=lines.append)
@@ -51,7 +50,6 @@ def test_dry_run_trains_one_epoch_and_cleans_up(tmp_dir, tmp_path):
     assert leftovers(tmp_dir) == []
 
 
-@pytest.mark.slow
 def test_another_collection_uses_its_only_features(tmp_path):
     root = tmp_path / "data"
     generate(root, "mine", spec_for("tiny", videos=40, seed=2))

@@ -42,6 +42,7 @@ def quick_start(tmp_path_factory):
     return root, json.loads(res.stdout)
 
 
+@pytest.mark.slow
 def test_quick_start_answers_free_text_with_timed_moments(quick_start):
     root, summary = quick_start
     assert summary["videos"] == 5 and summary["added"] == 5
@@ -66,6 +67,7 @@ def test_quick_start_answers_free_text_with_timed_moments(quick_start):
     assert f"{hits[0]['start']:.1f}-{hits[0]['end']:.1f}s" in table.output or "whole video" in table.output
 
 
+@pytest.mark.slow
 def test_zero_shot_index_refuses_what_it_cannot_answer(quick_start):
     root, _ = quick_start
     idx = str(root / "idx")
@@ -172,6 +174,7 @@ def test_encoder_checks(tmp_path):
         build_zero_shot(other, tmp_path / "idx2")
 
 
+@pytest.mark.slow
 def test_export_writes_playable_moment_clips_and_a_contact_sheet(quick_start, tmp_path):
     import av
 
@@ -205,6 +208,7 @@ def test_export_writes_playable_moment_clips_and_a_contact_sheet(quick_start, tm
     assert "no source files on record" in msg
 
 
+@pytest.mark.slow
 def test_serve_a_zero_shot_index_with_pictures_of_real_videos(quick_start):
     from fastapi.testclient import TestClient
 
