@@ -84,6 +84,28 @@ def test_refine_drops_only_pairs_whose_tightened_bound_misses_the_kth(tmp_path):
     )
 
 
+def test_refine_gathers_a_later_clip_table_only_for_the_pairs_an_earlier_one_kept(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    store, tables, offsets = fused_store(tmp_path, rng, nv=60)
+    q = {b: _unit(rng.standard_normal(24)) for b in BR}
+    Q = {t: q[s["branch"]][None] for t, s in store.specs.items()}
+    kth = np.array([np.sort(brute(tables, offsets, q))[::-1][4]])
+    # clip bounds of 1 everywhere, frame tables bounded by their exact maxima
+    loose = {t: np.ones((60, 1), np.float32) for t in store.branches}
+    for b in BR:
+        loose[b][:, 0] = [(tables[b][offsets[j] : offsets[j + 1]] @ q[b]).max() for j in range(60)]
+    calls = []
+
+    def spy(store, Q, tables, pq, pv):
+        calls.append((tuple(tables), len(pv)))
+        return token_pairs(store, Q, tables, pq, pv)
+
+    monkeypatch.setattr("prvr_cli.index.search.token_pairs", spy)
+    pv, _, _ = refine(store, Q, loose, kth, np.zeros(60, np.int64), np.arange(60))
+    assert [len(t) for t, _ in calls] == [1, 1] and {t[0] for t, _ in calls} == {"theta.clips", "phi.clips"}
+    assert calls[0][1] == 60 and len(pv) <= calls[1][1] < 60
+
+
 @pytest.mark.parametrize("k", [1, 10])
 def test_fused_exact_search_equals_brute_force_and_prunes(tmp_path, k, monkeypatch):
     rng = np.random.default_rng(k)

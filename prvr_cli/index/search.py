@@ -9,8 +9,8 @@ Three engines over the same frame store (``engines.py`` names them):
 - ``bounds`` (default for flat indexes): per-block upper bounds (see ``store.py``) rank videos by
   an upper bound of s; videos are scored exactly in that order until the next bound falls below
   the k-th exact score, which proves the top-k exact. Most videos are never touched. With clip
-  tables, a candidate's clips (a few rows, gathered without a loop) are scored before its frames
-  and tighten its bound (``refine``), so frames are read for few videos.
+  tables, a candidate's clips (a few rows, gathered without a loop) are scored before its frames,
+  one table at a time, and tighten its bound (``refine``), so frames are read for few videos.
 - ``faiss``: the threshold algorithm over the two branches' FAISS rankings: retrieve the top F
   frames per branch, score every video seen exactly with both branches; an unseen video scores
   at most the mean of the two F-th frame scores, so a k-th score above that proves the answer
@@ -219,16 +219,21 @@ def search_exact(store: FrameStore, Q: dict[str, np.ndarray], k: int, first: int
 
 def refine(store: FrameStore, Q: dict, table_ub: dict, kth: np.ndarray, pq: np.ndarray, pv: np.ndarray):
     """Tighten the bounds of the pairs left to score before reading their frames: the clip tables
-    (a few rows a video, gathered without a loop) are scored exactly first, and a pair whose
-    bound (exact clip maxima + the frame tables' cap bounds) falls below its query's k-th exact
-    score so far is dropped. Returns the kept (pv, pq) and {clip table: exact max} of them."""
-    tokens = [t for t in store.branches if store.specs[t]["kind"] != "frames"]
+    (a few rows a video, gathered without a loop) are scored exactly first, one table at a time,
+    heaviest first, and a pair is dropped as soon as its bound (the exact maxima so far + the
+    other tables' cap bounds) falls below its query's k-th exact score so far, so later tables
+    gather the rows of fewer videos. Returns the kept (pv, pq) and {clip table: exact max} of them."""
+    tokens = sorted(
+        (t for t in store.branches if store.specs[t]["kind"] != "frames"), key=lambda t: -store.specs[t]["weight"]
+    )
     if not tokens or not len(pv):
         return pv, pq, {}
-    exact = token_pairs(store, Q, tokens, pq, pv)
-    bound = store.combine({t: exact[t] if t in exact else table_ub[t][pv, pq] for t in store.branches}, pv)
-    keep = bound >= kth[pq]
-    return pv[keep], pq[keep], {t: x[keep] for t, x in exact.items()}
+    per = {t: table_ub[t][pv, pq] for t in store.branches}
+    for t in tokens:
+        per[t] = token_pairs(store, Q, [t], pq, pv)[t]
+        keep = store.combine(per, pv) >= kth[pq]
+        pv, pq, per = pv[keep], pq[keep], {x: v[keep] for x, v in per.items()}
+    return pv, pq, {t: per[t] for t in tokens}
 
 
 def scan_scores(store: FrameStore, Q: dict[str, np.ndarray]) -> np.ndarray:

@@ -317,6 +317,20 @@ F += [
     ),
     q(
         R,
+        "2 cores with nothing heavy beside it): {} ms p50 one query against {} ms for the frame index ({}x; a second"
+        " run {}x), {} against {} ms per query in batches of 64 ({}x; a second run {}x).",
+        "fused_index_2000_progressive.json",
+        V("gmm2/one_query/median_ms"),
+        V("frame/one_query/median_ms"),
+        V("ratio_one_query_p50", ".2f"),
+        V("second_run/ratio_one_query_p50", ".2f"),
+        V("gmm2/batched_ms_per_query"),
+        V("frame/batched_ms_per_query"),
+        V("ratio_batched", ".2f"),
+        V("second_run/ratio_batched", ".2f"),
+    ),
+    q(
+        R,
         "One epoch alone on the machine: {} s",
         METHODS,
         V(lambda j: Decimal(re.search(r"epoch 12, alone on the machine, took ([\d.]+) s", j["note"]).group(1)), ".0f"),
