@@ -56,6 +56,10 @@ class ModelConfig:
     # vectors (a video's frame score floors at 0), "masked" leaves it out
     frame_padding: str = "zero"
     mix_temperature: float = 0.09  # gmm2: softmax temperature of the per-position mix of attention paths
+    # gmm2: recompute each attention path's activations in the backward pass instead of keeping them:
+    # the same gradients for about a third more compute and a fraction of the memory (two gmm2
+    # branches at batch 128 need about 20 GB without it)
+    recompute: bool = False
 
     def __post_init__(self):
         # encoder names are checked against the registry where the model is built (nets/encoders.py)

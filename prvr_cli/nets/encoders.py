@@ -234,10 +234,10 @@ class GMM2Branch(nn.Module):
         self.text = GMMTextEncoder(cfg, AttentionV2(d, h, p))
         self.clip_proj = InputProjection(cfg.visual_dim, d, cfg.input_dropout)
         self.clip_pos = LearnedPositions(max(cfg.max_ctx_l, cfg.clips), d, cfg.input_dropout)
-        self.clip_block = MixedGaussianBlock(d, h, p, cfg.clips, t)
+        self.clip_block = MixedGaussianBlock(d, h, p, cfg.clips, t, recompute=cfg.recompute)
         self.frame_proj = InputProjection(cfg.visual_dim, d, cfg.input_dropout)
         self.frame_pos = LearnedPositions(cfg.max_ctx_l, d, cfg.input_dropout)
-        self.frame_block = MixedGaussianBlock(d, h, p, cfg.max_ctx_l, t)
+        self.frame_block = MixedGaussianBlock(d, h, p, cfg.max_ctx_l, t, recompute=cfg.recompute)
         self.apply(init_weights)
         self.mix_token = nn.Parameter(torch.randn(1, 1, d))
 

@@ -120,9 +120,11 @@ class MixedGaussianBlock(nn.Module):
     Inputs must therefore have exactly ``length`` positions (v2 pads frames to 128).
     """
 
-    def __init__(self, d: int, heads: int, dropout: float, length: int, temperature: float, widths=V2_WIDTHS):
+    def __init__(
+        self, d: int, heads: int, dropout: float, length: int, temperature: float, widths=V2_WIDTHS, recompute=False
+    ):
         super().__init__()
-        self.length, self.temperature = length, temperature
+        self.length, self.temperature, self.recompute = length, temperature, recompute
         self.paths = nn.ModuleList(AttentionV2(d, heads, dropout, w) for w in widths)
         self.cross = AttentionV2(d, heads, dropout, None, ff=1)
         self.mix = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d, length))
@@ -131,7 +133,15 @@ class MixedGaussianBlock(nn.Module):
         """x (N, length, d), mask (N, length) or None, token (1, 1, d) -> (N, length, d)."""
         if x.shape[1] != self.length:
             raise ValueError(f"this block mixes exactly {self.length} positions, got {x.shape[1]}")
-        outs = torch.stack([p(x, mask) for p in self.paths], dim=-1)  # (N, L, d, P)
+        if self.recompute and torch.is_grad_enabled():
+            # keep each path's input and output only; the backward pass re-runs the path with the
+            # same dropout masks (checkpoint restores the RNG state), so the gradients are the same
+            from torch.utils.checkpoint import checkpoint
+
+            paths = [checkpoint(p, x, mask, use_reentrant=False) for p in self.paths]
+        else:
+            paths = [p(x, mask) for p in self.paths]
+        outs = torch.stack(paths, dim=-1)  # (N, L, d, P)
         tok = token.to(x.dtype).expand(x.shape[0], 1, -1)
         summary = torch.cat([self.cross(outs[..., i], mask, query=tok) for i in range(outs.shape[-1])], dim=1)
         weights = torch.softmax(self.mix(summary).transpose(1, 2) / self.temperature, dim=-1)  # (N, L, P)
