@@ -56,6 +56,11 @@ class ModelConfig:
     # vectors (a video's frame score floors at 0), "masked" leaves it out
     frame_padding: str = "zero"
     mix_temperature: float = 0.09  # gmm2: softmax temperature of the per-position mix of attention paths
+    # RAL (gmm2 only): csa scores the frame scale by each query word's best frame, summed with
+    # learned word weights (a word encoder and a weight head), in training and at inference;
+    # gaussian adds RAL's mean and log-variance heads over videos and query support sets (training)
+    csa: bool = False
+    gaussian: bool = False
 
     def __post_init__(self):
         # encoder names are checked against the registry where the model is built (nets/encoders.py)
@@ -71,6 +76,8 @@ class ModelConfig:
             raise PrvrError(f"model.clips must be >= 1, not {self.clips}")
         if self.video_context not in ("none", "mean", "attention"):
             raise PrvrError(f"model.video_context must be none|mean|attention, not {self.video_context!r}")
+        if (self.csa or self.gaussian) and {self.encoder, self.encoder_phi or self.encoder} != {"gmm2"}:
+            raise PrvrError("model.csa and model.gaussian are RAL's parts of the gmm2 encoder: use model.encoder=gmm2")
         if self.attention_widths and len(self.attention_widths) != self.heads:
             raise PrvrError(
                 f"model.attention_widths needs one width per head ({self.heads}), got {len(self.attention_widths)}"
@@ -81,7 +88,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    method: str = "arl"  # arl | gmmformer: the objective (methods/, which checks the name); --method
+    method: str = "arl"  # arl | gmmformer | ral: the objective (methods/, which checks the name); --method
     margin: float = 0.1  # m, for negatives
     margin_ambiguous: float = 0.05  # m_a < m, for ambiguous items
     lambda_nce: float = 0.02  # weight of the contrastive term (GMMFormer's nce weight)
@@ -107,6 +114,12 @@ class LossConfig:
     gmm_ot: float = 0.0  # v2: weight of the clip-query matching term (linear_sum_assignment)
     gmm_hard_negative_epoch: int = 30  # from this epoch on, triplet negatives come from the hardest hard_pool
     gmm_hard_pool: int = 20
+    # RAL (method = ral): GMMFormer v2's terms plus proxy matching (MIL-NCE over sampled proxies)
+    # and distribution alignment (KL terms); weights as the official code (its README gives 0.001
+    # for the alignment term, the code 2.5e-4)
+    ral_pm: float = 0.004  # weight of the proxy-matching MIL-NCE
+    ral_da: float = 0.00025  # weight of the distribution-alignment KL terms
+    ral_proxies: int = 6  # K proxies sampled from each video's and each support set's Gaussian
 
     def __post_init__(self):
         if self.ambiguous_as not in ("ours", "positive", "ignore"):
@@ -293,6 +306,7 @@ def validate(cfg: Config) -> Config:
     _check(d.num_workers >= 0, "data.num_workers", d.num_workers, "at least 0")
     _check(cfg.loss.temperature > 0, "loss.temperature", cfg.loss.temperature, "positive")
     _check(cfg.loss.warmup_epochs >= 0, "loss.warmup_epochs", cfg.loss.warmup_epochs, "at least 0")
+    _check(cfg.loss.ral_proxies >= 1, "loss.ral_proxies", cfg.loss.ral_proxies, "at least 1")
     return cfg
 
 
