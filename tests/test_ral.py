@@ -366,3 +366,9 @@ def test_ral_trains_evaluates_indexes_and_searches_with_its_exact_score(tiny_dat
                     assert 0 <= h.span[0] <= h.best_frame <= h.span[1]
     r = prvr("search", data.captions[0].cap_id, "--index", tmp_path / "ix", "--query-id", "-k", "3", "--json")
     assert r.returncode == 0, r.stderr
+    # eval --moments: the weighted words' frame signal, each best frame inside its best clip
+    from prvr_cli.evaluation.moments import moment_predictions, prepare_moments
+
+    ms, rule = prepare_moments(run, "test")
+    assert ms.items and all(it.window is not None for it in ms.items)
+    assert moment_predictions(ms.items, rule)
