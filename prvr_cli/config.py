@@ -76,8 +76,6 @@ class ModelConfig:
             raise PrvrError(f"model.clips must be >= 1, not {self.clips}")
         if self.video_context not in ("none", "mean", "attention"):
             raise PrvrError(f"model.video_context must be none|mean|attention, not {self.video_context!r}")
-        if (self.csa or self.gaussian) and {self.encoder, self.encoder_phi or self.encoder} != {"gmm2"}:
-            raise PrvrError("model.csa and model.gaussian are RAL's parts of the gmm2 encoder: use model.encoder=gmm2")
         if self.attention_widths and len(self.attention_widths) != self.heads:
             raise PrvrError(
                 f"model.attention_widths needs one width per head ({self.heads}), got {len(self.attention_widths)}"
@@ -307,6 +305,9 @@ def validate(cfg: Config) -> Config:
     _check(cfg.loss.temperature > 0, "loss.temperature", cfg.loss.temperature, "positive")
     _check(cfg.loss.warmup_epochs >= 0, "loss.warmup_epochs", cfg.loss.warmup_epochs, "at least 0")
     _check(cfg.loss.ral_proxies >= 1, "loss.ral_proxies", cfg.loss.ral_proxies, "at least 1")
+    # checked once all overrides are in (``--set model.csa=true model.encoder=gmm2`` in either order)
+    if (m.csa or m.gaussian) and {m.encoder, m.encoder_phi or m.encoder} != {"gmm2"}:
+        raise PrvrError("model.csa and model.gaussian are RAL's parts of the gmm2 encoder: use model.encoder=gmm2")
     return cfg
 
 

@@ -219,6 +219,17 @@ def test_ral_refuses_what_does_not_compose():
         check_method(load_preset("tiny_ral", ["loss.method=gmmformer"]))
     with pytest.raises(PrvrError, match="RAL's parts of the gmm2 encoder"):
         load_preset("tiny", ["model.csa=true"])
+    # checked once the overrides are all in, whatever their order
+    assert load_preset("tiny", ["model.csa=true", "model.encoder=gmm2"]).model.csa
+
+
+def test_ral_refuses_several_processes_in_one_line():
+    from prvr_cli.nets.dual import Embeddings
+    from prvr_cli.train.distributed import gather_batch
+
+    words = Words(torch.zeros(2, 3, 4), torch.ones(2, 3, dtype=torch.bool), torch.full((2, 3), 1 / 3))
+    with pytest.raises(PrvrError, match="not gathered across processes yet"):
+        gather_batch({"theta": Embeddings(torch.zeros(2, 4), {}, words)}, {}, None)
 
 
 # ---- the index: a table scored by words --------------------------------------------------------

@@ -249,11 +249,11 @@ def scan_scores(store: FrameStore, Q: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def scan_table(store: FrameStore, t: str, table: np.ndarray, offsets: np.ndarray, Q: np.ndarray, caps=None):
-    """``segment_scan`` of one table for its queries: vectors Q (B, d), or a table scored by words
-    (CSA) with weighted words Q (B, T, d). Those are scanned as B T vectors; with ``caps`` each
-    word's unit direction is, its max and cap bound scaled by its weight (the bound holds because
-    the weight is >= 0). Per word the zero-padding floor, then the sum over the words -> (n, B)
-    (and the bound (n, B) with ``caps``); the segments are the videos."""
+    """``segment_scan`` of one table for its queries: vectors Q (B, d), or, for a table scored by
+    words (CSA), weighted words Q (B, T, d), scanned as B T vectors. With ``caps`` the words'
+    unit directions are scanned and each word's max and cap bound scaled by its weight (a bound
+    still, the weights being >= 0). Per word the zero-padding floor, then the sum over the words
+    -> (n, B) (and the bound (n, B) with ``caps``); the segments are the videos."""
     if Q.ndim == 2:
         return segment_scan(table, offsets, Q, caps=caps)
     B, T, d = Q.shape

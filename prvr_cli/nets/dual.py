@@ -103,9 +103,15 @@ class DualBranch(nn.Module):
             kinds = self.encode_tokens(video, video_mask, name) if video is not None else None
             words = self.encode_words(text, text_mask, name) if text is not None else None
             gauss = None
-            if self.cfg.gaussian and text_labels is not None and kinds is not None and q is not None:
+            branch = self.branches[name]
+            if (
+                hasattr(branch, "gaussians")
+                and self.cfg.gaussian
+                and text is not None
+                and text_labels is not None
+                and kinds is not None
+            ):
                 # the support sets are CSA's word tokens, else the text encoder's tokens before pooling
-                branch = self.branches[name]
                 tokens = words.emb if words is not None else branch.text.tokens(text, text_mask)
                 gauss = branch.gaussians(tokens, text_mask, text_labels, kinds["frames"])
             out[name] = Embeddings(q, kinds, words, gauss)
