@@ -383,3 +383,17 @@ def test_ral_trains_evaluates_indexes_and_searches_with_its_exact_score(tiny_dat
     ms, rule = prepare_moments(run, "test")
     assert ms.items and all(it.window is not None for it in ms.items)
     assert moment_predictions(ms.items, rule)
+
+
+def test_csa_in_blocks_of_queries_is_the_same_score_and_gradient(monkeypatch):
+    g = torch.Generator().manual_seed(3)
+    W = torch.randn(9, 4, 8, generator=g, requires_grad=True)
+    V, mask = torch.randn(5, 6, 8, generator=g), torch.ones(5, 6)
+    mask[2, 3:] = 0
+    whole = csa_scores(W, V, mask, 6)
+    (gw,) = torch.autograd.grad(whole.sum(), W)
+    monkeypatch.setattr("prvr_cli.core.score.CSA_BLOCK", 2 * 5 * 6 * 4)  # two queries a block
+    blocks = csa_scores(W, V, mask, 6)
+    (gb,) = torch.autograd.grad(blocks.sum(), W)
+    torch.testing.assert_close(blocks, whole)
+    torch.testing.assert_close(gb, gw)

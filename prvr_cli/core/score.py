@@ -94,14 +94,24 @@ def weighted_words(words: Words) -> torch.Tensor:
     return unit(words.emb) * (words.weight.float() * valid_frames(words.mask))[..., None]
 
 
+CSA_BLOCK = 1 << 24  # (query, video, word, token) similarities held at once by ``csa_scores``
+
+
 def csa_scores(W: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, pad_length: int | None = None) -> torch.Tensor:
     """CSA of weighted words W (Nq, T, d) (``weighted_words``, or raw tokens times their raw
     weights) against tokens V (B, L, d) with mask (B, L) -> (Nq, B): per word the max over valid
-    tokens (floored at 0 by the zero-padding rule), summed over the words."""
-    sim = torch.einsum("ntd,bld->nbtl", W, V)  # (Nq, B, T, L)
-    per_word = sim.masked_fill(~valid_frames(mask)[None, :, None, :], float("-inf")).max(dim=-1).values
-    # the zero-padding rule word by word: a padded token scores 0 for every word
-    return zero_floor(per_word, valid_frames(mask).sum(-1)[:, None], pad_length).sum(-1)
+    tokens (floored at 0 by the zero-padding rule), summed over the words. The (Nq, B, T, L)
+    similarities are formed a block of queries at a time (``CSA_BLOCK`` values): autograd keeps
+    only the inputs and the argmax, so a training batch's peak stays one block."""
+    valid = valid_frames(mask)
+    counts = valid.sum(-1)[:, None]  # (B, 1): the zero-padding rule word by word
+    step = max(1, CSA_BLOCK // max(1, V.shape[0] * V.shape[1] * W.shape[1]))
+    out = []
+    for q0 in range(0, W.shape[0], step):
+        sim = torch.einsum("ntd,bld->nbtl", W[q0 : q0 + step], V)  # (n, B, T, L)
+        per_word = sim.masked_fill(~valid[None, :, None, :], float("-inf")).max(dim=-1).values
+        out.append(zero_floor(per_word, counts, pad_length).sum(-1))
+    return torch.cat(out) if len(out) > 1 else out[0]
 
 
 def kind_max(sf: torch.Tensor, mask: torch.Tensor, pad_length: int | None = None) -> torch.Tensor:
