@@ -10,6 +10,8 @@ best validation epoch):
     arl_gmm2       ARL on the gmm2 encoder (two branches, detection on the fused score)
     arl_gmm2_base  its baseline row (ARL's switches off)
     arl_hetero     heterogeneous ARL: theta on frames, phi on gmm2
+    ral            RAL on GMMFormer v2 (--method ral: CSA, Gaussian proxies, KL terms)
+    ral_no_csa     the same without CSA (gmm2's pooled-query frame scale)
 
 Rows measured outside the toolkit are merged from JSON files (``--reference NAME=FILE``): the
 moment-supervised ridge map and the official GMMFormer code run on the same data
@@ -47,6 +49,8 @@ ROWS = {
     "arl_gmm2": ("tvr", ["model.encoder=gmm2"]),
     "arl_gmm2_base": ("tvr", ["model.encoder=gmm2", *BASELINE]),
     "arl_hetero": ("tvr", ["model.encoder_phi=gmm2"]),
+    "ral": ("ral_tvr", []),
+    "ral_no_csa": ("ral_tvr", ["model.csa=false"]),
 }
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # two-sided 95% t quantiles by degrees of freedom
 

@@ -60,6 +60,11 @@ class ModelConfig:
     # the same gradients for about a third more compute and a fraction of the memory (two gmm2
     # branches at batch 128 need about 20 GB without it)
     recompute: bool = False
+    # RAL (gmm2 only): csa scores the frame scale by each query word's best frame, summed with
+    # learned word weights (a word encoder and a weight head), in training and at inference;
+    # gaussian adds RAL's mean and log-variance heads over videos and query support sets (training)
+    csa: bool = False
+    gaussian: bool = False
 
     def __post_init__(self):
         # encoder names are checked against the registry where the model is built (nets/encoders.py)
@@ -85,7 +90,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    method: str = "arl"  # arl | gmmformer: the objective (methods/, which checks the name); --method
+    method: str = "arl"  # arl | gmmformer | ral: the objective (methods/, which checks the name); --method
     margin: float = 0.1  # m, for negatives
     margin_ambiguous: float = 0.05  # m_a < m, for ambiguous items
     lambda_nce: float = 0.02  # weight of the contrastive term (GMMFormer's nce weight)
@@ -111,6 +116,12 @@ class LossConfig:
     gmm_ot: float = 0.0  # v2: weight of the clip-query matching term (linear_sum_assignment)
     gmm_hard_negative_epoch: int = 30  # from this epoch on, triplet negatives come from the hardest hard_pool
     gmm_hard_pool: int = 20
+    # RAL (method = ral): GMMFormer v2's terms plus proxy matching (MIL-NCE over sampled proxies)
+    # and distribution alignment (KL terms); weights as the official code (its README gives 0.001
+    # for the alignment term, the code 2.5e-4)
+    ral_pm: float = 0.004  # weight of the proxy-matching MIL-NCE
+    ral_da: float = 0.00025  # weight of the distribution-alignment KL terms
+    ral_proxies: int = 6  # K proxies sampled from each video's and each support set's Gaussian
 
     def __post_init__(self):
         if self.ambiguous_as not in ("ours", "positive", "ignore"):
@@ -297,6 +308,10 @@ def validate(cfg: Config) -> Config:
     _check(d.num_workers >= 0, "data.num_workers", d.num_workers, "at least 0")
     _check(cfg.loss.temperature > 0, "loss.temperature", cfg.loss.temperature, "positive")
     _check(cfg.loss.warmup_epochs >= 0, "loss.warmup_epochs", cfg.loss.warmup_epochs, "at least 0")
+    _check(cfg.loss.ral_proxies >= 1, "loss.ral_proxies", cfg.loss.ral_proxies, "at least 1")
+    # checked once all overrides are in (``--set model.csa=true model.encoder=gmm2`` in either order)
+    if (m.csa or m.gaussian) and {m.encoder, m.encoder_phi or m.encoder} != {"gmm2"}:
+        raise PrvrError("model.csa and model.gaussian are RAL's parts of the gmm2 encoder: use model.encoder=gmm2")
     return cfg
 
 

@@ -8,6 +8,14 @@ An encoder may score several kinds of video token (GMMFormer: 32 clip tokens and
 a branch's s is then the weighted sum of the kinds' maxima, s = sum_k w_k max_{t in kind k} s_f
 (``fused_score``), and S stays the branch mean. The frame encoder has one kind of weight 1.
 
+A kind may instead be scored by the query's words (RAL's confidence-aware set-to-set alignment,
+CSA; ``TokenSet.by_words``): each word's best token, summed with the word weights a_t >= 0,
+
+    s_csa(W, V) = sum_t max over valid tokens k of a_t (u_t_hat . v_k_hat)     (``csa_scores``)
+
+with the weights folded into the word vectors, w_t = a_t u_t_hat (``weighted_words``), so a
+multi-vector query is one (T, d) array; a padded word is a zero row and adds 0.
+
 In two forms: padded torch tensors with a frame mask (training, detection, evaluation), and
 ragged numpy arrays, the unit frames of all videos concatenated in rows with each video's
 segment start (the index). Everything that ranks videos calls these.
@@ -60,6 +68,50 @@ class TokenSet:
     mask: torch.Tensor
     weight: float = 1.0
     pad_length: int | None = None
+    by_words: bool = False  # scored by the query's weighted words (CSA), not its pooled vector
+
+
+@dataclass
+class Words:
+    """A query's words for CSA: emb (Nq, T, d) word tokens (not normalised), mask (Nq, T) valid
+    words, weight (Nq, T) the confidence weights of the unit words (softmax over valid words,
+    0 on padding), and raw_weight (Nq, T) the same head on the raw tokens (RAL's NCE reads raw
+    dot products weighted so, as its official code does)."""
+
+    emb: torch.Tensor
+    mask: torch.Tensor
+    weight: torch.Tensor
+    raw_weight: torch.Tensor | None = None
+
+    def float(self) -> Words:
+        raw = None if self.raw_weight is None else self.raw_weight.float()
+        return Words(self.emb.float(), self.mask, self.weight.float(), raw)
+
+
+def weighted_words(words: Words) -> torch.Tensor:
+    """The multi-vector query of CSA: unit words scaled by their weights, (Nq, T, d), float32;
+    padded words are zero rows."""
+    return unit(words.emb) * (words.weight.float() * valid_frames(words.mask))[..., None]
+
+
+CSA_BLOCK = 1 << 24  # (query, video, word, token) similarities held at once by ``csa_scores``
+
+
+def csa_scores(W: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, pad_length: int | None = None) -> torch.Tensor:
+    """CSA of weighted words W (Nq, T, d) (``weighted_words``, or raw tokens times their raw
+    weights) against tokens V (B, L, d) with mask (B, L) -> (Nq, B): per word the max over valid
+    tokens (floored at 0 by the zero-padding rule), summed over the words. The (Nq, B, T, L)
+    similarities are formed a block of queries at a time (``CSA_BLOCK`` values): autograd keeps
+    only the inputs and the argmax, so a training batch's peak stays one block."""
+    valid = valid_frames(mask)
+    counts = valid.sum(-1)[:, None]  # (B, 1): the zero-padding rule word by word
+    step = max(1, CSA_BLOCK // max(1, V.shape[0] * V.shape[1] * W.shape[1]))
+    out = []
+    for q0 in range(0, W.shape[0], step):
+        sim = torch.einsum("ntd,bld->nbtl", W[q0 : q0 + step], V)  # (n, B, T, L)
+        per_word = sim.masked_fill(~valid[None, :, None, :], float("-inf")).max(dim=-1).values
+        out.append(zero_floor(per_word, counts, pad_length).sum(-1))
+    return torch.cat(out) if len(out) > 1 else out[0]
 
 
 def kind_max(sf: torch.Tensor, mask: torch.Tensor, pad_length: int | None = None) -> torch.Tensor:
@@ -71,7 +123,8 @@ def kind_max(sf: torch.Tensor, mask: torch.Tensor, pad_length: int | None = None
 
 def zero_floor(s, counts, pad_length: int | None):
     """The zero-padding rule of ``TokenSet.pad_length`` on scores s (..., B) of videos with
-    ``counts`` (B,) valid tokens, torch or numpy."""
+    ``counts`` (B,) valid tokens, torch or numpy; counts of another shape broadcast against s
+    (CSA's per-word maxima (..., B, T) take counts (B, 1))."""
     if pad_length is None:
         return s
     short = counts < pad_length
@@ -88,9 +141,21 @@ def fused_score(per_kind: Mapping, weights: Mapping[str, float]):
     return sum(weights[k] * s for k, s in per_kind.items())
 
 
-def branch_score(q: torch.Tensor, kinds: Mapping[str, TokenSet]) -> torch.Tensor:
-    """One branch's s of raw embeddings: q (Nq, d), kinds of (B, L_k, d) tokens -> (Nq, B)."""
-    per_kind = {k: kind_max(frame_similarity(q, t.emb), t.mask, t.pad_length) for k, t in kinds.items()}
+def kind_score(q: torch.Tensor, t: TokenSet, W: torch.Tensor | None = None) -> torch.Tensor:
+    """One kind's score of raw embeddings: its max over tokens of the query's cosine, or, for a
+    kind scored by words, CSA of the weighted words W (Nq, T, d) -> (Nq, B)."""
+    if t.by_words:
+        if W is None:
+            raise ValueError("a kind scored by words (CSA) needs the query's weighted words")
+        return csa_scores(W, unit(t.emb), t.mask, t.pad_length)
+    return kind_max(frame_similarity(q, t.emb), t.mask, t.pad_length)
+
+
+def branch_score(q: torch.Tensor, kinds: Mapping[str, TokenSet], words: Words | None = None) -> torch.Tensor:
+    """One branch's s of raw embeddings: q (Nq, d), kinds of (B, L_k, d) tokens, and the query's
+    words when a kind is scored by them (CSA) -> (Nq, B)."""
+    W = weighted_words(words) if words is not None else None
+    per_kind = {k: kind_score(q, t, W) for k, t in kinds.items()}
     return fused_score(per_kind, {k: t.weight for k, t in kinds.items()})
 
 
@@ -100,12 +165,18 @@ def branch_mean(per_branch: Mapping):
     return sum(per_branch.values()) / len(per_branch)
 
 
-def retrieval_score(q: Mapping[str, torch.Tensor], V: Mapping, mask: torch.Tensor | None = None) -> torch.Tensor:
+def retrieval_score(
+    q: Mapping[str, torch.Tensor], V: Mapping, mask: torch.Tensor | None = None, words: Mapping | None = None
+) -> torch.Tensor:
     """S (Eq. 13) of raw embeddings, padded form: q[b] (Nq, d) -> (Nq, B). ``V[b]`` is either the
     frames (B, L, d) of the frame encoder with ``mask`` (B, L), or a branch's token kinds
-    ({kind: TokenSet}); the branches are those of ``q``."""
+    ({kind: TokenSet}); the branches are those of ``q``; ``words[b]`` a CSA branch's ``Words``."""
+    words = words or {}
     return branch_mean(
-        {b: branch_score(q[b], V[b] if isinstance(V[b], Mapping) else {"frames": TokenSet(V[b], mask)}) for b in q}
+        {
+            b: branch_score(q[b], V[b] if isinstance(V[b], Mapping) else {"frames": TokenSet(V[b], mask)}, words.get(b))
+            for b in q
+        }
     )
 
 
@@ -140,18 +211,29 @@ def ragged_rows(offsets: np.ndarray, videos: np.ndarray) -> tuple[np.ndarray, np
 
 
 def ragged_scores(
-    frames: Mapping[str, np.ndarray], offsets: np.ndarray, q: Mapping[str, np.ndarray], videos: np.ndarray
+    frames: Mapping[str, np.ndarray],
+    offsets: np.ndarray,
+    q: Mapping[str, np.ndarray],
+    videos: np.ndarray,
+    pad_length: int | None = None,
 ) -> dict[str, np.ndarray]:
     """s (Eq. 3) per branch of ``q`` for ``videos`` (n,), ragged form: frames[b] (N, d) unit rows,
     q[b] (d,) unit -> {b: (n,)}. ``branch_mean`` of the result is S (Eq. 13). The frames may be
-    stored in float16 (a memory map); they are scored in float32."""
+    stored in float16 (a memory map); they are scored in float32. A multi-vector query q[b]
+    (T, d) of weighted words is scored by CSA: per word its max over the video's rows, floored
+    word by word with ``pad_length`` (the frame counts are the segment lengths), summed."""
     rows, seg = ragged_rows(offsets, videos)
     index = torch.from_numpy(rows)
     out = {}
     for b, qb in q.items():
         picked = torch_rows(frames[b]).index_select(0, index).float()  # (n rows, d)
-        column = torch.from_numpy(np.ascontiguousarray(qb, np.float32))[:, None]  # mm: faster than mv here
-        out[b] = ragged_max((picked @ column).numpy()[:, 0], seg)
+        if qb.ndim == 1:
+            column = torch.from_numpy(np.ascontiguousarray(qb, np.float32))[:, None]  # mm: faster than mv here
+            out[b] = ragged_max((picked @ column).numpy()[:, 0], seg)
+            continue
+        words = torch.from_numpy(np.ascontiguousarray(qb, np.float32)).T  # (d, T)
+        per = ragged_max((picked @ words).numpy(), seg)  # (n, T)
+        out[b] = zero_floor(per, np.diff(seg, append=len(rows))[:, None], pad_length).sum(-1)
     return out
 
 

@@ -299,8 +299,12 @@ def query_frames(
             C = {b: enc.kinds[b]["clips"].emb[j].numpy() for b in branches if "clips" in enc.kinds[b]}
             cache[j] = (bounds, V, stats, C)
         bounds, V, stats, C = cache[j]
-        cos = {b: V[b] @ enc.q[b][i].numpy() for b in branches}
-        z = {b: standardise(cos[b], *stats[b]) for b in branches} if bank else None
+        # a branch scored by words (RAL's CSA): the frame signal is the weighted words' sum, as the
+        # index's moments, unstandardised (the bank describes pooled queries)
+        signal = {b: (enc.words[b][i].sum(0) if b in enc.words else enc.q[b][i]).numpy() for b in branches}
+        cos = {b: V[b] @ signal[b] for b in branches}
+        z = {b: standardise(cos[b], *(stats[b] if b not in enc.words else (None, None))) for b in branches}
+        z = z if bank else None
         window = None
         if C:  # the best clip (mean over the branches that have clips) picks the moment's frames
             best = int(np.argmax(np.mean([C[b] @ enc.q[b][i].numpy() for b in C], axis=0)))

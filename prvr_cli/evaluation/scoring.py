@@ -3,12 +3,12 @@ chunked over queries and videos so memory stays bounded (TVR val: 10,895 x 2,179
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from prvr_cli.core.score import TokenSet, cosines, fused_score, kind_max
+from prvr_cli.core.score import TokenSet, cosines, csa_scores, fused_score, kind_max
 from prvr_cli.data.loaders import eval_loaders
 from prvr_cli.data.splits import SplitData
 from prvr_cli.data.truth import GroundTruth
@@ -25,6 +25,8 @@ class EncodedSplit:
     q: dict[str, torch.Tensor]
     kinds: dict[str, dict[str, TokenSet]]
     mask: torch.Tensor
+    # the weighted words (Nq, T, d) of the branches whose frames are scored by words (RAL's CSA)
+    words: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def V(self) -> dict[str, torch.Tensor]:
@@ -58,30 +60,38 @@ def encode_split(
                 width = t.emb.shape[1]
                 kinds[b][k].emb[idx, :width] = t.emb.cpu()
                 kinds[b][k].mask[idx, :width] = t.mask.float().cpu()
-    encode_query_batches(model, queries, q, device, branches)
-    return EncodedSplit(q, kinds, mask)
+    by_words = [b for b in branches if any(t.by_words for t in kinds[b].values())]
+    words = {b: torch.zeros(data.num_queries, data.max_desc_l, d) for b in by_words}
+    encode_query_batches(model, queries, q, device, branches, words)
+    return EncodedSplit(q, kinds, mask, words)
 
 
 @torch.no_grad()
 def score_matrix(enc: EncodedSplit, branches=None, device="cpu", q_chunk: int = 2048, v_chunk: int = 256) -> np.ndarray:
     """(Nq, Nv) S (Eq. 13): mean over ``branches`` (default: all encoded) of each branch's fused
-    score (``core/score.py``; the max over valid frames for the frame encoder). Peak extra memory
-    is one (q_chunk, v_chunk, L) block."""
+    score (``core/score.py``; the max over valid frames for the frame encoder, CSA for a kind
+    scored by words). Peak extra memory is one (q_chunk, v_chunk, L) block; CSA's (q, v, T, L)
+    blocks take fewer queries at a time to stay within the same size."""
     branches = tuple(branches or enc.kinds)
     nq, nv = enc.q[branches[0]].shape[0], enc.mask.shape[0]
     out = np.zeros((nq, nv), dtype=np.float32)
     for b in branches:
-        Q, kinds = enc.q[b], enc.kinds[b]
+        Q, kinds, W = enc.q[b], enc.kinds[b], enc.words.get(b)
         weights = {k: t.weight for k, t in kinds.items()}
+        step = q_chunk if W is None else max(1, q_chunk // W.shape[1])
         for v0 in range(0, nv, v_chunk):
             chunk = {
                 k: (t.emb[v0 : v0 + v_chunk].to(device), t.mask[v0 : v0 + v_chunk].to(device)) for k, t in kinds.items()
             }
-            for q0 in range(0, nq, q_chunk):
-                Qc = Q[q0 : q0 + q_chunk].to(device)
-                per_kind = {k: kind_max(cosines(Qc, T), m, kinds[k].pad_length) for k, (T, m) in chunk.items()}
+            for q0 in range(0, nq, step):
+                Qc = Q[q0 : q0 + step].to(device)
+                Wc = None if W is None else W[q0 : q0 + step].to(device)
+                per_kind = {}
+                for k, (T, m) in chunk.items():
+                    pad = kinds[k].pad_length
+                    per_kind[k] = csa_scores(Wc, T, m, pad) if kinds[k].by_words else kind_max(cosines(Qc, T), m, pad)
                 s = fused_score(per_kind, weights)
-                out[q0 : q0 + q_chunk, v0 : v0 + v_chunk] += s.cpu().numpy() / len(branches)
+                out[q0 : q0 + step, v0 : v0 + v_chunk] += s.cpu().numpy() / len(branches)
     return out
 
 

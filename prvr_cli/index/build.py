@@ -205,7 +205,7 @@ def model_tables(model) -> tuple[dict[str, dict], int | None]:
                 "kind": kind,
                 "weight": tok.weight / len(model.names),
                 "pad_length": tok.pad_length,
-            }
+            } | ({"query": "words"} if tok.by_words else {})
             clips = tok.emb.shape[1] if kind == "clips" else clips
     if any(b not in specs for b in model.names):
         raise PrvrError("an index needs the frame tokens of every branch (its moments come from them)")

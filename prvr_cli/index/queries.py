@@ -27,6 +27,7 @@ import torch
 from prvr_cli.config import MomentConfig
 from prvr_cli.core.moments import QueryBank
 from prvr_cli.core.provenance import file_sha256
+from prvr_cli.core.score import weighted_words
 from prvr_cli.data.hdf5 import HDF5Features
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.loaders import pad_sequences
@@ -40,7 +41,8 @@ from prvr_cli.nets.checkpoint import model_from_checkpoint
 @dataclass
 class Encoded:
     """q[b] (G, d) unit embeddings of the items at ``rows`` (G,) of a batch, in order, and why
-    each other item could not be encoded ({item: one line})."""
+    each other item could not be encoded ({item: one line}). A branch scored by words (RAL's
+    CSA) adds q[f"{b}.words"] (G, T, d), its weighted words (``core/score.weighted_words``)."""
 
     rows: list[int]
     q: dict[str, np.ndarray]
@@ -87,7 +89,8 @@ def each(encode: Callable[[list], list], items: list) -> tuple[list, list[int], 
 
 def finite_rows(q: dict[str, np.ndarray], rows: list[int], problems: dict[int, str], why: str) -> Encoded:
     """Set aside the items whose embedding (a row of q[b] (G, d), item ``rows[g]``) is not finite."""
-    ok = np.all([np.isfinite(v).all(axis=1) for v in q.values()], axis=0) if rows else np.zeros(0, bool)
+    finite = [np.isfinite(v.reshape(len(v), -1)).all(axis=1) for v in q.values()]  # words (G, T, d) too
+    ok = np.all(finite, axis=0) if rows else np.zeros(0, bool)
     problems = problems | {r: why for r, good in zip(rows, ok) if not good}
     return Encoded([r for r, good in zip(rows, ok) if good], {b: v[ok] for b, v in q.items()}, problems)
 
@@ -117,6 +120,10 @@ class TrainedQueries:
         x, mask = pad_sequences([prepare_query(t, self.cfg.data.max_desc_l) for t in tokens])
         x, mask = x.to(self.device), mask.to(self.device)
         q = {b: self.model.encode_text(x, mask, b, normalize=True).cpu().numpy() for b in self.model.names}
+        for b in self.model.names:  # a branch scored by words (RAL's CSA) also gives its weighted words
+            words = self.model.encode_words(x, mask, b)
+            if words is not None:
+                q[f"{b}.words"] = weighted_words(words).cpu().numpy()  # (G, T, d)
         return finite_rows(q, rows, problems, "a query embedding holds NaN or Inf; its token features are not finite")
 
     def texts(self, texts: list[str]) -> Encoded:

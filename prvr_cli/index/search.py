@@ -3,7 +3,9 @@ max_k q_phi . v_phi_k) / 2 over the frames of each video (a zero-shot index has 
 ``clip``, and s(q, V) = max_k q . v_k). An encoder that scores several token kinds (gmm2: clips
 and frames) has a table per branch and kind, and s is the weighted sum of the tables' maxima
 (``FrameStore.combine``); every bound below is the same weighted sum of the tables' bounds.
-Queries arrive keyed by table (``FrameStore.table_queries``).
+Queries arrive keyed by table (``FrameStore.table_queries``). A table scored by words (RAL's CSA)
+takes the branch's weighted words (T, d) (a batch (B, T, d)): per word the max over the rows,
+floored word by word, summed; its bound is the same sum of each word's bound times its weight.
 
 Three engines over the same frame store (``engines.py`` names them):
 - ``bounds`` (default for flat indexes): per-block upper bounds (see ``store.py``) rank videos by
@@ -32,7 +34,7 @@ from prvr_cli.config import MomentConfig
 from prvr_cli.core.moments import QueryBank, frame_signal, locate, locate_in, standardise
 from prvr_cli.core.score import float32_rows, ragged_max, ragged_scores, segment_max, torch_rows, zero_floor
 from prvr_cli.core.tokens import clip_spans
-from prvr_cli.index.store import FrameStore, cap_bound, uniform_frames
+from prvr_cli.index.store import FrameStore, by_words, cap_bound, uniform_frames
 
 
 @dataclass
@@ -71,7 +73,8 @@ def exact_scores(store: FrameStore, q: dict[str, np.ndarray], videos: np.ndarray
     ``store.combine(..., videos)`` of it is S."""
     out = {}
     for t in store.branches:
-        out |= ragged_scores({t: store.frames[t]}, store.rows(t), {t: q[t]}, videos)
+        pad = store.specs[t]["pad_length"] if by_words(store.specs[t]) else None  # CSA floors word by word
+        out |= ragged_scores({t: store.frames[t]}, store.rows(t), {t: q[t]}, videos, pad)
     return out
 
 
@@ -90,8 +93,8 @@ def _top(videos: list[np.ndarray], scores: list[np.ndarray], k: int) -> tuple[np
 def video_upper_bounds(store: FrameStore, q: dict[str, np.ndarray]) -> np.ndarray:
     """Upper bound of s(q, V_j) for every video, from block caps (see store.py).
     q[b] (d,) -> (Nv,), or a batch q[b] (B, d) -> (Nv, B)."""
-    one = next(iter(q.values())).ndim == 1
-    ub = block_scan(store, {b: np.atleast_2d(x) for b, x in q.items()})[1].numpy()
+    one = all(x.ndim == (2 if by_words(store.specs[t]) else 1) for t, x in q.items())
+    ub = block_scan(store, {t: x[None] for t, x in q.items()} if one else q)[1].numpy()
     return ub[:, 0] if one else ub
 
 
@@ -100,7 +103,8 @@ def table_scan(store: FrameStore, Q: dict[str, np.ndarray]) -> dict[str, tuple[t
     cosine and the best of its blocks' cap bounds (an upper bound of the table's max), per table
     -> {t: ((Nv, B), (Nv, B))}."""
     return {
-        t: segment_scan(store.direction[t], store.block_offsets[t], Q[t], caps=store.min_cos[t]) for t in store.branches
+        t: scan_table(store, t, store.direction[t], store.block_offsets[t], Q[t], caps=store.min_cos[t])
+        for t in store.branches
     }
 
 
@@ -113,7 +117,9 @@ def block_scan(store: FrameStore, Q: dict[str, np.ndarray]) -> tuple[torch.Tenso
 def best_blocks(store: FrameStore, Q: dict[str, np.ndarray]) -> torch.Tensor:
     """Every video's best block cosine, mean over the branches: an estimate of S that reads the
     block table only. Q[b] (B, d) unit -> (Nv, B)."""
-    return store.combine({b: segment_scan(store.direction[b], store.block_offsets[b], Q[b]) for b in store.branches})
+    return store.combine(
+        {b: scan_table(store, b, store.direction[b], store.block_offsets[b], Q[b]) for b in store.branches}
+    )
 
 
 def score_pairs(
@@ -139,7 +145,12 @@ def frame_pairs(store: FrameStore, Q: dict[str, np.ndarray], tables: list[str], 
         v = int(pv[group[0]])
         for t, r in rows.items():
             s0, s1 = int(r[v]), int(r[v + 1])
-            per[t][group] = (float32_rows(store.frames[t][s0:s1]) @ Q[t][pq[group]].T).max(0)
+            x, Qg = float32_rows(store.frames[t][s0:s1]), Q[t][pq[group]]
+            if Qg.ndim == 2:
+                per[t][group] = (x @ Qg.T).max(0)
+            else:  # weighted words (G, T, d): CSA
+                per_word = np.einsum("ld,gtd->gtl", x, Qg).max(-1)  # (G, T)
+                per[t][group] = zero_floor(per_word, np.int64(s1 - s0), store.specs[t]["pad_length"]).sum(-1)
     return per
 
 
@@ -238,7 +249,32 @@ def refine(store: FrameStore, Q: dict, table_ub: dict, kth: np.ndarray, pq: np.n
 
 def scan_scores(store: FrameStore, Q: dict[str, np.ndarray]) -> np.ndarray:
     """S (Eq. 13) of every video for queries Q[b] (B, d), reading the frames once, in order -> (Nv, B)."""
-    return store.combine({b: segment_scan(store.frames[b], store.rows(b), Q[b]) for b in store.branches}).numpy()
+    per = {b: scan_table(store, b, store.frames[b], store.rows(b), Q[b]) for b in store.branches}
+    return store.combine(per).numpy()
+
+
+def scan_table(store: FrameStore, t: str, table: np.ndarray, offsets: np.ndarray, Q: np.ndarray, caps=None):
+    """``segment_scan`` of one table for its queries: vectors Q (B, d), or, for a table scored by
+    words (CSA), weighted words Q (B, T, d), scanned as B T vectors. With ``caps`` the words'
+    unit directions are scanned and each word's max and cap bound scaled by its weight (a bound
+    still, the weights being >= 0). Per word the zero-padding floor, then the sum over the words
+    -> (n, B) (and the bound (n, B) with ``caps``); the segments are the videos."""
+    if Q.ndim == 2:
+        return segment_scan(table, offsets, Q, caps=caps)
+    B, T, d = Q.shape
+    if caps is None:
+        parts, w = (segment_scan(table, offsets, Q.reshape(B * T, d)),), None
+    else:
+        w = np.linalg.norm(Q, axis=-1)  # (B, T) the words' weights
+        U = np.divide(Q, w[..., None], out=np.zeros_like(Q), where=w[..., None] > 0)
+        parts = segment_scan(table, offsets, U.reshape(B * T, d), caps=caps)
+    counts = torch.from_numpy(store.frame_counts)[:, None, None]  # (n, 1, 1): the videos' frames
+    pad = store.specs[t]["pad_length"]
+    out = []
+    for x in parts:
+        x = x.reshape(-1, B, T) if w is None else x.reshape(-1, B, T) * torch.from_numpy(w.astype(np.float32))[None]
+        out.append(zero_floor(x, counts, pad).sum(-1))
+    return out[0] if caps is None else tuple(out)
 
 
 def segment_scan(
@@ -335,6 +371,12 @@ def moment(store: FrameStore, q: dict[str, np.ndarray], video: int, rule: Moment
     for t in store.branches:
         r = store.rows(t)
         rows = float32_rows(store.frames[t][int(r[video]) : int(r[video + 1])])
+        if by_words(specs[t]):
+            # CSA: (L, T) word scores; the frame signal is their weighted sum, unstandardised (the
+            # bank describes pooled queries, not words)
+            raw[t] = rows @ q[t].T
+            z[t] = standardise(raw[t].sum(-1), None, None)
+            continue
         raw[t] = rows @ q[t]
         if specs[t]["kind"] == "frames":
             stats = bank.frame_stats(specs[t]["branch"], rows) if bank else (None, None)
@@ -356,7 +398,10 @@ def branch_scores(store: FrameStore, raw: dict[str, np.ndarray], video: int) -> 
     out: dict[str, float] = {}
     frames = int(store.offsets[video + 1] - store.offsets[video])
     for t, f in raw.items():
-        s = float(zero_floor(np.float32(f.max()), np.int64(frames), specs[t]["pad_length"]))
+        if by_words(specs[t]):  # CSA: per word its max, floored word by word, summed
+            s = float(zero_floor(f.max(0), np.int64(frames), specs[t]["pad_length"]).sum())
+        else:
+            s = float(zero_floor(np.float32(f.max()), np.int64(frames), specs[t]["pad_length"]))
         out[specs[t]["branch"]] = out.get(specs[t]["branch"], 0.0) + specs[t]["weight"] * n_branches * s
     return out
 

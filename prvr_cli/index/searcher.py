@@ -149,8 +149,9 @@ class Searcher:
         return engine
 
     def search(self, q: dict[str, np.ndarray], k: int = 10, engine: str = "auto") -> list[list[Hit]]:
-        """q[b] (B, d) unit -> per query the top-k hits with moments, found by the named engine
-        (see ``prvr_cli.index.engines``; ``auto`` picks one from the index's factory)."""
+        """q[b] (B, d) unit (and q[f"{b}.words"] (B, T, d) for a branch scored by words) -> per
+        query the top-k hits with moments, found by the named engine (see
+        ``prvr_cli.index.engines``; ``auto`` picks one from the index's factory)."""
         check_k(k)
         engine = self._engine(engine)
         q = self.store.table_queries(q)  # each table of a branch scores that branch's query

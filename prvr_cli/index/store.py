@@ -39,8 +39,11 @@ every load, its hash by ``--verify``; search also checks it against ``checkpoint
 
 The score of a video is S = sum over tables t of w_t max_{rows of t} q_b(t) . v (``combine``):
 index.json's ``tables`` gives each table its branch, kind, weight (kind weight / branches) and
-zero-padding length (``core/score.TokenSet``). An index without ``tables`` has one frame table
-per branch, each of weight 1 / branches: S is then Eq. 13's branch mean.
+zero-padding length (``core/score.TokenSet``), and ``"query": "words"`` for a table scored by the
+query's weighted words (RAL's CSA: per word the max over the rows, floored word by word, summed;
+its bound is the same sum of the words' cap bounds, each scaled by its weight >= 0). An index
+without ``tables`` has one frame table per branch, each of weight 1 / branches: S is then Eq. 13's
+branch mean.
 
 Upper bound used by exact search (a spherical cap): each block of consecutive unit frames is
 summarised by its mean direction u and the smallest cosine m = min_k v_k . u, so every frame lies
@@ -147,9 +150,15 @@ def table_specs(meta: dict) -> dict[str, dict]:
 
 def uniform_frames(specs: dict[str, dict]) -> bool:
     """One frame table per branch, equal weights, no padding rule: S is the plain branch mean."""
-    return all(s["kind"] == "frames" and s["pad_length"] is None for s in specs.values()) and (
+    return all(s["kind"] == "frames" and s["pad_length"] is None and not by_words(s) for s in specs.values()) and (
         len({s["weight"] for s in specs.values()}) == 1
     )
+
+
+def by_words(spec: dict) -> bool:
+    """Whether a table is scored by the query's weighted words (RAL's CSA, ``core/score.py``): its
+    query is then (T, d), or (B, T, d) for a batch, keyed ``<branch>.words``."""
+    return spec.get("query") == "words"
 
 
 @dataclass
@@ -184,8 +193,9 @@ class FrameStore:
         return np.arange(self.num_videos + 1, dtype=np.int64) * k
 
     def table_queries(self, q: dict) -> dict:
-        """q[branch] -> q[table] (the same arrays): every table of a branch scores its query."""
-        return {t: q[s["branch"]] for t, s in self.specs.items()}
+        """q[branch] -> q[table] (the same arrays): every table of a branch scores its query, a
+        table scored by words (CSA) the branch's weighted words q[f"{branch}.words"]."""
+        return {t: q[s["branch"] + ".words"] if by_words(s) else q[s["branch"]] for t, s in self.specs.items()}
 
     def combine(self, per_table: dict, videos: np.ndarray | None = None):
         """S = sum_t w_t x_t of per-table maxima (arrays or tensors (n,) or (n, B)) of ``videos``

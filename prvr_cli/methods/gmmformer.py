@@ -108,20 +108,27 @@ def gmmformer_loss(embeddings: dict, labels: torch.Tensor, cfg: LossConfig, epoc
     for name, e in embeddings.items():
         fine = next(k for k in e.kinds if k != "clips")
         scores = scale_scores(e.q, e.kinds)
-        (s_c, r_c), (s_f, r_f) = scores["clips"], scores[fine]
-        t = {
-            "clip_nce": clip_nce(r_c, labels),
-            "clip_trip": triplet(s_c, labels, cfg.margin, hard, cfg.gmm_hard_pool),
-            "frame_nce": clip_nce(r_f, labels),
-            "frame_trip": triplet(s_f, labels, cfg.margin, hard, cfg.gmm_hard_pool),
-            "qdl": query_diversity(e.q, labels, cfg.gmm_qdl_margin, cfg.gmm_qdl_alpha, cfg.gmm_qdl_focal),
-        }
-        loss = cfg.gmm_clip_nce * t["clip_nce"] + t["clip_trip"] + cfg.gmm_frame_nce * t["frame_nce"]
-        loss = loss + t["frame_trip"] + cfg.gmm_qdl * t["qdl"]
-        if cfg.gmm_ot:
-            t["ot"] = clip_query_matching(e.q, e.kinds["clips"].emb, labels)
-            loss = loss + cfg.gmm_ot * t["ot"]
+        loss, t = gmm_terms(e, scores["clips"], scores[fine], labels, cfg, hard)
         t["loss"] = loss
         total = total + loss
         terms |= {f"{name}/{k}": v for k, v in t.items()}
     return total, terms, {}
+
+
+def gmm_terms(e, clip_scores, frame_scores, labels: torch.Tensor, cfg: LossConfig, hard: bool):
+    """One branch's weighted sum of the terms above, from its (normalised, raw) clip-scale and
+    frame-scale score pairs, each (Nq, B). Returns (loss, {term: value})."""
+    (s_c, r_c), (s_f, r_f) = clip_scores, frame_scores
+    t = {
+        "clip_nce": clip_nce(r_c, labels),
+        "clip_trip": triplet(s_c, labels, cfg.margin, hard, cfg.gmm_hard_pool),
+        "frame_nce": clip_nce(r_f, labels),
+        "frame_trip": triplet(s_f, labels, cfg.margin, hard, cfg.gmm_hard_pool),
+        "qdl": query_diversity(e.q, labels, cfg.gmm_qdl_margin, cfg.gmm_qdl_alpha, cfg.gmm_qdl_focal),
+    }
+    loss = cfg.gmm_clip_nce * t["clip_nce"] + t["clip_trip"] + cfg.gmm_frame_nce * t["frame_nce"]
+    loss = loss + t["frame_trip"] + cfg.gmm_qdl * t["qdl"]
+    if cfg.gmm_ot:
+        t["ot"] = clip_query_matching(e.q, e.kinds["clips"].emb, labels)
+        loss = loss + cfg.gmm_ot * t["ot"]
+    return loss, t

@@ -10,18 +10,24 @@ import torch
 
 from prvr_cli.config import Config
 from prvr_cli.core.moments import QueryBank
+from prvr_cli.core.score import weighted_words
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.loaders import eval_loaders
 from prvr_cli.data.splits import SplitData, run_split
 from prvr_cli.errors import PrvrError
 
 
-def encode_query_batches(model, loader, q: dict[str, torch.Tensor], device, branches) -> None:
-    """Fill q[b] (Nq, d) with the unit embeddings of the query batches of ``loader``."""
+def encode_query_batches(model, loader, q: dict[str, torch.Tensor], device, branches, words=None) -> None:
+    """Fill q[b] (Nq, d) with the unit embeddings of the query batches of ``loader``; with
+    ``words`` ({b: (Nq, T_max, d)} zeros, for the branches that score by words), also their
+    weighted words (``core/score.weighted_words``), zero rows past each query's words."""
     for batch in loader:
         x, m, idx = batch["feats"].to(device), batch["mask"].to(device), batch["index"]
         for b in branches:
             q[b][idx] = model.encode_text(x, m, b, normalize=True).cpu()
+            if words is not None and b in words:
+                w = weighted_words(model.encode_words(x, m, b)).cpu()
+                words[b][idx, : w.shape[1]] = w
 
 
 @torch.no_grad()

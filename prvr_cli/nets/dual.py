@@ -12,7 +12,7 @@ from torch import nn
 
 from prvr_cli.config import Config, ModelConfig, load_preset
 from prvr_cli.core.branches import BRANCHES
-from prvr_cli.core.score import TokenSet, unit
+from prvr_cli.core.score import TokenSet, Words, unit
 from prvr_cli.nets.encoders import make_branch
 
 
@@ -29,6 +29,9 @@ class Embeddings:
 
     q: torch.Tensor | None
     kinds: dict[str, TokenSet] | None = None
+    words: Words | None = None  # CSA's words of the queries (``model.csa``)
+    # RAL's Gaussians (``model.gaussian``, training): {"video" | "text": (mu, logvar)}, each (B, d)
+    gauss: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @property
     def V(self) -> torch.Tensor | None:
@@ -42,10 +45,13 @@ class Embeddings:
         """The same embeddings with ``q_fn`` applied to q and each kind replaced by
         ``kind_fn(name, TokenSet) -> TokenSet``."""
         kinds = None if self.kinds is None else {k: kind_fn(k, t) for k, t in self.kinds.items()}
-        return Embeddings(None if self.q is None else q_fn(self.q), kinds)
+        return Embeddings(None if self.q is None else q_fn(self.q), kinds, self.words, self.gauss)
 
     def float(self) -> Embeddings:
-        return self.map(lambda q: q.float(), lambda k, t: replace(t, emb=t.emb.float()))
+        e = self.map(lambda q: q.float(), lambda k, t: replace(t, emb=t.emb.float()))
+        words = None if self.words is None else self.words.float()
+        gauss = None if self.gauss is None else {k: (m.float(), v.float()) for k, (m, v) in self.gauss.items()}
+        return replace(e, words=words, gauss=gauss)
 
 
 class DualBranch(nn.Module):
@@ -66,6 +72,11 @@ class DualBranch(nn.Module):
         q = self.branches[branch].text(tokens, mask)
         return unit(q) if normalize else q
 
+    def encode_words(self, tokens, mask, branch: str) -> Words | None:
+        """CSA's words of one branch (``Words``), or None for a branch without them."""
+        words = getattr(self.branches[branch], "words", None)
+        return words(tokens, mask) if words is not None else None
+
     def encode_tokens(self, frames, mask, branch: str, normalize: bool = False) -> dict[str, TokenSet]:
         """(B, L, D_v), mask (B, L) -> one branch's token kinds; with ``normalize`` unit float32
         tokens, and invalid ones (mask 0) exactly zero."""
@@ -80,13 +91,30 @@ class DualBranch(nn.Module):
         kinds = self.encode_tokens(frames, mask, branch, normalize)
         return kinds[finest_kind(kinds)].emb
 
-    def forward(self, text=None, text_mask=None, video=None, video_mask=None) -> dict[str, Embeddings]:
-        """Embeddings of every branch: {"theta": Embeddings, "phi": Embeddings}."""
+    def forward(
+        self, text=None, text_mask=None, video=None, video_mask=None, text_labels=None
+    ) -> dict[str, Embeddings]:
+        """Embeddings of every branch: {"theta": Embeddings, "phi": Embeddings}. With
+        ``text_labels`` (Nq,) (each query's video in the batch), a branch with RAL's Gaussian
+        heads also gives the Gaussians of the batch's videos and support sets."""
         out = {}
         for name in self.names:
             q = self.encode_text(text, text_mask, name) if text is not None else None
             kinds = self.encode_tokens(video, video_mask, name) if video is not None else None
-            out[name] = Embeddings(q, kinds)
+            words = self.encode_words(text, text_mask, name) if text is not None else None
+            gauss = None
+            branch = self.branches[name]
+            if (
+                hasattr(branch, "gaussians")
+                and self.cfg.gaussian
+                and text is not None
+                and text_labels is not None
+                and kinds is not None
+            ):
+                # the support sets are CSA's word tokens, else the text encoder's tokens before pooling
+                tokens = words.emb if words is not None else branch.text.tokens(text, text_mask)
+                gauss = branch.gaussians(tokens, text_mask, text_labels, kinds["frames"])
+            out[name] = Embeddings(q, kinds, words, gauss)
         return out
 
 

@@ -8,7 +8,9 @@ score reads ({kind: TokenSet}, ``core/score.py``).
 - ``gmm`` (GMMFormer): 32 clip tokens (averaged runs of frames) through two Gaussian blocks, and
   the frames through two more, attention-pooled to one video vector. Kinds: clips (0.7), video (0.3).
 - ``gmm2`` (GMMFormer v2): one mixed Gaussian block per scale over 32 clips and the frames
-  padded to max_ctx_l. Kinds: clips (0.7), frames (0.3).
+  padded to max_ctx_l. Kinds: clips (0.7), frames (0.3). With RAL's ``model.csa`` the frames are
+  scored by the query's weighted words (``words``), and ``model.gaussian`` adds its Gaussian
+  heads (``gaussians``; ``nets/ral.py``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from torch import nn
 
 from prvr_cli.config import ModelConfig
 from prvr_cli.core.registry import Registry
-from prvr_cli.core.score import TokenSet, valid_frames
+from prvr_cli.core.score import TokenSet, Words, valid_frames
 from prvr_cli.errors import PrvrError
 from prvr_cli.nets.gmm import AttentionV1, AttentionV2, GaussianBlock, MixedGaussianBlock, clip_average
+from prvr_cli.nets.ral import GaussianHead, WordHead, frame_sets, support_sets, words_of
 
 
 class InputProjection(nn.Module):
@@ -180,8 +183,12 @@ class GMMTextEncoder(nn.Module):
         self.layer = layer
         self.pool = AttentionPooling(cfg.hidden)
 
+    def tokens(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The encoded tokens before pooling: (Nq, T, D_q) -> (Nq, T, d)."""
+        return self.layer(self.pos(self.proj(tokens)), mask)
+
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.layer(self.pos(self.proj(tokens)), mask), mask)
+        return self.pool(self.tokens(tokens, mask), mask)
 
 
 def _lengths(mask: torch.Tensor) -> torch.Tensor:
@@ -238,8 +245,31 @@ class GMM2Branch(nn.Module):
         self.frame_proj = InputProjection(cfg.visual_dim, d, cfg.input_dropout)
         self.frame_pos = LearnedPositions(cfg.max_ctx_l, d, cfg.input_dropout)
         self.frame_block = MixedGaussianBlock(d, h, p, cfg.max_ctx_l, t, recompute=cfg.recompute)
+        if cfg.csa:  # RAL's words: a word encoder of their own over the text side's positions
+            self.word_proj = InputProjection(cfg.text_dim, d, cfg.input_dropout)
+            self.word_layer = AttentionV2(d, h, p)
+            self.word_head = WordHead(d)
+        if cfg.gaussian:
+            self.video_gauss, self.text_gauss = GaussianHead(d), GaussianHead(d)
         self.apply(init_weights)
         self.mix_token = nn.Parameter(torch.randn(1, 1, d))
+
+    def words(self, tokens: torch.Tensor, mask: torch.Tensor) -> Words | None:
+        """CSA's words of the queries (``model.csa``; else None): (Nq, T, D_q), mask (Nq, T) -> ``Words``."""
+        if not self.cfg.csa:
+            return None
+        encoded = self.word_layer(self.text.pos(self.word_proj(tokens)), mask)  # (Nq, T, d)
+        return words_of(encoded, mask, self.word_head)
+
+    def gaussians(self, set_tokens, set_mask, labels, frames: TokenSet) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """RAL's Gaussians (``model.gaussian``): {"video": (mu, logvar), "text": (mu, logvar)}, each
+        (B, d), the text one of each video's support set (the word tokens (Nq, T, d) of its queries;
+        ``labels`` (Nq,) their videos); the video one of its frame-scale tokens."""
+        B = frames.emb.shape[0]
+        flat, sel, pooled = support_sets(set_tokens, set_mask, labels, B)
+        text = self.text_gauss(pooled, flat, sel)
+        flat, sel, pooled = frame_sets(frames.emb, frames.mask)
+        return {"video": self.video_gauss(pooled, flat, sel), "text": text}
 
     def video_tokens(self, frames: torch.Tensor, mask: torch.Tensor) -> dict[str, TokenSet]:
         """frames (B, L, D_v), mask (B, L), L <= max_ctx_l -> {"clips": (B, K, d), "frames": (B, L, d)}."""
@@ -256,7 +286,8 @@ class GMM2Branch(nn.Module):
         f = f * mask[..., None].to(f.dtype)  # padded frames are zero vectors, as the official code
         w = self.cfg.clip_weight
         pad = n if self.cfg.frame_padding == "zero" else None
-        return {"clips": TokenSet(c, mask.new_ones(B, self.cfg.clips), w), "frames": TokenSet(f, mask, 1 - w, pad)}
+        frames_kind = TokenSet(f, mask, 1 - w, pad, by_words=self.cfg.csa)
+        return {"clips": TokenSet(c, mask.new_ones(B, self.cfg.clips), w), "frames": frames_kind}
 
 
 ENCODERS: Registry[type[nn.Module]] = Registry(

@@ -190,6 +190,8 @@ def gather_batch(emb: dict[str, Embeddings], batch: dict, world: World) -> tuple
     video_index, query_index (on the CPU). Frames are padded to the longest share's L: padding is
     masked out everywhere downstream, so the scores are those of the single-process batch.
     """
+    if any(e.words is not None or e.gauss is not None for e in emb.values()):
+        raise PrvrError("RAL's words and Gaussians are not gathered across processes yet: train --method ral on one")
     mask, labels = batch["video_mask"], batch["text_labels"]
     nq, b = (0, 0) if batch.get("ghost") else (labels.shape[0], mask.shape[0])
     L = mask.shape[1] if b else 0

@@ -100,7 +100,11 @@ def train_epoch(
         share_batch = _to(share_batch, device)
         with autocast(device, cfg.train.amp):
             share_emb = model(
-                share_batch["text"], share_batch["text_mask"], share_batch["video"], share_batch["video_mask"]
+                share_batch["text"],
+                share_batch["text_mask"],
+                share_batch["video"],
+                share_batch["video_mask"],
+                share_batch["text_labels"] if cfg.model.gaussian else None,
             )
         share_emb = {name: e.float() for name, e in share_emb.items()}
         emb, batch = gather_batch(share_emb, share_batch, world) if world.size > 1 else (share_emb, share_batch)
