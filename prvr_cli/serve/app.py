@@ -112,7 +112,7 @@ class Library:
         if not self.has_times:
             return None
         j = self.rows[video]
-        end = float(self.store.times[int(self.store.offsets[j + 1]) - 1, 1])
+        end = float(self.store.video_times(j)[-1, 1])
         return end if math.isfinite(end) else None
 
     def links(self, video: str, at: float | None) -> dict:
