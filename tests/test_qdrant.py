@@ -136,3 +136,144 @@ def test_a_missing_collection_and_an_unreachable_server_are_one_line(tmp_path):
         open_backend(Location("qdrant-local", collection="other", path="qdrant"), tmp_path / "q")
     with pytest.raises(PrvrError, match="cannot reach Qdrant"):
         open_backend(Location("qdrant", url="http://127.0.0.1:9"), None)
+
+
+# --- end to end on the shared tiny run: prvr index, search, serve, eval ----------------------------
+
+
+def _scored(answer_or_rows):
+    return [(h["video"], round(h["score"], 6), h["span_frames"], h["best_frame"]) for h in answer_or_rows]
+
+
+@pytest.fixture(scope="module")
+def indexes(clean, tmp_path_factory):
+    """The tiny run's corpus indexed three ways: the local store, the edge engine, qdrant-client's
+    local mode (through the command, as a user builds them)."""
+    base = tmp_path_factory.mktemp("qix")
+    for name, extra in (("local", ()), ("edge", ("--backend", "qdrant-edge")), ("client", ("--backend", "qdrant-local"))):
+        res = prvr("index", clean / "run", "--out", base / name, *extra)
+        assert res.returncode == 0, res.stderr
+    return base
+
+
+def test_prvr_search_over_qdrant_answers_as_the_local_index(indexes, tmp_path):
+    queries = tmp_path / "q.txt"
+    queries.write_text("red ball\nblue car spins\n")
+    out = {}
+    for name in ("local", "edge", "client"):
+        res = prvr("search", "--queries", queries, "--index", indexes / name, "-k", "7")
+        assert res.returncode == 0, res.stderr
+        out[name] = [_scored(json.loads(line)["results"]) for line in res.stdout.splitlines()]
+        ids = prvr("search", "v000002#enc#1", "--query-id", "--index", indexes / name, "--json", "-k", "60")
+        out[name].append(_scored(json.loads(ids.stdout)["results"]))
+    assert out["edge"] == out["local"] and out["client"] == out["local"]
+    meta = json.loads((indexes / "edge" / "index.json").read_text())
+    assert meta["backend"] == {"kind": "qdrant-edge", "collection": "prvr", "path": "qdrant"}
+    assert not list((indexes / "edge").glob("frames_*")) and meta["plan"]["engine"] == "qdrant"
+    one_line_error(prvr("search", "red ball", "--index", indexes / "edge", "--engine", "bounds"), "live in Qdrant")
+
+
+def test_the_edge_index_scores_every_video_as_prvr_eval_does(clean, tmp_path):
+    """``prvr eval``'s score matrix (the run on its test split) is what the edge index returns for
+    every (query, video) pair of that split."""
+    import torch
+
+    from prvr_cli.data.layout import Layout
+    from prvr_cli.data.splits import load_split
+    from prvr_cli.evaluation.scoring import encode_split, score_matrix
+    from prvr_cli.index.build import build_index
+    from prvr_cli.index.searcher import Searcher
+    from prvr_cli.nets.checkpoint import model_from_checkpoint
+
+    model, _, _ = model_from_checkpoint(clean / "run" / "best.pt")
+    data = load_split(Layout(clean, "synth"), "test")
+    evaluation = score_matrix(encode_split(model, data, torch.device("cpu")))
+    build_index(clean / "run", tmp_path / "ix", videos=data.video_ids, backend=Location("qdrant-edge", path="qdrant"))
+    searcher = Searcher(tmp_path / "ix")
+    hits = searcher.search(searcher.encode_query_ids([c.cap_id for c in data.captions]), k=data.num_videos)
+    column = {v: j for j, v in enumerate(data.video_ids)}
+    index = np.full_like(evaluation, np.nan)
+    for i, row in enumerate(hits):
+        for h in row:
+            index[i, column[h.video]] = h.score
+    np.testing.assert_allclose(index, evaluation, atol=1e-5)
+
+
+def test_prvr_serve_over_the_edge_index_answers_as_over_the_local_one(indexes):
+    pytest.importorskip("fastapi", reason="the serve extra is part of the test set-up")
+    from fastapi.testclient import TestClient
+
+    from prvr_cli.serve.app import create_app
+
+    got = {}
+    for name in ("local", "edge"):
+        c = TestClient(create_app(indexes / name), base_url="http://127.0.0.1", raise_server_exceptions=False)
+        r = c.get("/api/search", params={"q": "red ball", "k": 5})
+        assert r.status_code == 200, r.text
+        got[name] = [(h["video"], h["score"], h["span_frames"]) for h in r.json()["results"]]
+        assert c.get("/api/info").json()["videos"] == 60
+    assert got["edge"] == got["local"]
+
+
+def test_add_to_an_edge_index_gives_the_index_of_one_build(clean, indexes, tmp_path):
+    from prvr_cli.index.build import build_index
+    from prvr_cli.index.searcher import Searcher
+
+    loc = Location("qdrant-edge", path="qdrant")
+    videos = json.loads((indexes / "local" / "videos.json").read_text())
+    build_index(clean / "run", tmp_path / "half", videos=videos[:25], backend=loc)
+    res = prvr("index", clean / "run", "--out", tmp_path / "half", "--backend", "qdrant-edge", "--add")
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "half" / "videos.json").read_text()) == videos
+    want = [_scored(a.results()) for a in Searcher(indexes / "local").query(["red ball", "blue car spins"], 10)]
+    got = [_scored(a.results()) for a in Searcher(tmp_path / "half").query(["red ball", "blue car spins"], 10)]
+    assert got == want
+    # resuming or adding through another backend is refused
+    one_line_error(prvr("index", clean / "run", "--out", tmp_path / "half", "--add"), "live in qdrant-edge")
+
+
+def test_wrong_places_are_one_line(clean, indexes, tmp_path):
+    one_line_error(
+        prvr("index", clean / "run", "--out", tmp_path / "x", "--backend", "qdrant", "--url", "http://127.0.0.1:9"),
+        "http://127.0.0.1:9",
+        "cannot reach Qdrant",
+    )
+    one_line_error(prvr("index", clean / "run", "--out", tmp_path / "x", "--backend", "qdrant"), "--url")
+    one_line_error(prvr("index", clean / "run", "--out", tmp_path / "x", "--url", "http://h:6333"), "--url")
+    moved = tmp_path / "moved"
+    shutil.copytree(indexes / "client", moved)
+    meta = json.loads((moved / "index.json").read_text())
+    meta["backend"]["collection"] = "nope"
+    (moved / "index.json").write_text(json.dumps(meta))
+    moved_hashes = json.loads((moved / "index.json").read_text())  # index.json is not among its own hashes
+    assert "index.json" not in moved_hashes.get("file_hashes", {})
+    one_line_error(prvr("search", "red ball", "--index", moved), "'nope'", "no such collection")
+
+
+def test_a_second_job_on_the_index_folder_is_refused(clean, tmp_path):
+    import os
+
+    from prvr_cli.lock import folder_lock
+
+    with folder_lock(tmp_path / "ix"):
+        res = prvr("index", clean / "run", "--out", tmp_path / "ix", "--backend", "qdrant-edge", process=True)
+    one_line_error(res, f"pid {os.getpid()}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_build_killed_mid_upload_resumes_to_a_complete_index(clean, indexes, tmp_path, kind):
+    ix = tmp_path / "ix"
+    args = ("index", clean / "run", "--out", ix, "--backend", kind)
+    res = prvr(*args, env={"PRVR_FAULT": "kill@qdrant:upsert#2"})  # 32 of 60 videos uploaded, none committed
+    assert res.returncode == -9, res.stderr
+    assert not (ix / "index.json").is_file() or not json.loads((ix / "index.json").read_text()).get("complete")
+    res = prvr(*args)
+    assert res.returncode == 0, res.stderr
+    from prvr_cli.index.searcher import Searcher
+
+    searcher = Searcher(ix)
+    assert searcher.store.backend.count(10**9) == 60 == searcher.store.num_videos  # no point twice, none missing
+    want = [_scored(a.results()) for a in Searcher(indexes / "local").query(["red ball"], 60)]
+    assert [_scored(a.results()) for a in searcher.query(["red ball"], 60)] == want
+    searcher.store.close()  # local mode: one client per folder
