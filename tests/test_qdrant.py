@@ -5,7 +5,6 @@ wrong place is one line."""
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,7 +149,11 @@ def indexes(clean, tmp_path_factory):
     """The tiny run's corpus indexed three ways: the local store, the edge engine, qdrant-client's
     local mode (through the command, as a user builds them)."""
     base = tmp_path_factory.mktemp("qix")
-    for name, extra in (("local", ()), ("edge", ("--backend", "qdrant-edge")), ("client", ("--backend", "qdrant-local"))):
+    for name, extra in (
+        ("local", ()),
+        ("edge", ("--backend", "qdrant-edge")),
+        ("client", ("--backend", "qdrant-local")),
+    ):
         res = prvr("index", clean / "run", "--out", base / name, *extra)
         assert res.returncode == 0, res.stderr
     return base
@@ -277,3 +280,49 @@ def test_a_build_killed_mid_upload_resumes_to_a_complete_index(clean, indexes, t
     want = [_scored(a.results()) for a in Searcher(indexes / "local").query(["red ball"], 60)]
     assert [_scored(a.results()) for a in searcher.query(["red ball"], 60)] == want
     searcher.store.close()  # local mode: one client per folder
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_serve_with_two_workers_answers_over_both_backends(indexes):
+    """``prvr serve --workers 2``: two worker processes, over the local store and the edge index
+    (its shard opened by both), answering as one process does."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    answers = {}
+    for name in ("local", "edge"):
+        port = _free_port()
+        cmd = [sys.executable, "-m", "prvr_cli", "serve", str(indexes / name), "--port", str(port), "--workers", "2"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline, body = time.monotonic() + 120, None
+            while body is None and time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    url = f"http://127.0.0.1:{port}/api/search?q=red+ball&k=5"
+                    body = json.loads(urllib.request.urlopen(url, timeout=10).read())
+                except OSError:
+                    time.sleep(0.3)
+            assert body is not None, proc.stdout.read() if proc.poll() is not None else "no answer"
+            answers[name] = [(h["video"], h["score"]) for h in body["results"]]
+            children = subprocess.run(["ps", "--ppid", str(proc.pid), "-o", "cmd="], capture_output=True, text=True)
+            assert sum("multiprocessing" in line for line in children.stdout.splitlines()) >= 2, children.stdout
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    assert answers["edge"] == answers["local"]
+    os.environ.pop("PRVR_SERVE_APP", None)
+
+
+def test_serve_workers_refuse_the_clients_local_mode_in_one_line(indexes):
+    one_line_error(prvr("serve", indexes / "client", "--port", str(_free_port()), "--workers", "2"), "--workers 1")

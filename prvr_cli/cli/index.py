@@ -48,7 +48,9 @@ def index(
         "docs/indexing.md: Qdrant",
     ),
     url: str = typer.Option(None, "--url", help="--backend qdrant: the server, e.g. http://localhost:6333"),
-    path: Path = typer.Option(None, "--path", help="--backend qdrant-edge | qdrant-local: its folder (default OUT/qdrant)"),
+    path: Path = typer.Option(
+        None, "--path", help="--backend qdrant-edge | qdrant-local: its folder (default OUT/qdrant)"
+    ),
     qdrant_collection: str = typer.Option(
         None, "--qdrant-collection", help="--backend qdrant*: the collection (default prvr)"
     ),
@@ -102,7 +104,17 @@ def index(
             from prvr_cli.index.build import build_index
 
             summary = build_index(
-                run, out, data, collection, feature, factory, add, device=dev, progress=progress, memory=memory, backend=where
+                run,
+                out,
+                data,
+                collection,
+                feature,
+                factory,
+                add,
+                device=dev,
+                progress=progress,
+                memory=memory,
+                backend=where,
             )
     if json_out:
         print_json(summary)

@@ -151,10 +151,17 @@ def same_backend(store: FrameStore | None, backend, out: Path) -> None:
     have = store.meta.get("backend")
     want = backend.to_dict() if backend is not None else None
     if have != want:
-        def name(rec):
-            return "the local store" if rec is None else f"{rec['kind']} {rec.get('url') or rec.get('path')} ({rec['collection']})"
+        raise PrvrError(
+            f"{out}: its vectors live in {_where(have)}, not {_where(want)}; "
+            "pass the same --backend options, or choose a new --out"
+        )
 
-        raise PrvrError(f"{out}: its vectors live in {name(have)}, not {name(want)}; pass the same --backend options, or choose a new --out")
+
+def _where(rec: dict | None) -> str:
+    """index.json's ``backend`` record in words."""
+    if rec is None:
+        return "the local store"
+    return f"{rec['kind']} {rec.get('url') or rec.get('path')} ({rec['collection']})"
 
 
 def videos_to_add(source: VideoSource, layout: Layout, videos: list[str] | None, store: FrameStore | None) -> list[str]:
@@ -412,7 +419,9 @@ def build(
     if out.exists() and not out.is_dir():
         raise PrvrError(f"{out}: is a file, not an index folder")
     if backend is not None and (factory is not None or memory is not None):
-        raise PrvrError(f"--{'factory' if factory else 'memory'}: plans the local store; not with --backend {backend.kind}")
+        raise PrvrError(
+            f"--{'factory' if factory else 'memory'}: plans the local store; not with --backend {backend.kind}"
+        )
     budget = memory_budget(memory, factory, add)
     kind = open_kind()
     if factory is not None:

@@ -207,7 +207,10 @@ class EdgeBackend(Backend):
         only = qe.HasIdCondition(set(ids))
         pre = [
             qe.Prefetch(
-                limit=len(ids), query=qe.Query.Nearest([q[t].tolist()], using=t), params=exact, filter=self._live(live, only)
+                limit=len(ids),
+                query=qe.Query.Nearest([q[t].tolist()], using=t),
+                params=exact,
+                filter=self._live(live, only),
             )
             for t in specs
         ]
@@ -261,7 +264,10 @@ class ClientBackend(Backend):
             m = models
             hnsw = m.HnswConfigDiff(m=0, full_scan_threshold=FULL_SCAN)
             multi = m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM)
-            vectors = {t: m.VectorParams(size=dim, distance=m.Distance.DOT, multivector_config=multi, hnsw_config=hnsw) for t in specs}
+            vectors = {
+                t: m.VectorParams(size=dim, distance=m.Distance.DOT, multivector_config=multi, hnsw_config=hnsw)
+                for t in specs
+            }
             self.client.create_collection(self.name, vectors_config=vectors, hnsw_config=hnsw)
             if not self.local:  # local mode has no payload indexes (and warns)
                 self.client.create_payload_index(self.name, "row", m.PayloadSchemaType.INTEGER, wait=True)
@@ -292,7 +298,12 @@ class ClientBackend(Backend):
         m = self.m
         reqs = [
             m.QueryRequest(
-                query=[q.tolist()], using=t, limit=int(n), filter=self._live(live), params=self._params(), with_payload=["row"]
+                query=[q.tolist()],
+                using=t,
+                limit=int(n),
+                filter=self._live(live),
+                params=self._params(),
+                with_payload=["row"],
             )
             for t, q, n in asks
         ]
@@ -305,7 +316,9 @@ class ClientBackend(Backend):
         m = self.m
         only = m.HasIdCondition(has_id=ids)
         pre = [
-            m.Prefetch(query=[q[t].tolist()], using=t, limit=len(ids), params=self._params(), filter=self._live(live, only))
+            m.Prefetch(
+                query=[q[t].tolist()], using=t, limit=len(ids), params=self._params(), filter=self._live(live, only)
+            )
             for t in specs
         ]
         terms = []
@@ -384,7 +397,11 @@ class QdrantStore(FrameStore):
             payload, vec = got[v]
             rows = {t: np.asarray(vec[t], np.float32).reshape(-1, int(self.meta["dim"])) for t in self.branches}
             times = payload.get("times")
-            times = np.full((int(payload["frames"]), 2), np.nan, np.float32) if times is None else np.asarray(times, np.float32)
+            times = (
+                np.full((int(payload["frames"]), 2), np.nan, np.float32)
+                if times is None
+                else np.asarray(times, np.float32)
+            )
             self._cache[v] = (rows, times)
             while len(self._cache) > CACHE_VIDEOS:
                 self._cache.popitem(last=False)

@@ -334,3 +334,15 @@ def _docs(app) -> None:
         )
         page.headers["Content-Security-Policy"] = inline_policy(page.body.decode())
         return page
+
+
+APP_ENV = "PRVR_SERVE_APP"  # the arguments of ``create_app``, as JSON, for each worker process
+
+
+def app_from_env():
+    """``create_app`` of the arguments ``run_server`` left in the environment: what each of
+    ``prvr serve --workers N``'s processes calls (uvicorn imports it by name)."""
+    import json
+    import os
+
+    return create_app(**json.loads(os.environ[APP_ENV]))
