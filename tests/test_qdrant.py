@@ -243,6 +243,13 @@ def test_wrong_places_are_one_line(clean, indexes, tmp_path):
     )
     one_line_error(prvr("index", clean / "run", "--out", tmp_path / "x", "--backend", "qdrant"), "--url")
     one_line_error(prvr("index", clean / "run", "--out", tmp_path / "x", "--url", "http://h:6333"), "--url")
+    one_line_error(
+        prvr("index", clean / "run", "--out", tmp_path / "x", "--backend", "qdrant-edge", "--shards", "3"), "--shards"
+    )
+    one_line_error(
+        prvr("index", clean / "run", "--out", tmp_path / "x", "--backend", "qdrant-edge", "--factory", "Flat"),
+        "--factory",
+    )
     moved = tmp_path / "moved"
     shutil.copytree(indexes / "client", moved)
     meta = json.loads((moved / "index.json").read_text())

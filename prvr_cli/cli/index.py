@@ -54,6 +54,8 @@ def index(
     qdrant_collection: str = typer.Option(
         None, "--qdrant-collection", help="--backend qdrant*: the collection (default prvr)"
     ),
+    shards: int = typer.Option(None, "--shards", help="--backend qdrant: shards of a new collection (a cluster)"),
+    replicas: int = typer.Option(None, "--replicas", help="--backend qdrant: copies of each shard (a cluster)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ):
@@ -78,7 +80,7 @@ def index(
         raise PrvrError("--out is required: the index folder to write (or --verify an index)")
     from prvr_cli.index.qdrant import location
 
-    where = location(backend, out, url, path, qdrant_collection)
+    where = location(backend, out, url, path, qdrant_collection, shards, replicas)
     dev = resolve_device(device)
     with Progress(console=console, transient=True, disable=json_out) as progress:
         if zero_shot:

@@ -69,6 +69,8 @@ class Location:
     collection: str = DEFAULT_COLLECTION
     url: str | None = None
     path: str | None = None
+    shards: int | None = None  # a server's collection: shards and copies of each (None: the server's default)
+    replicas: int | None = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -82,19 +84,33 @@ class Location:
         return p if p.is_absolute() or root is None else Path(root) / p
 
 
-def location(kind: str, out: Path, url: str | None, path: Path | None, collection: str | None) -> Location | None:
+def location(
+    kind: str,
+    out: Path,
+    url: str | None,
+    path: Path | None,
+    collection: str | None,
+    shards: int | None = None,
+    replicas: int | None = None,
+) -> Location | None:
     """The ``--backend`` options checked (None: the local store)."""
     if kind not in BACKENDS:
         raise PrvrError(f"--backend {kind}: use {', '.join(BACKENDS)}")
     if kind == "local":
-        given = [o for o, v in (("--url", url), ("--path", path), ("--collection", collection)) if v]
+        given = [o for o, v in (("--url", url), ("--path", path), ("--qdrant-collection", collection)) if v]
         if given:
             raise PrvrError(f"{', '.join(given)}: only with --backend qdrant, qdrant-edge or qdrant-local")
+    if kind != "qdrant" and (shards or replicas):
+        raise PrvrError("--shards, --replicas: only with --backend qdrant (a server's collection)")
+    if kind == "local":
         return None
+    for name, n in (("--shards", shards), ("--replicas", replicas)):
+        if n is not None and n < 1:
+            raise PrvrError(f"{name} {n}: must be at least 1")
     if kind == "qdrant":
         if not url or path:
             raise PrvrError("--backend qdrant: give the server's --url (e.g. http://localhost:6333), not --path")
-        return Location(kind, collection or DEFAULT_COLLECTION, url=url)
+        return Location(kind, collection or DEFAULT_COLLECTION, url=url, shards=shards, replicas=replicas)
     if url:
         raise PrvrError(f"--backend {kind}: keeps the vectors in a folder (--path DIR), not at a --url")
     p = Path(path) if path else out / "qdrant"
@@ -268,7 +284,13 @@ class ClientBackend(Backend):
                 t: m.VectorParams(size=dim, distance=m.Distance.DOT, multivector_config=multi, hnsw_config=hnsw)
                 for t in specs
             }
-            self.client.create_collection(self.name, vectors_config=vectors, hnsw_config=hnsw)
+            self.client.create_collection(
+                self.name,
+                vectors_config=vectors,
+                hnsw_config=hnsw,
+                shard_number=loc.shards,
+                replication_factor=loc.replicas,
+            )
             if not self.local:  # local mode has no payload indexes (and warns)
                 self.client.create_payload_index(self.name, "row", m.PayloadSchemaType.INTEGER, wait=True)
 
