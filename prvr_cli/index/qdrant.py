@@ -31,11 +31,13 @@ local engines' arithmetic, so a hit's score is the local index's.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 import warnings
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -129,24 +131,39 @@ def stored_location(meta: dict) -> Location | None:
 # --- the engines ------------------------------------------------------------------------------
 
 
-class Backend:
-    """One collection, through the edge engine or qdrant-client; the same calls for both."""
+class Backend(Protocol):
+    """One collection, through the edge engine (``EdgeBackend``) or qdrant-client
+    (``ClientBackend``): the same calls for both. ``live``: the committed videos (rows below it)."""
 
-    def upsert(self, points: list[tuple[str, dict, dict]]) -> None: ...
-    def delete_from(self, row: int) -> None: ...
-    def flush(self, final: bool = False) -> None: ...
+    def upsert(self, points: list[tuple[str, dict, dict]]) -> None:
+        """(point id, {table: rows}, payload) per video; overwrites a point of the same id."""
+
+    def delete_from(self, row: int) -> None:
+        """Drop the points of rows >= ``row`` (an interrupted upload's)."""
+
+    def flush(self, final: bool = False) -> None:
+        """Make what was upserted durable (``final``: the build is done; the edge engine merges segments)."""
+
     def close(self) -> None: ...
-    def top(self, asks: list[tuple[str, np.ndarray, int]], live: int) -> list[list[tuple[int, float]]]: ...
-    def rescore(self, q: dict, specs: dict, ids: list[str], live: int) -> list[tuple[int, float]]: ...
-    def fetch(self, rows: list[int], ids: list[str]) -> dict[int, tuple[dict, dict]]: ...
-    def count(self, live: int) -> int: ...
+
+    def top(self, asks: list[tuple[str, np.ndarray, int]], live: int) -> list[list[tuple[int, float]]]:
+        """Per (table, query (d,), limit): the top rows by the exact max over the table's vectors."""
+
+    def rescore(self, q: dict, specs: dict, ids: list[str], live: int) -> list[tuple[int, float]]:
+        """(row, S) of every point in ``ids``, S by the server-side formula over all the tables."""
+
+    def fetch(self, rows: list[int], ids: list[str]) -> dict[int, tuple[dict, dict]]:
+        """{row: (payload, {table: rows})} of the points ``ids``."""
+
+    def count(self, live: int) -> int:
+        """Points of committed videos (a rerun must leave each video exactly once)."""
 
 
 def _formula_terms(specs: dict) -> list[tuple[float, int | None]]:
     return [(float(s["weight"]), s["pad_length"]) for s in specs.values()]
 
 
-class EdgeBackend(Backend):
+class EdgeBackend:
     """The Qdrant core in this process (one shard in a folder). Created without a write-ahead
     log: every commit flushes, and the folder then opens in several processes (``serve --workers``)."""
 
@@ -251,7 +268,7 @@ class EdgeBackend(Backend):
         return int(self.shard.count(qe.CountRequest(filter=self._live(live), exact=True)))
 
 
-class ClientBackend(Backend):
+class ClientBackend:
     """qdrant-client: a server at ``url``, or its local mode in a folder (``path``)."""
 
     def __init__(self, loc: Location, root: Path | None, specs: dict | None, dim: int | None, create: bool):
@@ -398,7 +415,7 @@ class QdrantStore(FrameStore):
     def from_folder(cls, root: Path, meta: dict, video_ids: list[str], offsets: np.ndarray) -> QdrantStore:
         store = cls(root, tuple(table_specs(meta)), meta, video_ids, offsets, None, {}, {}, {}, {})
         store.location = stored_location(meta)
-        store._backend, store._cache = None, OrderedDict()
+        store._backend, store._cache, store._lock = None, OrderedDict(), threading.RLock()
         return store
 
     @property
@@ -409,6 +426,10 @@ class QdrantStore(FrameStore):
 
     def prefetch(self, videos) -> None:
         """Fetch (in one request) the rows of ``videos`` not cached yet."""
+        with self._lock:  # the server asks for a video's length outside its search lock
+            self._prefetch(videos)
+
+    def _prefetch(self, videos) -> None:
         todo = [int(v) for v in dict.fromkeys(int(v) for v in videos) if int(v) not in self._cache]
         if not todo:
             return
@@ -430,10 +451,11 @@ class QdrantStore(FrameStore):
 
     def _video(self, video: int):
         video = int(video)
-        if video not in self._cache:
-            self.prefetch([video])
-        self._cache.move_to_end(video)
-        return self._cache[video]
+        with self._lock:
+            if video not in self._cache:
+                self._prefetch([video])
+            self._cache.move_to_end(video)
+            return self._cache[video]
 
     def video_rows(self, video: int) -> dict[str, np.ndarray]:
         return self._video(video)[0]

@@ -2,7 +2,8 @@
 
 The searcher (model or CLIP text tower, frames, FAISS) loads once, when the app is made; requests
 share it under a lock (a search takes milliseconds, and the lock keeps its lazily loaded parts
-and torch out of races). Thumbnails are decoded once and cached beside the index. Media and
+and torch out of races). ``prvr serve --workers N`` runs N processes, each making its own app
+(``app_from_env``), so N searches run at once. Thumbnails are decoded once and cached beside the index. Media and
 thumbnails are looked up by video id in the index's record of source files, and a file is served
 only when it really lies inside the recorded videos folder: no request names a path.
 
