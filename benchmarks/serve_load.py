@@ -156,15 +156,18 @@ def measure(index: Path, workers: int, args) -> dict:
     proc = start_server(index, port, workers)
     startup = time.perf_counter() - t0
     try:
-        conn = http.client.HTTPConnection(HOST, port, timeout=60)
         searches = [f"/api/search?{urllib.parse.urlencode({'q': q, 'k': 12})}" for q in queries]
         thumbs = []
-        for p in searches[:20]:  # warm: the hits' pictures are decoded and cached once
-            for hit in json.loads(get(conn, p))["results"]:
-                if hit["thumbnail"]:
-                    get(conn, hit["thumbnail"])
-                    thumbs.append(hit["thumbnail"])
-        conn.close()
+        # warm: the hits' pictures are decoded and cached once; a connection per few searches, so
+        # that every worker process (each takes its own connections) has answered before timing
+        for c in range(4 * workers):
+            conn = http.client.HTTPConnection(HOST, port, timeout=60)
+            for p in searches[c * 5 : c * 5 + 5] or searches[:5]:
+                for hit in json.loads(get(conn, p))["results"]:
+                    if hit["thumbnail"] and hit["thumbnail"] not in thumbs:
+                        get(conn, hit["thumbnail"])
+                        thumbs.append(hit["thumbnail"])
+            conn.close()
         meta = json.loads((index / "index.json").read_text())
         result = {
             "index": str(index),

@@ -293,7 +293,7 @@ class ClientBackend:
             raise PrvrError(f"{where}: cannot reach Qdrant there ({_first_line(err)})") from None
         if not exists:
             if not create:
-                raise PrvrError(f"{where}: no such collection (a wrong --collection, or it was deleted)")
+                raise PrvrError(f"{where}: no such collection (a wrong --qdrant-collection, or it was deleted)")
             m = models
             hnsw = m.HnswConfigDiff(m=0, full_scan_threshold=FULL_SCAN)
             multi = m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM)

@@ -89,7 +89,13 @@ def run_server(
             "Ctrl-C stops"
         )
         uvicorn.run(
-            "prvr_cli.serve.app:app_from_env", factory=True, host=host, port=port, log_level="warning", workers=workers
+            "prvr_cli.serve.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            log_level="warning",
+            workers=workers,
+            http="prvr_cli.serve.nodelay:NoDelayProtocol",  # see nodelay.py: Nagle's 40 ms otherwise
         )
         return
     log(f"loading {index} ...")
