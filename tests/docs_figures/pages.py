@@ -307,3 +307,28 @@ F += [
         V("text_encode_vit_b_32_random_weights/median_ms", ".0f"),
     ),
 ]
+
+# docs/serve.md: workers, both backends, 2,000 videos (runs told apart by backend and workers)
+WORKERS = "serve_load_workers_2000.json"
+
+
+def _level(j, backend, workers, clients, field):
+    """One figure of a serve-load run, formatted as the table prints it (requests/s to 0.1, ms to 1)."""
+    run = next(r for r in j["runs"] if r["backend"] == backend and r["workers"] == workers)
+    x = float(next(lv for lv in run["search"] if lv["clients"] == clients)[field])
+    return f"{x:.1f}" if field == "requests_per_s" else f"{x:,.0f}"
+
+
+for _backend, _workers in (("local", 1), ("local", 2), ("qdrant-edge", 1), ("qdrant-edge", 2)):
+    F.append(
+        q(
+            "docs/serve.md",
+            f"| {_backend}, {_workers} | " + " | ".join(["{} /s, {} / {} ms"] * 3) + " |",
+            WORKERS,
+            *[
+                V(lambda j, b=_backend, w=_workers, c=c, f=f: _level(j, b, w, c, f))
+                for c in (1, 8, 32)
+                for f in ("requests_per_s", "p50_ms", "p95_ms")
+            ],
+        )
+    )
