@@ -124,6 +124,21 @@ def test_unseen_bound_floors_padded_tables_at_zero():
     assert unseen_bound(specs, {"f": 0.4, "c": -0.5}) == pytest.approx(0.06 - 0.175)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_verify_counts_a_point_per_committed_video(tmp_path, kind):
+    from prvr_cli.index.store import verify_index
+
+    _, remote = both(tmp_path, kind, np.random.default_rng(0), nv=20)
+    remote.close()
+    assert verify_index(tmp_path / "q")["points"] == 20
+    store = FrameStore.load(tmp_path / "q")
+    store.backend.delete_from(15)  # five points lost behind the index's back
+    store.backend.flush()
+    store.close()
+    with pytest.raises(PrvrError, match="holds 15 of the index's 20 videos"):
+        verify_index(tmp_path / "q")
+
+
 def test_point_ids_are_a_function_of_the_video_id():
     assert point_id("v1") == point_id("v1") != point_id("v2")
 
@@ -260,6 +275,7 @@ def test_wrong_places_are_one_line(clean, indexes, tmp_path):
     one_line_error(prvr("search", "red ball", "--index", moved), "'nope'", "no such collection")
 
 
+@pytest.mark.slow
 def test_a_second_job_on_the_index_folder_is_refused(clean, tmp_path):
     import os
 

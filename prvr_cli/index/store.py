@@ -356,12 +356,22 @@ def _check_small_files(root: Path, meta: dict) -> None:
 
 def verify_index(root: str | Path) -> dict:
     """The full check (``prvr index --verify``): the cheap checks of every load, then every table's
-    SHA-256 against index.json. -> {"index", "files", "tables", "bytes"} of what was checked."""
+    SHA-256 against index.json (an index in Qdrant: its local files, and a point per committed
+    video). -> {"index", "files", "tables", "bytes"[, "points"]} of what was checked."""
     store = FrameStore.load(root)
     tables = store.meta.get("table_hashes", {})
     if not store.meta.get("complete"):
         raise PrvrError(f"{store.root}: the index build was interrupted; run `prvr index` again to finish it")
-    if not tables:
+    points = {}
+    if store.remote:  # the rows are in Qdrant: every committed video must have its point there
+        have = store.backend.count(store.num_videos)
+        if have != store.num_videos:
+            raise PrvrError(
+                f"{store.location.where(store.root)}: holds {have} of the index's {store.num_videos} videos "
+                "(changed or damaged); rebuild the index"
+            )
+        points = {"points": have}
+    elif not tables:
         raise PrvrError(f"{store.root}: was built before prvr recorded table hashes; nothing to verify against")
     total = 0
     for name, rec in tables.items():
@@ -372,7 +382,7 @@ def verify_index(root: str | Path) -> dict:
             raise PrvrError(f"{path}: its content differs from what index.json recorded (damaged); rebuild the index")
         total += rec["bytes"]
     files = len(store.meta.get("file_hashes", {}))
-    return {"index": str(store.root), "files": files, "tables": len(tables), "bytes": total}
+    return {"index": str(store.root), "files": files, "tables": len(tables), "bytes": total, **points}
 
 
 LEGACY_FORMAT = "prvr-index/1"
