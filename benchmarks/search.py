@@ -12,6 +12,7 @@ event centre plus noise (unit vectors), queries are a noisy event centre of a ra
 i.i.d. random frames no bound can prune and exact search degrades to a full scan (still exact).
 
     python benchmarks/search.py [--sizes 1000,1500,2000,2500] [--large 50000] [--skip-large]
+        [--qdrant qdrant-edge]     # the large corpora also in the Qdrant edge engine (exact, `qdrant` engine)
 Prints one JSON object.
 """
 
@@ -219,6 +220,30 @@ def do_build(args):
     print(out)
 
 
+def do_qbuild(args):
+    """Subprocess: stream the corpus ``do_build`` streams (the same seed, the same vectors) into an
+    index whose vectors live in Qdrant (``--backend``: qdrant-edge, in process); print JSON."""
+    from prvr_cli.index.build import grow_index
+    from prvr_cli.index.plan import Plan
+    from prvr_cli.index.qdrant import Location, QdrantWriter
+    from prvr_cli.index.store import FORMAT
+
+    nv, root = args.videos, Path(args.out)
+    picks = np.random.default_rng(123).choice(nv, size=2 * args.n_queries, replace=False)
+    corpus = Corpus(nv, 256, seed=7, noise=args.frame_noise, keep=picks)
+    loc = Location(args.backend, path="qdrant")
+    plan = Plan("float32", "qdrant", None, f"benchmark: {args.backend}")
+    meta = {"kind": "benchmark", "dim": 256, "format": FORMAT, "storage": "float32", "factory": None}
+    meta |= {"plan": plan.to_dict(), "backend": loc.to_dict()}
+    t = time.perf_counter()
+    writer = QdrantWriter(root, meta, BR)
+    grow_index(root, meta, writer, [f"v{j}" for j in range(nv)], corpus.encode, batch_size=500, chunk_videos=10000)
+    seconds = time.perf_counter() - t
+    disk = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+    out = {"build_seconds": round(seconds, 1), "disk_mib": round(disk / 2**20, 1), "backend": loc.to_dict()}
+    print(json.dumps(out | memory_status()))
+
+
 def do_exact(args):
     """Subprocess: the exact top-100 of every val and test query by one batched scan; saved.
     Prints, over the test queries, where the 100th score lies against all videos' scores and
@@ -255,10 +280,16 @@ def do_query(args):
     from prvr_cli.index.search import search_blocks, search_bounds_batch
 
     store = FrameStore.load(args.index)
-    z = np.load(Path(args.index) / f"{args.split}_queries.npz")
+    answers = Path(args.answers or args.index)  # the local index that holds the queries and exact answers
+    z = np.load(answers / f"{args.split}_queries.npz")
     Q = {b: z[b] for b in BR}
-    exact = np.load(Path(args.index) / f"{args.split}_exact.npy")[: args.limit]
-    if args.engine == "blocks":
+    exact = np.load(answers / f"{args.split}_exact.npy")[: args.limit]
+    if args.engine == "qdrant":
+        from prvr_cli.index.qdrant import search_qdrant
+
+        def run(sl):
+            return search_qdrant(store, {b: Q[b][sl] for b in BR}, 100)
+    elif args.engine == "blocks":
 
         def run(sl):
             return search_blocks(store, {b: Q[b][sl] for b in BR}, 100, args.rescore)
@@ -289,10 +320,11 @@ def sub(*argv):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def large(nv, n_q, memory, noise, work, sweep, reuse=False):
+def large(nv, n_q, memory, noise, work, sweep, reuse=False, qdrant=()):
     """Build (streamed) and search a corpus of nv videos; the plan comes from --memory. With
     ``reuse``, an index this script built in ``work`` earlier (its build.json, exact answers and
-    noise_floor.json) is searched again instead of rebuilt."""
+    noise_floor.json) is searched again instead of rebuilt. ``qdrant``: backends the same corpus is
+    also indexed into (``qdrant-edge``), searched with the ``qdrant`` engine."""
     root = Path(work) / f"v{nv}"
     res = {"videos": nv, "dim": 256, "memory_budget": memory}
     if reuse and (root / "build.json").is_file() and (root / "noise_floor.json").is_file():
@@ -341,12 +373,22 @@ def large(nv, n_q, memory, noise, work, sweep, reuse=False):
             "_query", "--index", root, "--split", "test", "--engine", "bounds", "--query-batch", batch, *limit
         )
         print(json.dumps({key: res[key]}), flush=True)
+    for kind in qdrant:  # the same corpus with its vectors in Qdrant: exact, recall against the scan above
+        qroot = Path(work) / f"v{nv}-{kind}"
+        shutil.rmtree(qroot, ignore_errors=True)
+        res[f"{kind}_build"] = sub(
+            "_qbuild", "--videos", nv, "--out", qroot, "--n-queries", n_q, "--backend", kind, "--frame-noise", noise
+        )
+        print(json.dumps({f"{kind}_build": res[f"{kind}_build"]}), flush=True)
+        key = f"{kind}_batch1"
+        res[key] = sub("_query", "--index", qroot, "--answers", root, "--split", "test", "--engine", "qdrant")
+        print(json.dumps({key: res[key]}), flush=True)
     return res
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("command", nargs="?", default="all", choices=["all", "_build", "_exact", "_query"])
+    ap.add_argument("command", nargs="?", default="all", choices=["all", "_build", "_qbuild", "_exact", "_query"])
     ap.add_argument("--sizes", default="1000,1500,2000,2500")
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--batch", type=int, default=256)
@@ -373,18 +415,24 @@ def main():
     ap.add_argument("--query-batch", type=int, default=1)
     ap.add_argument("--limit", type=int, default=None, help="only the first N queries")
     ap.add_argument("--rescore", type=int, default=300)
+    ap.add_argument("--qdrant", default="", help="also index the large corpora into these backends (qdrant-edge)")
+    ap.add_argument("--backend", default="qdrant-edge")
+    ap.add_argument("--answers", help="_query: the folder with the queries and exact answers (default --index)")
     args = ap.parse_args()
     if args.command != "all":
-        {"_build": do_build, "_exact": do_exact, "_query": do_query}[args.command](args)
+        {"_build": do_build, "_qbuild": do_qbuild, "_exact": do_exact, "_query": do_query}[args.command](args)
         return
     out = {"threads": torch.get_num_threads(), "frame_noise": args.frame_noise}
     if not args.skip_table4:
         out["table4"] = part1([int(s) for s in args.sizes.split(",")], args.queries, args.batch, args.frame_noise)
     sweep = [int(x) for x in args.sweep.split(",")] if args.sweep else []
+    qdrant = [x for x in args.qdrant.split(",") if x]
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or tmp  # --work: the indexes stay there (re-run a subcommand on them)
         for nv in [int(x) for x in args.large.split(",") if x]:
-            out[f"large_{nv}"] = large(nv, args.large_queries, args.memory, args.frame_noise, work, sweep, args.reuse)
+            out[f"large_{nv}"] = large(
+                nv, args.large_queries, args.memory, args.frame_noise, work, sweep, args.reuse, qdrant
+            )
     print(json.dumps(out, indent=2))
 
 

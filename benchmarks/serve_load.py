@@ -9,12 +9,13 @@ level has sent --requests requests or run --seconds seconds, whichever comes fir
 - thumb: GET /thumbs/... of the hits of those searches, already cached (what a page's pictures cost).
 
 Latency is per request, wall clock, measured by the client (connection reused). The server is
-one process (uvicorn, one worker), as `prvr serve` runs it.
+`prvr serve --workers N` (uvicorn; N processes, each with its own searcher; default 1). Several
+indexes (a local one and a Qdrant-backed one) and worker counts are measured one after another.
 
-    python benchmarks/serve_load.py --index prvr-demo/index [--queries FILE] [--clients 1,8,32]
-        [--requests 400] [--seconds 30]
+    python benchmarks/serve_load.py --index prvr-demo/index [more indexes] [--workers 1,2]
+        [--queries FILE] [--clients 1,8,32] [--requests 400] [--seconds 30]
 Without --queries the index must be the demo's (or another synthetic one): its topic phrases
-are the queries. Prints one JSON object.
+are the queries. Prints one JSON object (with several runs: {"runs": [...]}).
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(index: Path, port: int) -> subprocess.Popen:
+def start_server(index: Path, port: int, workers: int = 1) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "prvr_cli", "serve", str(index), "--host", HOST, "--port", str(port)],
+        [sys.executable, "-m", "prvr_cli", "serve", str(index), "--host", HOST, "--port", str(port)]
+        + ["--workers", str(workers)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -133,33 +135,44 @@ def demo_queries(index: Path) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--index", type=Path, default=Path("prvr-demo/index"))
+    ap.add_argument("--index", type=Path, nargs="+", default=[Path("prvr-demo/index")], help="one or more indexes")
+    ap.add_argument("--workers", default="1", help="comma-separated `prvr serve --workers` counts, each measured")
     ap.add_argument("--queries", type=Path, help="one query per line (default: a synthetic index's phrases)")
     ap.add_argument("--clients", default="1,8,32")
     ap.add_argument("--requests", type=int, default=400, help="requests per level at most")
     ap.add_argument("--seconds", type=float, default=30.0, help="seconds per level at most")
     args = ap.parse_args()
+    runs = [measure(index, int(w), args) for index in args.index for w in args.workers.split(",")]
+    print(json.dumps(runs[0] if len(runs) == 1 else {"runs": runs}, indent=2))
+
+
+def measure(index: Path, workers: int, args) -> dict:
+    """One server (``workers`` processes) over ``index``, under each level of clients."""
     queries = (
-        [q.strip() for q in args.queries.read_text().splitlines() if q.strip()]
-        if args.queries
-        else demo_queries(args.index)
+        [q.strip() for q in args.queries.read_text().splitlines() if q.strip()] if args.queries else demo_queries(index)
     )
     port = free_port()
     t0 = time.perf_counter()
-    proc = start_server(args.index, port)
+    proc = start_server(index, port, workers)
     startup = time.perf_counter() - t0
     try:
-        conn = http.client.HTTPConnection(HOST, port, timeout=60)
         searches = [f"/api/search?{urllib.parse.urlencode({'q': q, 'k': 12})}" for q in queries]
         thumbs = []
-        for p in searches[:20]:  # warm: the hits' pictures are decoded and cached once
-            for hit in json.loads(get(conn, p))["results"]:
-                if hit["thumbnail"]:
-                    get(conn, hit["thumbnail"])
-                    thumbs.append(hit["thumbnail"])
-        conn.close()
+        # warm: the hits' pictures are decoded and cached once; a connection per few searches, so
+        # that every worker process (each takes its own connections) has answered before timing
+        for c in range(4 * workers):
+            conn = http.client.HTTPConnection(HOST, port, timeout=60)
+            for p in searches[c * 5 : c * 5 + 5] or searches[:5]:
+                for hit in json.loads(get(conn, p))["results"]:
+                    if hit["thumbnail"] and hit["thumbnail"] not in thumbs:
+                        get(conn, hit["thumbnail"])
+                        thumbs.append(hit["thumbnail"])
+            conn.close()
+        meta = json.loads((index / "index.json").read_text())
         result = {
-            "index": str(args.index),
+            "index": str(index),
+            "backend": meta.get("backend", {}).get("kind", "local"),
+            "workers": workers,
             "videos": json.loads(get(http.client.HTTPConnection(HOST, port), "/api/info"))["videos"],
             "queries": len(queries),
             "server_start_seconds": round(startup, 2),
@@ -175,8 +188,9 @@ def main() -> None:
                 result["thumb"].append(level(port, thumbs, n, args.requests, args.seconds))
     finally:
         proc.terminate()
-        proc.wait(10)
-    print(json.dumps(result, indent=2))
+        proc.wait(20)
+    print(json.dumps({"index": str(index), "workers": workers, "search": result["search"]}), file=sys.stderr)
+    return result
 
 
 if __name__ == "__main__":

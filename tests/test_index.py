@@ -313,7 +313,7 @@ def test_a_registered_engine_is_searchable_by_name(trained, tmp_path, monkeypatc
         for ref, got in zip(searcher.search(q, 5, "brute"), searcher.search(q, 5, engine)):
             assert [h.video for h in got] == [h.video for h in ref]
             np.testing.assert_allclose([h.score for h in got], [h.score for h in ref], atol=1e-5)
-    with pytest.raises(PrvrError, match="unknown engine 'nope': use auto, bounds, faiss, blocks, brute"):
+    with pytest.raises(PrvrError, match="unknown engine 'nope': use auto, bounds, faiss, blocks, qdrant, brute"):
         searcher.search(q, 5, "nope")
 
 

@@ -41,6 +41,21 @@ def index(
         "--factory (their plan is fixed) and on a resume it would plan otherwise",
     ),
     add: bool = typer.Option(False, "--add", help="append videos not yet in the index, without rebuilding"),
+    backend: str = typer.Option(
+        "local",
+        help="where the vectors live: local (the frame store in --out), qdrant (a server: --url), qdrant-edge "
+        "(the Qdrant core in this process: --path), qdrant-local (qdrant-client's local mode: --path); "
+        "docs/indexing.md: Qdrant",
+    ),
+    url: str = typer.Option(None, "--url", help="--backend qdrant: the server, e.g. http://localhost:6333"),
+    path: Path = typer.Option(
+        None, "--path", help="--backend qdrant-edge | qdrant-local: its folder (default OUT/qdrant)"
+    ),
+    qdrant_collection: str = typer.Option(
+        None, "--qdrant-collection", help="--backend qdrant*: the collection (default prvr)"
+    ),
+    shards: int = typer.Option(None, "--shards", help="--backend qdrant: shards of a new collection (a cluster)"),
+    replicas: int = typer.Option(None, "--replicas", help="--backend qdrant: copies of each shard (a cluster)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ):
@@ -63,6 +78,9 @@ def index(
         return
     if out is None:
         raise PrvrError("--out is required: the index folder to write (or --verify an index)")
+    from prvr_cli.index.qdrant import location
+
+    where = location(backend, out, url, path, qdrant_collection, shards, replicas)
     dev = resolve_device(device)
     with Progress(console=console, transient=True, disable=json_out) as progress:
         if zero_shot:
@@ -72,7 +90,15 @@ def index(
             from prvr_cli.index.zeroshot import build_zero_shot
 
             summary = build_zero_shot(
-                run, out, factory, add, clip_pretrained=clip_pretrained, device=dev, progress=progress, memory=memory
+                run,
+                out,
+                factory,
+                add,
+                clip_pretrained=clip_pretrained,
+                device=dev,
+                progress=progress,
+                memory=memory,
+                backend=where,
             )
         else:
             if clip_pretrained:
@@ -80,7 +106,17 @@ def index(
             from prvr_cli.index.build import build_index
 
             summary = build_index(
-                run, out, data, collection, feature, factory, add, device=dev, progress=progress, memory=memory
+                run,
+                out,
+                data,
+                collection,
+                feature,
+                factory,
+                add,
+                device=dev,
+                progress=progress,
+                memory=memory,
+                backend=where,
             )
     if json_out:
         print_json(summary)

@@ -24,6 +24,9 @@ def serve(
     allowed_host: list[str] = typer.Option(
         None, "--allowed-host", help="a name (or address) the page may be reached by, besides loopback; repeatable"
     ),
+    workers: int = typer.Option(
+        1, "--workers", help="processes answering requests, each with its own searcher (docs/serve.md: Workers)"
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ):
     """A search page over an index at http://HOST:PORT/, with thumbnails and playable moments; JSON
@@ -33,5 +36,8 @@ def serve(
     from prvr_cli.serve.server import run_server
 
     at_least("--max-k", max_k, 1)
+    at_least("--workers", workers, 1)
     dev = resolve_device(device)
-    run_server(index, host, port, dev, checkpoint, clip_pretrained, videos, max_k, console.print, allowed_host or [])
+    run_server(
+        index, host, port, dev, checkpoint, clip_pretrained, videos, max_k, console.print, allowed_host or [], workers
+    )

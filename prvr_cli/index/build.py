@@ -144,6 +144,26 @@ def open_existing(
     return store
 
 
+def same_backend(store: FrameStore | None, backend, out: Path) -> None:
+    """Refuse to resume or add to an index with its vectors elsewhere than ``backend`` says."""
+    if store is None:
+        return
+    have = store.meta.get("backend")
+    want = backend.to_dict() if backend is not None else None
+    if have != want:
+        raise PrvrError(
+            f"{out}: its vectors live in {_where(have)}, not {_where(want)}; "
+            "pass the same --backend options, or choose a new --out"
+        )
+
+
+def _where(rec: dict | None) -> str:
+    """index.json's ``backend`` record in words."""
+    if rec is None:
+        return "the local store"
+    return f"{rec['kind']} {rec.get('url') or rec.get('path')} ({rec['collection']})"
+
+
 def videos_to_add(source: VideoSource, layout: Layout, videos: list[str] | None, store: FrameStore | None) -> list[str]:
     """The wanted videos (default: all of the corpus) that the index does not hold yet."""
     wanted = videos if videos is not None else source.video_ids
@@ -386,15 +406,22 @@ def build(
     progress=None,
     batch_size: int = 64,
     chunk_videos: int = 2000,
+    backend=None,
 ) -> dict:
     """Build, resume or ``add`` to the index in ``out`` of the kind ``open_kind()`` loads (once
     the cheap checks passed): check the folder and ``--memory``, open an existing index, plan,
-    record, carry, then stream the ``videos`` (default: the whole corpus) not yet in it."""
-    import faiss  # noqa: F401  (fail early with the real import error)
+    record, carry, then stream the ``videos`` (default: the whole corpus) not yet in it.
+    ``backend``: where the rows go (a ``qdrant.Location``; None: the local frame store)."""
+    if backend is None:
+        import faiss  # noqa: F401  (fail early with the real import error)
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PrvrError(f"{out}: is a file, not an index folder")
+    if backend is not None and (factory is not None or memory is not None):
+        raise PrvrError(
+            f"--{'factory' if factory else 'memory'}: plans the local store; not with --backend {backend.kind}"
+        )
     budget = memory_budget(memory, factory, add)
     kind = open_kind()
     if factory is not None:
@@ -403,14 +430,24 @@ def build(
     frame_times = read_frame_times(kind.layout, kind.feature)
     with folder_lock(out):
         store = open_existing(out, factory, add, kind.differs)
+        same_backend(store, backend, out)
         todo = videos_to_add(kind.source, kind.layout, videos, store)
         fingerprint = same_dataset(store, kind.source, todo, out)
-        planned = kind.adjust(plan_index(kind.rows(todo, store), kind.dim, len(kind.tables), budget, factory))
+        if backend is None:
+            planned = kind.adjust(plan_index(kind.rows(todo, store), kind.dim, len(kind.tables), budget, factory))
+        else:
+            planned = Plan("float32", "qdrant", None, f"vectors in {backend.where(out)}")
         plan = keep_plan(store.meta if store else None, planned, memory, out)
         meta = kind.meta(plan, store, bool(frame_times)) | {"dataset_fingerprint": fingerprint}
         kind.carry(out)
         copy_sources(kind.layout, out)
-        writer = StoreWriter(out, meta, tuple(kind.tables), store)
+        if backend is None:
+            writer = StoreWriter(out, meta, tuple(kind.tables), store)
+        else:
+            from prvr_cli.index.qdrant import QdrantWriter
+
+            meta |= {"backend": backend.to_dict(), "tables": kind.tables}
+            writer = QdrantWriter(out, meta, tuple(kind.tables), store)
         encode = partial(kind.encode, frame_times=frame_times)
         grow_index(out, meta, writer, todo, encode, progress, batch_size, chunk_videos)
     return build_summary(out, writer, len(todo), plan)
@@ -533,6 +570,7 @@ def build_index(
     chunk_videos: int = 2000,
     progress=None,
     memory: str | None = None,
+    backend=None,
 ) -> dict:
     """Index the corpus ``data_root/collection`` (default: the run's training dataset) with the
     run's model. ``factory``: a frame-level FAISS factory (None: the plan for the corpus size and
@@ -547,4 +585,5 @@ def build_index(
         progress,
         batch_size,
         chunk_videos,
+        backend,
     )

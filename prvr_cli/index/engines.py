@@ -43,7 +43,7 @@ def auto_engine(meta: dict) -> str:
 
 
 def engine_names() -> str:
-    """'auto, bounds, faiss, blocks': what ``--engine`` accepts."""
+    """'auto, bounds, faiss, blocks, qdrant': what ``--engine`` accepts."""
     return ", ".join(["auto", *ENGINES])
 
 
@@ -73,6 +73,15 @@ def blocks(searcher, q: dict[str, np.ndarray], k: int) -> Found:
     from prvr_cli.index.search import search_blocks
 
     return search_blocks(searcher.store, q, k)
+
+
+@register_engine("qdrant")
+def qdrant(searcher, q: dict[str, np.ndarray], k: int) -> Found:
+    """Exact, over an index whose rows live in Qdrant: the threshold algorithm over the tables'
+    exact rankings, candidates re-scored server-side (``qdrant.search_qdrant``)."""
+    from prvr_cli.index.qdrant import search_qdrant
+
+    return search_qdrant(searcher.store, q, k)
 
 
 def _count(q: dict[str, np.ndarray]) -> int:

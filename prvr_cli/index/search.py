@@ -368,9 +368,7 @@ def moment(store: FrameStore, q: dict[str, np.ndarray], video: int, rule: Moment
     Returns (Moment, {table: raw scores of its rows for this video})."""
     specs = store.specs
     raw, z = {}, {}
-    for t in store.branches:
-        r = store.rows(t)
-        rows = float32_rows(store.frames[t][int(r[video]) : int(r[video + 1])])
+    for t, rows in store.video_rows(video).items():
         if by_words(specs[t]):
             # CSA: (L, T) word scores; the frame signal is their weighted sum, unstandardised (the
             # bank describes pooled queries, not words)
@@ -422,11 +420,12 @@ def describe(
     moment no more peaked than ``rule.min_peakedness`` spans the whole video, flagged not confident."""
     rule = rule or MomentConfig()
     hits = []
+    store.prefetch(videos)
     for v, s in zip(videos, scores):
         m, raw = moment(store, q, int(v), rule, bank)
-        base = int(store.offsets[v])
+        times = store.video_times(int(v))
         lo, hi = m.span
-        span = np.array([store.times[base + lo][0], store.times[base + hi][1]])
+        span = np.array([times[lo][0], times[hi][1]])
         hits.append(
             Hit(
                 store.video_ids[int(v)],
@@ -434,7 +433,7 @@ def describe(
                 branch_scores(store, raw, int(v)),
                 m.best,
                 (lo, hi),
-                _time(store.times[base + m.best]),
+                _time(times[m.best]),
                 _time(span),
                 round(m.peakedness, 4),
                 m.confident,

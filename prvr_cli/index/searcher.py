@@ -139,6 +139,8 @@ class Searcher:
         self.queries.warm()
         if self._engine(engine) == "faiss":
             _ = self.indexes
+        if self.store.remote:
+            _ = self.store.backend  # reach the server (or open the shard) now: a wrong place fails at start
 
     def _engine(self, engine: str) -> str:
         """An engine's name (``auto``: the one the index was planned for), checked."""
@@ -146,6 +148,10 @@ class Searcher:
             engine = auto_engine(self.store.meta)
         if engine not in ENGINES:
             raise PrvrError(f"unknown engine {engine!r}: use {engine_names()}")
+        if (engine == "qdrant") != self.store.remote:
+            where = "its vectors live in Qdrant" if self.store.remote else "its vectors are in the local store"
+            use = "qdrant (or auto)" if self.store.remote else "auto, bounds, faiss or blocks"
+            raise PrvrError(f"--engine {engine}: {self.store.root}: {where}; use {use}")
         return engine
 
     def search(self, q: dict[str, np.ndarray], k: int = 10, engine: str = "auto") -> list[list[Hit]]:

@@ -67,7 +67,7 @@ import numpy as np
 from prvr_cli.atomic import atomic_path, dumps, fault, write_failed, write_json
 from prvr_cli.core.branches import BRANCHES
 from prvr_cli.core.moments import QueryBank
-from prvr_cli.core.score import branch_mean, zero_floor
+from prvr_cli.core.score import branch_mean, float32_rows, zero_floor
 from prvr_cli.errors import PrvrError
 
 FORMAT = "prvr-index/2"
@@ -177,9 +177,22 @@ class FrameStore:
     min_cos: dict[str, np.ndarray]
     block_offsets: dict[str, np.ndarray]
 
+    remote = False  # True: the rows live in Qdrant (``qdrant.QdrantStore``), only the id map is here
+
     @property
     def num_videos(self) -> int:
         return len(self.video_ids)
+
+    def video_rows(self, video: int) -> dict[str, np.ndarray]:
+        """The rows of one video per table, float32: {t: (n_t, d)} (what moments read)."""
+        return {t: float32_rows(self.frames[t][slice(*self.rows(t)[video : video + 2])]) for t in self.branches}
+
+    def video_times(self, video: int) -> np.ndarray:
+        """(L, 2) start/end seconds of one video's frames (NaN when unknown)."""
+        return self.times[int(self.offsets[video]) : int(self.offsets[video + 1])]
+
+    def prefetch(self, videos) -> None:
+        """Make ``video_rows`` of ``videos`` cheap (a remote store fetches them in one request)."""
 
     @property
     def specs(self) -> dict[str, dict]:
@@ -243,6 +256,15 @@ class FrameStore:
         if meta.get("format", LEGACY_FORMAT) == LEGACY_FORMAT:
             return _load_legacy(root, meta)
         _check_small_files(root, meta)
+        if meta.get("backend"):  # the rows live in Qdrant: only the id map is here
+            from prvr_cli.index.qdrant import QdrantStore
+
+            nv, n = int(meta["videos"]), int(meta["frames"])
+            video_ids = _read_json(current(root, "videos.json"), list)
+            offsets = _read_offsets(current(root, "offsets.npy"), nv, n)
+            if len(video_ids) != nv:
+                raise PrvrError(f"{root}: index files disagree with index.json (an interrupted write?); rebuild it")
+            return QdrantStore.from_folder(root, meta, video_ids, offsets)
         try:
             branches, n, d, nv = tuple(table_specs(meta)), int(meta["frames"]), int(meta["dim"]), int(meta["videos"])
             ext, blocks = STORAGE[meta["storage"]], {b: int(meta["blocks"][b]) for b in branches}
@@ -344,12 +366,22 @@ def _check_small_files(root: Path, meta: dict) -> None:
 
 def verify_index(root: str | Path) -> dict:
     """The full check (``prvr index --verify``): the cheap checks of every load, then every table's
-    SHA-256 against index.json. -> {"index", "files", "tables", "bytes"} of what was checked."""
+    SHA-256 against index.json (an index in Qdrant: its local files, and a point per committed
+    video). -> {"index", "files", "tables", "bytes"[, "points"]} of what was checked."""
     store = FrameStore.load(root)
     tables = store.meta.get("table_hashes", {})
     if not store.meta.get("complete"):
         raise PrvrError(f"{store.root}: the index build was interrupted; run `prvr index` again to finish it")
-    if not tables:
+    points = {}
+    if store.remote:  # the rows are in Qdrant: every committed video must have its point there
+        have = store.backend.count(store.num_videos)
+        if have != store.num_videos:
+            raise PrvrError(
+                f"{store.location.where(store.root)}: holds {have} of the index's {store.num_videos} videos "
+                "(changed or damaged); rebuild the index"
+            )
+        points = {"points": have}
+    elif not tables:
         raise PrvrError(f"{store.root}: was built before prvr recorded table hashes; nothing to verify against")
     total = 0
     for name, rec in tables.items():
@@ -360,7 +392,7 @@ def verify_index(root: str | Path) -> dict:
             raise PrvrError(f"{path}: its content differs from what index.json recorded (damaged); rebuild the index")
         total += rec["bytes"]
     files = len(store.meta.get("file_hashes", {}))
-    return {"index": str(store.root), "files": files, "tables": len(tables), "bytes": total}
+    return {"index": str(store.root), "files": files, "tables": len(tables), "bytes": total, **points}
 
 
 LEGACY_FORMAT = "prvr-index/1"
@@ -454,6 +486,11 @@ class StoreWriter:
         self.offsets.extend((self.n_rows + local[1:]).tolist())
         self.ids.extend(names)
 
+    def _small_arrays(self) -> dict[str, np.ndarray]:
+        """The offsets files of the state being committed."""
+        small = {f"blockoffsets_{b}.npy": np.asarray(self.block_offsets[b], np.int64) for b in self.branches}
+        return small | {"offsets.npy": np.asarray(self.offsets, np.int64)}
+
     def commit(self, complete: bool = False, extra: dict | None = None) -> None:
         """Make the appended rows durable, then switch to the new state in one step (module
         docstring). ``extra`` {name: write(path)}: more files of the new state (the FAISS
@@ -473,8 +510,7 @@ class StoreWriter:
         stage = self.root / STAGE
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir()
-        small = {f"blockoffsets_{b}.npy": np.asarray(self.block_offsets[b], np.int64) for b in self.branches}
-        small["offsets.npy"] = np.asarray(self.offsets, np.int64)
+        small = self._small_arrays()
         files = {}
         for name, array in small.items():
             with open(stage / name, "wb") as fh:

@@ -136,6 +136,7 @@ def build_zero_shot(
     progress=None,
     encoder=None,
     memory: str | None = None,
+    backend=None,
 ) -> dict:
     """Index every video of the extracted dataset ``data`` (a ``ROOT/NAME`` folder) for
     zero-shot search (``ZeroShotKind``; ``build`` for the rest)."""
@@ -149,4 +150,5 @@ def build_zero_shot(
         progress,
         batch_size,
         chunk_videos,
+        backend,
     )

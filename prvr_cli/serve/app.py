@@ -2,7 +2,8 @@
 
 The searcher (model or CLIP text tower, frames, FAISS) loads once, when the app is made; requests
 share it under a lock (a search takes milliseconds, and the lock keeps its lazily loaded parts
-and torch out of races). Thumbnails are decoded once and cached beside the index. Media and
+and torch out of races). ``prvr serve --workers N`` runs N processes, each making its own app
+(``app_from_env``), so N searches run at once. Thumbnails are decoded once and cached beside the index. Media and
 thumbnails are looked up by video id in the index's record of source files, and a file is served
 only when it really lies inside the recorded videos folder: no request names a path.
 
@@ -112,7 +113,7 @@ class Library:
         if not self.has_times:
             return None
         j = self.rows[video]
-        end = float(self.store.times[int(self.store.offsets[j + 1]) - 1, 1])
+        end = float(self.store.video_times(j)[-1, 1])
         return end if math.isfinite(end) else None
 
     def links(self, video: str, at: float | None) -> dict:
@@ -334,3 +335,15 @@ def _docs(app) -> None:
         )
         page.headers["Content-Security-Policy"] = inline_policy(page.body.decode())
         return page
+
+
+APP_ENV = "PRVR_SERVE_APP"  # the arguments of ``create_app``, as JSON, for each worker process
+
+
+def app_from_env():
+    """``create_app`` of the arguments ``run_server`` left in the environment: what each of
+    ``prvr serve --workers N``'s processes calls (uvicorn imports it by name)."""
+    import json
+    import os
+
+    return create_app(**json.loads(os.environ[APP_ENV]))

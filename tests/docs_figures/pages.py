@@ -307,3 +307,92 @@ F += [
         V("text_encode_vit_b_32_random_weights/median_ms", ".0f"),
     ),
 ]
+
+# docs/serve.md: workers, both backends, 2,000 videos (runs told apart by backend and workers)
+WORKERS = "serve_load_workers_2000.json"
+
+
+def _level(j, backend, workers, clients, field):
+    """One figure of a serve-load run, formatted as the table prints it (requests/s to 0.1, ms to 1)."""
+    run = next(r for r in j["runs"] if r["backend"] == backend and r["workers"] == workers)
+    x = float(next(lv for lv in run["search"] if lv["clients"] == clients)[field])
+    return f"{x:.1f}" if field == "requests_per_s" else f"{x:,.0f}"
+
+
+for _backend, _workers in (("local", 1), ("local", 2), ("qdrant-edge", 1), ("qdrant-edge", 2)):
+    F.append(
+        q(
+            "docs/serve.md",
+            f"| {_backend}, {_workers} | " + " | ".join(["{} /s, {} / {} ms"] * 3) + " |",
+            WORKERS,
+            *[
+                V(lambda j, b=_backend, w=_workers, c=c, f=f: _level(j, b, w, c, f))
+                for c in (1, 8, 32)
+                for f in ("requests_per_s", "p50_ms", "p95_ms")
+            ],
+        )
+    )
+
+# docs/benchmarks.md and the README: the Qdrant edge engine beside the local engines, 2,000 videos
+QE = "search_qdrant_edge_2000.json"
+_L = "large_2000"
+
+
+def _g(path):
+    """A recall as the table prints it (1, 0.9998)."""
+    return V(lambda j: format(float(lookup(j, path)), "g"))
+
+
+F += [
+    q(
+        B,
+        "at 2,000 videos ({} frame rows per branch)",
+        QE,
+        V(f"{_L}/frames", ",.0f"),
+    ),
+    q(
+        B,
+        "| local store | {} s | {} MiB | `bounds` (exact) | {} / {} ms | {} |",
+        QE,
+        V(f"{_L}/build/build_seconds"),
+        V(f"{_L}/build/disk_mib"),
+        V(f"{_L}/exact_batch1/median_ms"),
+        V(f"{_L}/exact_batch1/p95_ms"),
+        _g(f"{_L}/exact_batch1/recall@100"),
+    ),
+    q(
+        B,
+        "| | | | `blocks` | {} / {} ms | {} |",
+        QE,
+        V(f"{_L}/blocks_batch1/median_ms"),
+        V(f"{_L}/blocks_batch1/p95_ms"),
+        _g(f"{_L}/blocks_batch1/recall@100"),
+    ),
+    q(
+        B,
+        "| qdrant-edge | {} s | {} MiB | `qdrant` (exact) | {} / {} ms | {} |",
+        QE,
+        V(f"{_L}/qdrant-edge_build/build_seconds"),
+        V(f"{_L}/qdrant-edge_build/disk_mib"),
+        V(f"{_L}/qdrant-edge_batch1/median_ms"),
+        V(f"{_L}/qdrant-edge_batch1/p95_ms"),
+        _g(f"{_L}/qdrant-edge_batch1/recall@100"),
+    ),
+    q(
+        "README.md",
+        "search stays exact: {} ms a query at 2,000 videos, against {} ms for the local store",
+        QE,
+        V(f"{_L}/qdrant-edge_batch1/median_ms"),
+        V(f"{_L}/exact_batch1/median_ms"),
+    ),
+    q(
+        "README.md",
+        "`prvr serve --workers 2` over it answers {} requests/s at 32 clients ({} / {} ms p50 / p95), {} over the"
+        " local store",
+        WORKERS,
+        V(lambda j: _level(j, "qdrant-edge", 2, 32, "requests_per_s")),
+        V(lambda j: _level(j, "qdrant-edge", 2, 32, "p50_ms")),
+        V(lambda j: _level(j, "qdrant-edge", 2, 32, "p95_ms")),
+        V(lambda j: _level(j, "local", 2, 32, "requests_per_s")),
+    ),
+]
