@@ -294,6 +294,20 @@ F += [
         V(lambda j: round(lookup(j, f"{GMM}/test/SumR"), 1) - round(lookup(load(RIDGE), "test/SumR"), 1)),
         V(lambda j: lookup(j, f"{GMM}/test/SumR") - lookup(load(TVR), "rows/e/test/SumR")),
     ),
+    q(
+        R,
+        "One epoch of GMMFormer v2 took {} minutes with the official code and {} with prvr's",
+        "gmmformer2_official_seed7_partial.json",
+        V("epoch_1_wall_minutes", ".0f"),
+        V(lambda j: Decimal(j["epoch_seconds"][0]) / 60, ".0f", src="gmmformer2_seed7_partial.json"),
+    ),
+    q(
+        R,
+        "After one epoch the validation SumR is {} for the official code and {} for prvr's",
+        "gmmformer2_official_seed7_partial.json",
+        V("val_per_epoch/0/SumR"),
+        V("val_per_epoch/0/SumR", src="gmmformer2_seed7_partial.json"),
+    ),
     q(R, "The official run's 12 epochs took {} minutes", OFFICIAL, V("train_wall_minutes", ".0f")),
     q(
         R,
