@@ -268,6 +268,9 @@ def _store(frames: np.ndarray):
         meta={},
         times=times,
         video_ids=["v"],
+        prefetch=lambda videos: None,
+        video_rows=lambda video: {"theta": frames, "phi": frames},
+        video_times=lambda video: times,
     )
 
 
