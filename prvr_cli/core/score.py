@@ -110,7 +110,7 @@ def csa_scores(W: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, pad_length:
     for q0 in range(0, W.shape[0], step):
         sim = torch.einsum("ntd,bld->nbtl", W[q0 : q0 + step], V)  # (n, B, T, L)
         per_word = sim.masked_fill(~valid[None, :, None, :], float("-inf")).max(dim=-1).values
-        out.append(zero_floor(per_word, counts, pad_length).sum(-1))
+        out.append(word_sum(per_word, counts, pad_length))
     return torch.cat(out) if len(out) > 1 else out[0]
 
 
@@ -131,6 +131,13 @@ def zero_floor(s, counts, pad_length: int | None):
     if isinstance(s, torch.Tensor):
         return torch.where(short.to(s.device), s.clamp(min=0), s)
     return np.where(short, np.maximum(s, 0), s)
+
+
+def word_sum(per_word, counts, pad_length: int | None):
+    """CSA's reduction, torch or numpy: each word's max over a video's tokens, per_word (..., B, T)
+    (or (..., T) of one video), floored word by word by the zero-padding rule of videos with
+    ``counts`` valid tokens ((B, 1), or a scalar), summed over the words -> (..., B)."""
+    return zero_floor(per_word, counts, pad_length).sum(-1)
 
 
 def fused_score(per_kind: Mapping, weights: Mapping[str, float]):
@@ -233,7 +240,7 @@ def ragged_scores(
             continue
         words = torch.from_numpy(np.ascontiguousarray(qb, np.float32)).T  # (d, T)
         per = ragged_max((picked @ words).numpy(), seg)  # (n, T)
-        out[b] = zero_floor(per, np.diff(seg, append=len(rows))[:, None], pad_length).sum(-1)
+        out[b] = word_sum(per, np.diff(seg, append=len(rows))[:, None], pad_length)
     return out
 
 

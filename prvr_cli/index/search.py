@@ -32,7 +32,7 @@ import torch
 
 from prvr_cli.config import MomentConfig
 from prvr_cli.core.moments import QueryBank, frame_signal, locate, locate_in, standardise
-from prvr_cli.core.score import float32_rows, ragged_max, ragged_scores, segment_max, torch_rows, zero_floor
+from prvr_cli.core.score import float32_rows, ragged_max, ragged_scores, segment_max, torch_rows, word_sum, zero_floor
 from prvr_cli.core.tokens import clip_spans
 from prvr_cli.index.store import FrameStore, by_words, cap_bound, uniform_frames
 
@@ -150,7 +150,7 @@ def frame_pairs(store: FrameStore, Q: dict[str, np.ndarray], tables: list[str], 
                 per[t][group] = (x @ Qg.T).max(0)
             else:  # weighted words (G, T, d): CSA
                 per_word = np.einsum("ld,gtd->gtl", x, Qg).max(-1)  # (G, T)
-                per[t][group] = zero_floor(per_word, np.int64(s1 - s0), store.specs[t]["pad_length"]).sum(-1)
+                per[t][group] = word_sum(per_word, np.int64(s1 - s0), store.specs[t]["pad_length"])
     return per
 
 
@@ -273,7 +273,7 @@ def scan_table(store: FrameStore, t: str, table: np.ndarray, offsets: np.ndarray
     out = []
     for x in parts:
         x = x.reshape(-1, B, T) if w is None else x.reshape(-1, B, T) * torch.from_numpy(w.astype(np.float32))[None]
-        out.append(zero_floor(x, counts, pad).sum(-1))
+        out.append(word_sum(x, counts, pad))
     return out[0] if caps is None else tuple(out)
 
 
@@ -397,7 +397,7 @@ def branch_scores(store: FrameStore, raw: dict[str, np.ndarray], video: int) -> 
     frames = int(store.offsets[video + 1] - store.offsets[video])
     for t, f in raw.items():
         if by_words(specs[t]):  # CSA: per word its max, floored word by word, summed
-            s = float(zero_floor(f.max(0), np.int64(frames), specs[t]["pad_length"]).sum())
+            s = float(word_sum(f.max(0), np.int64(frames), specs[t]["pad_length"]))
         else:
             s = float(zero_floor(np.float32(f.max()), np.int64(frames), specs[t]["pad_length"]))
         out[specs[t]["branch"]] = out.get(specs[t]["branch"], 0.0) + specs[t]["weight"] * n_branches * s
