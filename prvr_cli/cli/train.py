@@ -87,4 +87,7 @@ def train(
         console.print(f"params {summary['params']}")
         if "test" in summary:
             console.print(f"test: {summary['test']}")
-        console.print(f"run saved in {summary['out']}")
+        if dry_run and out is None:  # the run lived in a temporary folder, gone now
+            console.print("dry run: nothing kept (add --out DIR to keep the run)")
+        else:
+            console.print(f"run saved in {summary['out']}")
