@@ -12,6 +12,11 @@ best validation epoch):
     arl_hetero     heterogeneous ARL: theta on frames, phi on gmm2
     ral            RAL on GMMFormer v2 (--method ral: CSA, Gaussian proxies, KL terms)
     ral_no_csa     the same without CSA (gmm2's pooled-query frame scale)
+    msc            MSC on GMMFormer v2 (--method msc: TCPL, OP-ToMe clips, adaptive CBVA)
+    msc_base       its baseline row: the three switches off (GMMFormer v2's NCE and triplet terms)
+    msc_tcpl       the baseline + TCPL (RKD distance and angle to the mean-token teacher)
+    msc_tome       + TCPL + OP-ToMe (merged clips, log-size attention), no CBVA
+    msc_arl        ARL's detection on gmm2 with MSC's OP-ToMe clips (TCPL and CBVA train one model: refused under ARL)
 
 Rows measured outside the toolkit are merged from JSON files (``--reference NAME=FILE``): the
 moment-supervised ridge map and the official GMMFormer code run on the same data
@@ -51,6 +56,11 @@ ROWS = {
     "arl_hetero": ("tvr", ["model.encoder_phi=gmm2"]),
     "ral": ("ral_tvr", []),
     "ral_no_csa": ("ral_tvr", ["model.csa=false"]),
+    "msc": ("msc_tvr", []),
+    "msc_base": ("msc_tvr", ["loss.msc_tcpl=false", "model.op_tome=false", "loss.msc_cbva=off", "model.msc=false"]),
+    "msc_tcpl": ("msc_tvr", ["model.op_tome=false", "loss.msc_cbva=off"]),
+    "msc_tome": ("msc_tvr", ["loss.msc_cbva=off"]),
+    "msc_arl": ("tvr", ["model.encoder=gmm2", "model.op_tome=true"]),
 }
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # two-sided 95% t quantiles by degrees of freedom
 

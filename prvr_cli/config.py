@@ -65,6 +65,14 @@ class ModelConfig:
     # gaussian adds RAL's mean and log-variance heads over videos and query support sets (training)
     csa: bool = False
     gaussian: bool = False
+    # MSC (gmm2 only): op_tome builds the K clip tokens by Order-Preserving Token Merging: the frames
+    # averaged to a grid of op_tome_steps[0] tokens, then adjacent pairs merged (size-weighted means)
+    # down to each later step (the last = clips), a log-size term in the clip attention, and each
+    # clip's frame span kept for moments; msc adds CBVA's projection head and the training tensors
+    # of MSC's terms (``Embeddings.aux``; --method msc)
+    op_tome: bool = False
+    op_tome_steps: tuple[int, ...] = (128, 80, 52, 32)
+    msc: bool = False
 
     def __post_init__(self):
         # encoder names are checked against the registry where the model is built (nets/encoders.py)
@@ -88,9 +96,21 @@ class ModelConfig:
             raise PrvrError("model.attention_widths must be >= 0 (0 = unrestricted head)")
 
 
+def check_tome_steps(steps: tuple[int, ...], clips: int) -> None:
+    """OP-ToMe's schedule: a grid, then targets, each merging at most every adjacent pair of an
+    even count (n / 2 <= target < n), the last one model.clips."""
+    ok = len(steps) >= 2 and steps[-1] == clips
+    ok = ok and all(n % 2 == 0 and n // 2 <= t < n for n, t in zip(steps, steps[1:]))
+    if not ok:
+        raise PrvrError(
+            f"model.op_tome_steps={list(steps)}: must be a grid then merge targets, each from an even count n to "
+            f"between n / 2 and n - 1, ending at model.clips={clips} (the paper's: 128,80,52,32)"
+        )
+
+
 @dataclass
 class LossConfig:
-    method: str = "arl"  # arl | gmmformer | ral: the objective (methods/, which checks the name); --method
+    method: str = "arl"  # arl | gmmformer | ral | msc: the objective (methods/, which checks the name); --method
     margin: float = 0.1  # m, for negatives
     margin_ambiguous: float = 0.05  # m_a < m, for ambiguous items
     lambda_nce: float = 0.02  # weight of the contrastive term (GMMFormer's nce weight)
@@ -122,6 +142,18 @@ class LossConfig:
     ral_pm: float = 0.004  # weight of the proxy-matching MIL-NCE
     ral_da: float = 0.00025  # weight of the distribution-alignment KL terms
     ral_proxies: int = 6  # K proxies sampled from each video's and each support set's Gaussian
+    # MSC (method = msc): GMMFormer v2's NCE and triplet terms plus TCPL (RKD distance and angle
+    # between the query embeddings and the teacher's sentence embeddings: "mean" = the mean of the
+    # query's input token features, "eos" = its last token, CLIP's [EOS]) and CBVA (frame-clip
+    # contrast; "adaptive": fewer, merged clips for self-similar videos, "fixed": the K clips);
+    # defaults as the official README's commands (admins97/MSC_PRVR)
+    msc_tcpl: bool = True
+    msc_teacher: str = "mean"  # mean | eos
+    msc_tcpl_distance: float = 15.0  # weight of the RKD distance term (--rkd_d_coef)
+    msc_tcpl_angle: float = 30.0  # weight of the RKD angle term (--rkd_a_coef)
+    msc_cbva: str = "adaptive"  # adaptive | fixed | off
+    msc_cbva_weight: float = 0.1  # --vl_coef
+    msc_sim_thr: float = 0.8  # CBVA's self-similarity threshold (--sim_thr: 0.8 TVR, ActivityNet; 0.85 Charades)
 
     def __post_init__(self):
         if self.ambiguous_as not in ("ours", "positive", "ignore"):
@@ -134,6 +166,10 @@ class LossConfig:
             raise PrvrError(f"loss.thresholds must be epoch|batch, not {self.thresholds!r}")
         if self.tf_thresholds not in ("frame", "video"):
             raise PrvrError(f"loss.tf_thresholds must be frame|video, not {self.tf_thresholds!r}")
+        if self.msc_teacher not in ("mean", "eos"):
+            raise PrvrError(f"loss.msc_teacher must be mean|eos, not {self.msc_teacher!r}")
+        if self.msc_cbva not in ("adaptive", "fixed", "off"):
+            raise PrvrError(f"loss.msc_cbva must be adaptive|fixed|off, not {self.msc_cbva!r}")
 
     @property
     def arl_on(self) -> bool:
@@ -196,7 +232,7 @@ class Config:
             unknown = set(raw) - known
             if unknown:
                 raise PrvrError(f"unknown {key} setting(s): {', '.join(sorted(unknown))}")
-            for name in ("seeds", "attention_widths"):
+            for name in ("seeds", "attention_widths", "op_tome_steps"):
                 if name in raw:
                     raw[name] = tuple(raw[name])
             kwargs[key] = klass(**raw)
@@ -312,6 +348,10 @@ def validate(cfg: Config) -> Config:
     # checked once all overrides are in (``--set model.csa=true model.encoder=gmm2`` in either order)
     if (m.csa or m.gaussian) and {m.encoder, m.encoder_phi or m.encoder} != {"gmm2"}:
         raise PrvrError("model.csa and model.gaussian are RAL's parts of the gmm2 encoder: use model.encoder=gmm2")
+    if (m.op_tome or m.msc) and {m.encoder, m.encoder_phi or m.encoder} != {"gmm2"}:
+        raise PrvrError("model.op_tome and model.msc are MSC's parts of the gmm2 encoder: use model.encoder=gmm2")
+    if m.op_tome:
+        check_tome_steps(m.op_tome_steps, m.clips)
     return cfg
 
 

@@ -196,7 +196,7 @@ def test_registry_single_branch_and_heterogeneous_branches():
 
 
 def test_methods_refuse_what_cannot_compose():
-    with pytest.raises(PrvrError, match="--method: unknown method 'nope' \\(known: arl, gmmformer, ral\\)"):
+    with pytest.raises(PrvrError, match="--method: unknown method 'nope' \\(known: arl, gmmformer, ral, msc\\)"):
         check_method(tiny("loss.method=nope"))
     with pytest.raises(PrvrError, match="--method gmmformer trains GMMFormer"):
         check_method(tiny("loss.method=gmmformer"))

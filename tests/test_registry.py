@@ -50,7 +50,7 @@ def test_every_registry_of_the_package_is_one():
 
     for reg in (LOSS_TERMS, VISUAL_BACKBONES, TEXT_ENCODERS, TINY_MODELS, ENGINES, METHODS, ENCODERS):
         assert isinstance(reg, Registry), reg
-    assert list(ENCODERS) == ["frame", "gmm", "gmm2"] and list(METHODS) == ["arl", "gmmformer", "ral"]
+    assert list(ENCODERS) == ["frame", "gmm", "gmm2"] and list(METHODS) == ["arl", "gmmformer", "ral", "msc"]
     assert list(ENGINES) == ["bounds", "faiss", "blocks", "qdrant"]
     with pytest.raises(PrvrError, match=r"^model\.encoder: unknown encoder 'nope' \(known: frame, gmm, gmm2\)$"):
         ENCODERS["nope"]

@@ -23,11 +23,13 @@ def train(
     text_feature: str = typer.Option(None, help="text feature prefix (TextData/<name>_<collection>_query_feat.hdf5)"),
     preset: str = typer.Option(
         None,
-        help="model zoo preset (default: <method>_<dataset> for gmmformer|ral, else --dataset or tvr); --list-presets",
+        help="model zoo preset (default: <method>_<dataset> for gmmformer|ral|msc, else --dataset or tvr); "
+        "--list-presets",
     ),
     method: str = typer.Option(
         None,
-        help="arl (two branches, ambiguity detection) | gmmformer (GMMFormer's own objective) | ral (RAL on gmm2); "
+        help="arl (two branches, ambiguity detection) | gmmformer (GMMFormer's own objective) | ral (RAL on gmm2) "
+        "| msc (MSC on gmm2); "
         "default: the preset's",
     ),
     set_: list[str] = typer.Option(

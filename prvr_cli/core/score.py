@@ -69,6 +69,9 @@ class TokenSet:
     weight: float = 1.0
     pad_length: int | None = None
     by_words: bool = False  # scored by the query's weighted words (CSA), not its pooled vector
+    # (B, L_k, 2) int64 [start, end) frames of each token, when not GMMFormer's uniform clip rule
+    # (``core/tokens.clip_spans``): MSC's merged clips (OP-ToMe); moments read it
+    spans: torch.Tensor | None = None
 
 
 @dataclass

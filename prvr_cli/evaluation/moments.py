@@ -297,8 +297,10 @@ def query_frames(
             V = {b: enc.kinds[b]["frames"].emb[j, :L].numpy() for b in branches}
             stats = {b: bank.frame_stats(b, V[b]) if bank else (None, None) for b in branches}
             C = {b: enc.kinds[b]["clips"].emb[j].numpy() for b in branches if "clips" in enc.kinds[b]}
-            cache[j] = (bounds, V, stats, C)
-        bounds, V, stats, C = cache[j]
+            kept = [enc.kinds[b]["clips"].spans for b in C if enc.kinds[b]["clips"].spans is not None]
+            spans = kept[0][j].numpy() if kept else (clip_spans(L, len(next(iter(C.values())))) if C else None)
+            cache[j] = (bounds, V, stats, C, spans)
+        bounds, V, stats, C, spans = cache[j]
         # a branch scored by words (RAL's CSA): the frame signal is the weighted words' sum, as the
         # index's moments, unstandardised (the bank describes pooled queries)
         signal = {b: (enc.words[b][i].sum(0) if b in enc.words else enc.q[b][i]).numpy() for b in branches}
@@ -308,7 +310,7 @@ def query_frames(
         window = None
         if C:  # the best clip (mean over the branches that have clips) picks the moment's frames
             best = int(np.argmax(np.mean([C[b] @ enc.q[b][i].numpy() for b in C], axis=0)))
-            s, e = clip_spans(len(bounds), next(iter(C.values())).shape[0])[best]
+            s, e = spans[best]  # GMMFormer's clip rule, or MSC's merged clips' kept spans
             window = (int(s), int(e))
         items.append(QueryFrames(bounds, np.array([a.start, a.end]), cos, z, window))
         own.append(j)

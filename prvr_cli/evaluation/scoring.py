@@ -54,12 +54,18 @@ def encode_split(
             for k, t in model.encode_tokens(x, m, b, normalize=True).items():
                 if k not in kinds[b]:  # allocate once: frames to the split's L, others their own count
                     size = L if k == "frames" else t.emb.shape[1]
+                    spans = None if t.spans is None else torch.zeros(data.num_videos, size, 2, dtype=torch.long)
                     kinds[b][k] = replace(
-                        t, emb=torch.zeros(data.num_videos, size, d), mask=torch.zeros(data.num_videos, size)
+                        t,
+                        emb=torch.zeros(data.num_videos, size, d),
+                        mask=torch.zeros(data.num_videos, size),
+                        spans=spans,
                     )
                 width = t.emb.shape[1]
                 kinds[b][k].emb[idx, :width] = t.emb.cpu()
                 kinds[b][k].mask[idx, :width] = t.mask.float().cpu()
+                if t.spans is not None:  # MSC's merged clips: their frame spans, for moments
+                    kinds[b][k].spans[idx, :width] = t.spans.cpu()
     by_words = [b for b in branches if any(t.by_words for t in kinds[b].values())]
     words = {b: torch.zeros(data.num_queries, data.max_desc_l, d) for b in by_words}
     encode_query_batches(model, queries, q, device, branches, words)

@@ -42,6 +42,7 @@ from prvr_cli.index.store import (
     BLOCK,
     CHECKPOINT_FILE,
     FORMAT,
+    SPANS,
     FrameStore,
     StoreWriter,
     save_bank,
@@ -220,12 +221,16 @@ def model_tables(model) -> tuple[dict[str, dict], int | None]:
                     "(index the frame or gmm2 encoders)"
                 )
             name = b if kind == "frames" else f"{b}.{kind}"
-            specs[name] = {
-                "branch": b,
-                "kind": kind,
-                "weight": tok.weight / len(model.names),
-                "pad_length": tok.pad_length,
-            } | ({"query": "words"} if tok.by_words else {})
+            specs[name] = (
+                {
+                    "branch": b,
+                    "kind": kind,
+                    "weight": tok.weight / len(model.names),
+                    "pad_length": tok.pad_length,
+                }
+                | ({"query": "words"} if tok.by_words else {})
+                | ({"spans": True} if tok.spans is not None else {})
+            )
             clips = tok.emb.shape[1] if kind == "clips" else clips
     if any(b not in specs for b in model.names):
         raise PrvrError("an index needs the frame tokens of every branch (its moments come from them)")
@@ -254,6 +259,8 @@ def _encode_batch(
                 if spec["kind"] == "frames"
                 else (emb.reshape(-1, emb.shape[-1]))
             )
+            if spec.get("spans"):  # MSC's merged clips: their frame spans, for moments
+                rows[t + SPANS] = kinds[spec["kind"]].spans.cpu().numpy().reshape(-1, 2)
     times = [resampled_times(all_times.get(v), source.num_frames(v), max_len) for v in names]
     return rows, lengths, times
 

@@ -388,6 +388,10 @@ def open_backend(loc: Location, root: Path | None, specs: dict | None = None, di
     if specs and any(by_words(s) for s in specs.values()):
         # MAX_SIM compares one query vector with a video's rows; CSA needs a max per query word
         raise PrvrError(f"--backend {loc.kind}: a RAL index (CSA word queries) is scored by the local store only")
+    if specs and any(s.get("spans") for s in specs.values()):
+        raise PrvrError(
+            f"--backend {loc.kind}: an MSC index (merged clips and their frame spans) is kept by the local store only"
+        )
     try:
         if loc.kind == "qdrant-edge":
             import qdrant_edge  # noqa: F401

@@ -384,7 +384,8 @@ def moment(store: FrameStore, q: dict[str, np.ndarray], video: int, rule: Moment
     if not clips:
         return locate(signal, rule), raw
     best_clip = int(np.argmax(np.mean([raw[t] for t in clips], axis=0)))
-    start, end = clip_spans(len(signal), int(store.meta["clips"]))[best_clip]
+    kept = getattr(store, "clip_span", lambda *a: None)(clips[0], video, best_clip)  # MSC's merged clips
+    start, end = kept or clip_spans(len(signal), int(store.meta["clips"]))[best_clip]
     return locate_in(signal, (int(start), int(end)), rule), raw
 
 

@@ -18,6 +18,9 @@
                               (theta and phi for a trained index, clip for zero-shot) and token kind:
                               ``theta`` holds theta's frames, ``theta.clips`` its K clip tokens per
                               video (K rows a video, in video order) when its encoder scores clips
+      spans_<table>.i64       (K Nv, 2) int64 [start, end) frame rows of each clip token, for a clip
+                              table whose clips are not GMMFormer's uniform rule (MSC's OP-ToMe;
+                              ``"spans": true`` in its table spec): moments read them
       blockdirs_<branch>.f32  per block of at most ``BLOCK`` frames: its direction (Nb, d) ...
       blockcos_<branch>.f32   ... and the smallest cosine of its frames to it (Nb,)
       blockoffsets_<branch>.npy (Nv + 1,) int64: blocks of video j (the ``blocks`` engine ranks videos
@@ -59,7 +62,7 @@ import json
 import os
 import shutil
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +74,7 @@ from prvr_cli.core.score import branch_mean, float32_rows, zero_floor
 from prvr_cli.errors import PrvrError
 
 FORMAT = "prvr-index/2"
+SPANS = ":spans"  # the key of a clip table's spans beside its rows in what a build appends
 BLOCK = 16
 SPLIT_COS = 0.8
 BOUND_SLACK = 1e-5  # float32 rounding margin, on the cap and on the bound, so bounds never undershoot
@@ -176,6 +180,7 @@ class FrameStore:
     direction: dict[str, np.ndarray]
     min_cos: dict[str, np.ndarray]
     block_offsets: dict[str, np.ndarray]
+    spans: dict[str, np.ndarray] = field(default_factory=dict)  # clip tables' (K Nv, 2) frame spans, when kept
 
     remote = False  # True: the rows live in Qdrant (``qdrant.QdrantStore``), only the id map is here
 
@@ -283,7 +288,19 @@ class FrameStore:
             min_cos[b] = np.array(_read_rows(root / f"blockcos_{b}.f32", np.float32, blocks[b]))
             block_offsets[b] = _read_offsets(current(root, f"blockoffsets_{b}.npy"), nv, blocks[b])
         times = _read_rows(root / "times.f32", np.float32, n, 2)
-        return cls(root, branches, meta, video_ids, offsets, times, frames, direction, min_cos, block_offsets)
+        spans = {
+            b: _read_rows(root / f"spans_{b}.i64", np.int64, int(meta["clips"]) * nv, 2)
+            for b in branches
+            if tables[b].get("spans")
+        }
+        return cls(root, branches, meta, video_ids, offsets, times, frames, direction, min_cos, block_offsets, spans)
+
+    def clip_span(self, table: str, video: int, clip: int) -> tuple[int, int] | None:
+        """[start, end) frames of one clip token of a table that keeps its spans, else None."""
+        if table not in self.spans:
+            return None
+        start, end = self.spans[table][video * int(self.meta["clips"]) + clip]
+        return int(start), int(end)
 
 
 COMMIT, STAGE = ".commit", ".commit.tmp"  # a decided commit's files, and one being written
@@ -456,6 +473,8 @@ class StoreWriter:
             sizes[f"frames_{b}.{self.ext}"] = rows * self.dim * self.dtype.itemsize
             sizes[f"blockdirs_{b}.f32"] = self.nb[b] * self.dim * 4
             sizes[f"blockcos_{b}.f32"] = self.nb[b] * 4
+            if self.specs[b].get("spans"):
+                sizes[f"spans_{b}.i64"] = rows * 16
         return sizes
 
     @property
@@ -469,12 +488,15 @@ class StoreWriter:
             raise write_failed(self.root / name, err, _kept(self.root)) from None
 
     def add(self, names: list[str], frames: dict[str, np.ndarray], lengths: list[int], times: list[np.ndarray]):
-        """Append videos: per table their (sum of L_i, d) unit frames (or K clip tokens each), each
-        L_i, each (L_i, 2) times."""
+        """Append videos: per table their (sum of L_i, d) unit frames (or K clip tokens each, and
+        under ``<table>:spans`` their (K n, 2) frame spans when the table keeps them), each L_i,
+        each (L_i, 2) times."""
         local = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         for b in self.branches:
             stored = np.asarray(frames[b], dtype=self.dtype)
             self._append(f"frames_{b}.{self.ext}", stored, self.dtype)
+            if self.specs[b].get("spans"):
+                self._append(f"spans_{b}.i64", frames[b + SPANS], np.int64)
             rows = local if self.specs[b]["kind"] == "frames" else np.arange(len(names) + 1) * int(self.meta["clips"])
             # bounds of the frames as stored (float16 rounding included), so they hold for what search reads
             direction, min_cos, bo = block_bounds(stored, rows)
@@ -617,7 +639,7 @@ def save_store(
     """Write a whole store at once (``meta`` gains the counts, the format and the storage);
     the branches are the keys of ``frames``."""
     meta |= {"format": FORMAT, "storage": storage, "dim": next(iter(frames.values())).shape[1]}
-    writer = StoreWriter(Path(root), meta, tuple(frames))
+    writer = StoreWriter(Path(root), meta, tuple(t for t in frames if not t.endswith(SPANS)))
     lengths = np.diff(offsets).tolist()
     writer.add(video_ids, frames, lengths, np.split(np.asarray(times, np.float32), np.cumsum(lengths)[:-1]))
     writer.commit(meta.get("complete", False))

@@ -39,8 +39,11 @@ def clip_nce(r: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def triplet(s: torch.Tensor, labels: torch.Tensor, margin: float, hard: bool, hard_pool: int, generator=None):
     """s (Nq, B) scores of normalised embeddings -> scalar (GMMFormer's ``get_clip_triplet_loss``).
-    Every video has at least one query and one negative query in the batch."""
+    Every video has at least one query in the batch; a batch of one video has no negative, and
+    the term is 0 (with the graph kept)."""
     nq, b = s.shape
+    if b < 2:
+        return s.sum() * 0.0
     rows = torch.arange(nq, device=s.device)
     own = labels[:, None] == torch.arange(b, device=s.device)[None]  # (Nq, B)
     # video-to-text: positive = mean over the video's queries, negative = one other query

@@ -32,6 +32,9 @@ class Embeddings:
     words: Words | None = None  # CSA's words of the queries (``model.csa``)
     # RAL's Gaussians (``model.gaussian``, training): {"video" | "text": (mu, logvar)}, each (B, d)
     gauss: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+    # a method's other training tensors by name (MSC's, ``model.msc``: the query tokens "text",
+    # "text_mask" its teacher reads, and CBVA's inputs, ``GMM2Branch.msc_aux``)
+    aux: dict[str, torch.Tensor] | None = None
 
     @property
     def V(self) -> torch.Tensor | None:
@@ -45,13 +48,14 @@ class Embeddings:
         """The same embeddings with ``q_fn`` applied to q and each kind replaced by
         ``kind_fn(name, TokenSet) -> TokenSet``."""
         kinds = None if self.kinds is None else {k: kind_fn(k, t) for k, t in self.kinds.items()}
-        return Embeddings(None if self.q is None else q_fn(self.q), kinds, self.words, self.gauss)
+        return Embeddings(None if self.q is None else q_fn(self.q), kinds, self.words, self.gauss, self.aux)
 
     def float(self) -> Embeddings:
         e = self.map(lambda q: q.float(), lambda k, t: replace(t, emb=t.emb.float()))
         words = None if self.words is None else self.words.float()
         gauss = None if self.gauss is None else {k: (m.float(), v.float()) for k, (m, v) in self.gauss.items()}
-        return replace(e, words=words, gauss=gauss)
+        aux = None if self.aux is None else {k: v.float() if v.is_floating_point() else v for k, v in self.aux.items()}
+        return replace(e, words=words, gauss=gauss, aux=aux)
 
 
 class DualBranch(nn.Module):
@@ -96,14 +100,20 @@ class DualBranch(nn.Module):
     ) -> dict[str, Embeddings]:
         """Embeddings of every branch: {"theta": Embeddings, "phi": Embeddings}. With
         ``text_labels`` (Nq,) (each query's video in the batch), a branch with RAL's Gaussian
-        heads also gives the Gaussians of the batch's videos and support sets."""
+        heads also gives the Gaussians of the batch's videos and support sets; with ``model.msc``
+        (text and video given) a branch also gives MSC's training tensors (``Embeddings.aux``)."""
         out = {}
         for name in self.names:
-            q = self.encode_text(text, text_mask, name) if text is not None else None
-            kinds = self.encode_tokens(video, video_mask, name) if video is not None else None
-            words = self.encode_words(text, text_mask, name) if text is not None else None
-            gauss = None
             branch = self.branches[name]
+            msc = self.cfg.msc and text is not None and video is not None and hasattr(branch, "msc_aux")
+            q = self.encode_text(text, text_mask, name) if text is not None else None
+            clips = branch.clip_inputs(video, video_mask) if msc else None
+            kinds = branch.video_tokens(video, video_mask, clips) if msc else None
+            if video is not None and not msc:
+                kinds = self.encode_tokens(video, video_mask, name)
+            words = self.encode_words(text, text_mask, name) if text is not None else None
+            aux = branch.msc_aux(kinds, clips) | {"text": text, "text_mask": text_mask} if msc else None
+            gauss = None
             if (
                 hasattr(branch, "gaussians")
                 and self.cfg.gaussian
@@ -114,7 +124,7 @@ class DualBranch(nn.Module):
                 # the support sets are CSA's word tokens, else the text encoder's tokens before pooling
                 tokens = words.emb if words is not None else branch.text.tokens(text, text_mask)
                 gauss = branch.gaussians(tokens, text_mask, text_labels, kinds["frames"])
-            out[name] = Embeddings(q, kinds, words, gauss)
+            out[name] = Embeddings(q, kinds, words, gauss, aux)
         return out
 
 

@@ -10,7 +10,8 @@ score reads ({kind: TokenSet}, ``core/score.py``).
 - ``gmm2`` (GMMFormer v2): one mixed Gaussian block per scale over 32 clips and the frames
   padded to max_ctx_l. Kinds: clips (0.7), frames (0.3). With RAL's ``model.csa`` the frames are
   scored by the query's weighted words (``words``), and ``model.gaussian`` adds its Gaussian
-  heads (``gaussians``; ``nets/ral.py``).
+  heads (``gaussians``; ``nets/ral.py``). MSC's ``model.op_tome`` builds the clips by
+  order-preserving token merging, and ``model.msc`` adds CBVA's head (``msc_aux``; ``nets/msc.py``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from torch import nn
 
 from prvr_cli.config import ModelConfig
 from prvr_cli.core.registry import Registry
-from prvr_cli.core.score import TokenSet, Words, valid_frames
+from prvr_cli.core.score import TokenSet, Words, unit, valid_frames
 from prvr_cli.errors import PrvrError
-from prvr_cli.nets.gmm import AttentionV1, AttentionV2, GaussianBlock, MixedGaussianBlock, clip_average
+from prvr_cli.nets.gmm import AttentionV1, AttentionV2, GaussianBlock, MixedGaussianBlock, clip_average, frame_spans
+from prvr_cli.nets.msc import ClipInputs, grid_frame_spans, op_tome
 from prvr_cli.nets.ral import GaussianHead, WordHead, frame_sets, support_sets, words_of
 
 
@@ -251,6 +253,8 @@ class GMM2Branch(nn.Module):
             self.word_head = WordHead(d)
         if cfg.gaussian:
             self.video_gauss, self.text_gauss = GaussianHead(d), GaussianHead(d)
+        if cfg.msc:  # CBVA's projection of the frame and clip tokens (training only)
+            self.cbva_head = nn.Linear(d, d)
         self.apply(init_weights)
         self.mix_token = nn.Parameter(torch.randn(1, 1, d))
 
@@ -271,15 +275,39 @@ class GMM2Branch(nn.Module):
         flat, sel, pooled = frame_sets(frames.emb, frames.mask)
         return {"video": self.video_gauss(pooled, flat, sel), "text": text}
 
-    def video_tokens(self, frames: torch.Tensor, mask: torch.Tensor) -> dict[str, TokenSet]:
-        """frames (B, L, D_v), mask (B, L), L <= max_ctx_l -> {"clips": (B, K, d), "frames": (B, L, d)}."""
+    def clip_inputs(self, frames: torch.Tensor, mask: torch.Tensor) -> ClipInputs:
+        """The K clip tokens before projection: GMMFormer's averages of equal runs of frames, or
+        with ``model.op_tome`` the merged grid tokens (unit rows, as the official code)."""
+        lengths = _lengths(mask)
+        k = self.cfg.clips
+        if not self.cfg.op_tome:
+            x = clip_average(frames, lengths, k)
+            return ClipInputs(x, x.new_ones(x.shape[:2]), frame_spans(lengths.to(frames.device), k))
+        steps = self.cfg.op_tome_steps
+        x, sizes, spans = op_tome(clip_average(frames, lengths, steps[0]), steps[1:])
+        return ClipInputs(unit(x).to(frames.dtype), sizes, grid_frame_spans(spans, lengths.to(frames.device), steps[0]))
+
+    def msc_aux(self, kinds: dict[str, TokenSet], clips: ClipInputs) -> dict[str, torch.Tensor]:
+        """CBVA's inputs (``model.msc``): the head on the frame tokens (B, L, d) and clip tokens
+        (B, K, d), the clip inputs (B, K, D_v), their sizes (B, K) and frame spans (B, K, 2)."""
+        return {
+            "cbva_frames": self.cbva_head(kinds["frames"].emb),
+            "cbva_clips": self.cbva_head(kinds["clips"].emb),
+            "clip_inputs": clips.x,
+            "clip_sizes": clips.sizes,
+            "clip_spans": clips.spans,
+        }
+
+    def video_tokens(self, frames: torch.Tensor, mask: torch.Tensor, clips: ClipInputs | None = None):
+        """frames (B, L, D_v), mask (B, L), L <= max_ctx_l -> {"clips": (B, K, d), "frames": (B, L, d)}
+        (``clips``: the ``clip_inputs`` when the caller has them)."""
         B, L, _ = frames.shape
         n = self.cfg.max_ctx_l
         if L > n:
             raise PrvrError(f"gmm2 encodes at most model.max_ctx_l={n} frames, got {L}")
-        c = self.clip_block(
-            self.clip_pos(self.clip_proj(clip_average(frames, _lengths(mask), self.cfg.clips))), None, self.mix_token
-        )
+        clips = clips or self.clip_inputs(frames, mask)
+        bias = clips.sizes.log() if self.cfg.op_tome else None  # OP-ToMe's log-size attention term
+        c = self.clip_block(self.clip_pos(self.clip_proj(clips.x)), None, self.mix_token, bias)
         padded = nn.functional.pad(frames, (0, 0, 0, n - L))
         full_mask = nn.functional.pad(mask, (0, n - L))
         f = self.frame_block(self.frame_pos(self.frame_proj(padded)), full_mask, self.mix_token)[:, :L]
@@ -287,7 +315,8 @@ class GMM2Branch(nn.Module):
         w = self.cfg.clip_weight
         pad = n if self.cfg.frame_padding == "zero" else None
         frames_kind = TokenSet(f, mask, 1 - w, pad, by_words=self.cfg.csa)
-        return {"clips": TokenSet(c, mask.new_ones(B, self.cfg.clips), w), "frames": frames_kind}
+        spans = clips.spans if self.cfg.op_tome else None
+        return {"clips": TokenSet(c, mask.new_ones(B, self.cfg.clips), w, spans=spans), "frames": frames_kind}
 
 
 ENCODERS: Registry[type[nn.Module]] = Registry(

@@ -49,13 +49,23 @@ class GaussianSelfAttention(nn.Module):
         n, length, d = x.shape
         return x.view(n, length, self.heads, d // self.heads).transpose(1, 2)  # (N, h, L, dh)
 
-    def forward(self, query: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        key_bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``key_bias`` (N, L): added to every query's logit of each key after the window (MSC's
+        log-size term, log n_j for a key merged from n_j tokens, as ToMe's proportional attention)."""
         q, k, v = self._split(self.query(query)), self._split(self.key(keys)), self._split(self.value(keys))
         logits = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (N, h, Lq, L)
         if self.width is not None:
             logits = logits * gauss_window(logits.shape[-1], self.width, logits.device)
         if key_mask is not None:  # the official additive -1e4, so a fully padded row stays finite
             logits = logits + (1 - key_mask.to(logits.dtype))[:, None, None, :] * -10000.0
+        if key_bias is not None:
+            logits = logits + key_bias.to(logits.dtype)[:, None, None, :]
         ctx = self.drop(torch.softmax(logits, dim=-1)) @ v  # (N, h, Lq, dh)
         return ctx.transpose(1, 2).reshape(query.shape[0], query.shape[1], -1)
 
@@ -94,9 +104,15 @@ class AttentionV2(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, query: torch.Tensor | None = None):
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        query: torch.Tensor | None = None,
+        key_bias: torch.Tensor | None = None,
+    ):
         q = x if query is None else query
-        q = self.norm1(q + self.drop1(self.attn(q, x, mask)))
+        q = self.norm1(q + self.drop1(self.attn(q, x, mask, key_bias)))
         return self.norm2(q + self.drop2(self.ff(q)))
 
 
@@ -129,8 +145,11 @@ class MixedGaussianBlock(nn.Module):
         self.cross = AttentionV2(d, heads, dropout, None, ff=1)
         self.mix = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d, length))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, token: torch.Tensor) -> torch.Tensor:
-        """x (N, length, d), mask (N, length) or None, token (1, 1, d) -> (N, length, d)."""
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, token: torch.Tensor, key_bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x (N, length, d), mask (N, length) or None, token (1, 1, d) -> (N, length, d); ``key_bias``
+        (N, length) enters the paths' self-attention only (``GaussianSelfAttention``), not the mixing."""
         if x.shape[1] != self.length:
             raise ValueError(f"this block mixes exactly {self.length} positions, got {x.shape[1]}")
         if self.recompute and torch.is_grad_enabled():
@@ -138,9 +157,9 @@ class MixedGaussianBlock(nn.Module):
             # same dropout masks (checkpoint restores the RNG state), so the gradients are the same
             from torch.utils.checkpoint import checkpoint
 
-            paths = [checkpoint(p, x, mask, use_reentrant=False) for p in self.paths]
+            paths = [checkpoint(p, x, mask, None, key_bias, use_reentrant=False) for p in self.paths]
         else:
-            paths = [p(x, mask) for p in self.paths]
+            paths = [p(x, mask, key_bias=key_bias) for p in self.paths]
         outs = torch.stack(paths, dim=-1)  # (N, L, d, P)
         tok = token.to(x.dtype).expand(x.shape[0], 1, -1)
         summary = torch.cat([self.cross(outs[..., i], mask, query=tok) for i in range(outs.shape[-1])], dim=1)
@@ -148,14 +167,21 @@ class MixedGaussianBlock(nn.Module):
         return (outs * weights[:, :, None, :]).sum(-1)
 
 
-def clip_average(frames: torch.Tensor, lengths: torch.Tensor, k: int) -> torch.Tensor:
-    """K clip tokens of each video (``core/tokens.clip_spans`` in batch form): frames (B, L, D)
-    padded, lengths (B,) valid frames (>= 1) -> (B, K, D)."""
-    n = lengths.to(frames.device, torch.float64)[:, None]
-    i = torch.arange(k + 1, device=frames.device, dtype=torch.float64)[None]
+def frame_spans(lengths: torch.Tensor, k: int) -> torch.Tensor:
+    """``core/tokens.clip_spans`` in batch form: lengths (B,) valid frames (>= 1) -> (B, K, 2)
+    int64 [start, end) frames of each of the K clips."""
+    n = lengths.to(torch.float64)[:, None]
+    i = torch.arange(k + 1, device=lengths.device, dtype=torch.float64)[None]
     edges = torch.minimum(torch.round(i * (n / k)), n - 1).long()  # (B, K+1), round half to even
     start, end = edges[:, :-1], edges[:, 1:]
-    end = torch.where(start < end, end, start + 1)
+    return torch.stack([start, torch.where(start < end, end, start + 1)], -1)
+
+
+def clip_average(frames: torch.Tensor, lengths: torch.Tensor, k: int) -> torch.Tensor:
+    """K clip tokens of each video (``frame_spans``): frames (B, L, D) padded, lengths (B,) valid
+    frames (>= 1) -> (B, K, D)."""
+    spans = frame_spans(lengths.to(frames.device), k)
+    start, end = spans[..., 0], spans[..., 1]
     j = torch.arange(frames.shape[1], device=frames.device)[None, None]  # (1, 1, L)
     inside = (j >= start[..., None]) & (j < end[..., None])  # (B, K, L)
     weights = inside.to(frames.dtype) / (end - start)[..., None].to(frames.dtype)

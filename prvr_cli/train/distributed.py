@@ -192,6 +192,8 @@ def gather_batch(emb: dict[str, Embeddings], batch: dict, world: World) -> tuple
     """
     if any(e.words is not None or e.gauss is not None for e in emb.values()):
         raise PrvrError("RAL's words and Gaussians are not gathered across processes yet: train --method ral on one")
+    if any(e.aux is not None for e in emb.values()):
+        raise PrvrError("MSC's training tensors are not gathered across processes yet: train --method msc on one")
     mask, labels = batch["video_mask"], batch["text_labels"]
     nq, b = (0, 0) if batch.get("ghost") else (labels.shape[0], mask.shape[0])
     L = mask.shape[1] if b else 0
@@ -212,7 +214,8 @@ def gather_batch(emb: dict[str, Embeddings], batch: dict, world: World) -> tuple
 
     def tokens(name: str, t):  # frames follow the batch's frames; clips and the like have a fixed count
         x, m = (frames(t.emb), frames(t.mask)) if name == "frames" else (t.emb[:b], t.mask[:b])
-        return replace(t, emb=videos(x), mask=videos(m.to(t.emb.dtype)))
+        spans = None if t.spans is None else videos(t.spans[:b])  # MSC's merged clips: one span per clip
+        return replace(t, emb=videos(x), mask=videos(m.to(t.emb.dtype)), spans=spans)
 
     gathered = {
         name: Embeddings(queries(e.q[:nq]), {k: tokens(k, t) for k, t in e.kinds.items()}) for name, e in emb.items()

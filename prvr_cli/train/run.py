@@ -31,7 +31,7 @@ class TrainRequest:
     # model zoo preset; default: <method>_<dataset> for a method with presets of its own, else dataset,
     # else tvr (tiny for a dry run)
     preset: str | None = None
-    method: str | None = None  # arl | gmmformer | ral (loss.method); default: the preset's
+    method: str | None = None  # arl | gmmformer | ral | msc (loss.method); default: the preset's
     collection: str | None = None  # default: the preset's
     visual_feature: str | None = None  # default: the preset's, or the only one when collection is given
     text_feature: str | None = None  # likewise
