@@ -336,6 +336,8 @@ for _backend, _workers in (("local", 1), ("local", 2), ("qdrant-edge", 1), ("qdr
 # docs/benchmarks.md and the README: the Qdrant edge engine beside the local engines, 2,000 videos
 QE = "search_qdrant_edge_2000.json"
 _L = "large_2000"
+QE50 = "search_qdrant_edge_50000.json"  # the same at 50,000 videos
+_L50 = "large_50000"
 
 
 def _g(path):
@@ -379,11 +381,77 @@ F += [
         _g(f"{_L}/qdrant-edge_batch1/recall@100"),
     ),
     q(
+        B,
+        "The same at {} videos ({} frame rows per branch;",
+        QE50,
+        V(f"{_L50}/videos", ",.0f"),
+        V(f"{_L50}/frames", ",.0f"),
+    ),
+    q(
+        B,
+        "| local store (float16 frames) | {} s | {} MiB | {} MiB | `bounds` (exact) | {} / {} ms | {} |",
+        QE50,
+        V(f"{_L50}/build/build_seconds"),
+        V(f"{_L50}/build/disk_mib", ",.1f"),
+        V(f"{_L50}/build/peak_rss_mib", ",.0f"),
+        V(f"{_L50}/exact_batch1/median_ms"),
+        V(f"{_L50}/exact_batch1/p95_ms"),
+        _g(f"{_L50}/exact_batch1/recall@100"),
+    ),
+    q(
+        B,
+        "| | | | | `blocks` | {} / {} ms | {} |",
+        QE50,
+        V(f"{_L50}/blocks_batch1/median_ms"),
+        V(f"{_L50}/blocks_batch1/p95_ms"),
+        _g(f"{_L50}/blocks_batch1/recall@100"),
+    ),
+    q(
+        B,
+        "| qdrant-edge (float32) | {} s | {} MiB | {} MiB | `qdrant` (exact) | {} / {} ms | {} |",
+        QE50,
+        V(f"{_L50}/qdrant-edge_build/build_seconds"),
+        V(f"{_L50}/qdrant-edge_build/disk_mib", ",.1f"),
+        V(f"{_L50}/qdrant-edge_build/peak_rss_mib", ",.0f"),
+        V(f"{_L50}/qdrant-edge_batch1/median_ms", ",.1f"),
+        V(f"{_L50}/qdrant-edge_batch1/p95_ms", ",.1f"),
+        _g(f"{_L50}/qdrant-edge_batch1/recall@100"),
+    ),
+    q(
+        B,
+        "the collection holds float32: the {} answers of {} that differ are each the 100th video swapped"
+        " with one whose float16 score lies within {} of it",
+        "qdrant_swaps_50000.json",
+        V("swapped", ".0f"),
+        V("answers", ",.0f"),
+        V(lambda j: format(float(j["largest_gap_to_kth"]), ".1e")),
+    ),
+    q(
+        B,
+        "the collection holds float32: the {} answers",
+        QE50,
+        V(lambda j: str(round((1 - float(lookup(j, f"{_L50}/qdrant-edge_batch1/recall@100"))) * 10000))),
+    ),
+    q(
+        B,
+        "optimises them ({} MiB of it anonymous)",
+        QE50,
+        V(f"{_L50}/qdrant-edge_build/rss_anon_mib", ".0f"),
+    ),
+    q(
         "README.md",
         "search stays exact: {} ms a query at 2,000 videos, against {} ms for the local store",
         QE,
         V(f"{_L}/qdrant-edge_batch1/median_ms"),
         V(f"{_L}/exact_batch1/median_ms"),
+    ),
+    q(
+        "README.md",
+        "(`benchmarks/results/search_qdrant_edge_2000.json`; {} against {} ms at {} videos,",
+        QE50,
+        V(f"{_L50}/qdrant-edge_batch1/median_ms"),
+        V(f"{_L50}/exact_batch1/median_ms"),
+        V(f"{_L50}/videos", ",.0f"),
     ),
     q(
         "README.md",
