@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -314,7 +315,13 @@ def do_query(args):
 
 def sub(*argv):
     """Run this script's subcommand in a fresh process (its own memory peak); return its JSON."""
-    res = subprocess.run([sys.executable, __file__, *map(str, argv)], capture_output=True, text=True)
+    from prvr_cli.device import QUERY_ENV
+
+    # one query at a time runs as prvr search and serve run it (``query_process``), batches with
+    # OpenMP's default as prvr search --queries does; a policy set by hand wins
+    one = argv[0] == "_query" and str(dict(zip(argv, argv[1:])).get("--query-batch", 1)) == "1"
+    env = QUERY_ENV | dict(os.environ) if one else None
+    res = subprocess.run([sys.executable, __file__, *map(str, argv)], capture_output=True, text=True, env=env)
     if res.returncode:
         raise SystemExit(res.stderr)
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -422,7 +429,10 @@ def main():
     if args.command != "all":
         {"_build": do_build, "_qbuild": do_qbuild, "_exact": do_exact, "_query": do_query}[args.command](args)
         return
-    out = {"threads": torch.get_num_threads(), "frame_noise": args.frame_noise}
+    from prvr_cli.device import QUERY_ENV
+
+    policy = os.environ.get("OMP_WAIT_POLICY", QUERY_ENV["OMP_WAIT_POLICY"] + " one query at a time, else default")
+    out = {"threads": torch.get_num_threads(), "query_omp_wait_policy": policy, "frame_noise": args.frame_noise}
     if not args.skip_table4:
         out["table4"] = part1([int(s) for s in args.sizes.split(",")], args.queries, args.batch, args.frame_noise)
     sweep = [int(x) for x in args.sweep.split(",")] if args.sweep else []

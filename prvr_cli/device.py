@@ -7,6 +7,27 @@ import os
 
 from prvr_cli.errors import PrvrError
 
+QUERY_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}  # what ``query_process`` sets, unless the user set it
+
+
+def query_process() -> bool:
+    """Set this process up for answering queries one at a time (``prvr search`` of one query,
+    ``prvr serve`` and its workers): OpenMP's idle threads sleep instead of spinning
+    (``OMP_WAIT_POLICY=PASSIVE``, unless already set). A query's path alternates OpenBLAS's
+    matrix-vector product over the block table with short torch ops; torch's OpenMP threads
+    spinning between those ops took the two cores OpenBLAS needed (one query over 50,000 videos,
+    ``blocks`` engine: about 51-58 ms -> 21-23 ms, ``benchmarks/results/search_wait_policy_50000.json``).
+    Batches (``prvr search --queries``, eval), training and extraction keep OpenMP's default:
+    their ops run back to back, where spinning keeps the threads ready (exact search in batches
+    of 256 was 10-20% slower passive). libgomp reads the setting once, when torch is first
+    imported: returns whether this process gets it (child processes, such as uvicorn's workers,
+    inherit it either way)."""
+    import sys
+
+    for key, value in QUERY_ENV.items():
+        os.environ.setdefault(key, value)
+    return "torch" not in sys.modules
+
 
 def resolve_device(name: str = "auto"):
     """``auto`` -> cuda when available, else cpu. ``cuda`` without a GPU is a clear error.

@@ -31,6 +31,9 @@ def serve(
 ):
     """A search page over an index at http://HOST:PORT/, with thumbnails and playable moments; JSON
     API under /api, OpenAPI docs at /docs."""
+    from prvr_cli.device import query_process
+
+    query_process()  # before torch is imported, here and in the workers (they inherit it)
     from prvr_cli.cli.common import at_least
     from prvr_cli.device import resolve_device
     from prvr_cli.serve.server import run_server

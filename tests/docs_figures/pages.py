@@ -333,6 +333,84 @@ for _backend, _workers in (("local", 1), ("local", 2), ("qdrant-edge", 1), ("qdr
         )
     )
 
+F += [
+    q(
+        "docs/serve.md",
+        "served one client at {} requests/s ({} / {} ms p50 / p95) over the local store with one worker",
+        "serve_load_workers_2000_default_policy.json",
+        *[V(lambda j, f=f: _level(j, "local", 1, 1, f)) for f in ("requests_per_s", "p50_ms", "p95_ms")],
+    ),
+    q(
+        "docs/serve.md",
+        "a second worker adds half again as much throughput at 32 clients ({} against {} requests/s)",
+        WORKERS,
+        V(lambda j: _level(j, "qdrant-edge", 2, 32, "requests_per_s")),
+        V(lambda j: _level(j, "qdrant-edge", 1, 32, "requests_per_s")),
+    ),
+]
+
+WAIT = "search_wait_policy_50000.json"
+
+
+def _wait_row(i):
+    """One alternated run of the wait-policy table."""
+    p = f"runs/{i}"
+    return q(
+        B,
+        "| {} | {} / {} ms | {} ms | {} ms | {} ms |",
+        WAIT,
+        V(lambda j, i=i: j["runs"][i]["omp_wait_policy"]),
+        V(f"{p}/blocks_batch1/median_ms"),
+        V(f"{p}/blocks_batch1/p95_ms"),
+        V(f"{p}/blocks_batch64/median_ms"),
+        V(f"{p}/exact_batch1/median_ms"),
+        V(f"{p}/exact_batch256/median_ms"),
+    )
+
+
+F += [_wait_row(i) for i in range(4)]
+
+
+def _blocks_p50(j, policy):
+    return [float(r["blocks_batch1"]["median_ms"]) for r in j["runs"] if r["omp_wait_policy"] == policy]
+
+
+def _exact256(j, policy):
+    return [float(r["exact_batch256"]["median_ms"]) for r in j["runs"] if r["omp_wait_policy"] == policy]
+
+
+F += [
+    q(
+        B,
+        "The `blocks` engine's one query is {}x to {}x faster every time",
+        WAIT,
+        V(lambda j: f"{min(_blocks_p50(j, 'default')) / max(_blocks_p50(j, 'PASSIVE')):.1f}"),
+        V(lambda j: f"{max(_blocks_p50(j, 'default')) / min(_blocks_p50(j, 'PASSIVE')):.1f}"),
+    ),
+    q(
+        B,
+        "batched exact search is {}% to {}% slower passive",
+        WAIT,
+        V(lambda j: f"{10 * round(10 * (min(_exact256(j, 'PASSIVE')) / max(_exact256(j, 'default')) - 1)):.0f}"),
+        V(lambda j: f"{10 * round(10 * (max(_exact256(j, 'PASSIVE')) / min(_exact256(j, 'default')) - 1)):.0f}"),
+    ),
+    q(
+        B,
+        "still above the 20 ms target (about {} to {} ms p50)",
+        WAIT,
+        V(lambda j: f"{min(_blocks_p50(j, 'PASSIVE')):.0f}"),
+        V(lambda j: f"{float(j['as_committed']['blocks_batch1']['median_ms']):.0f}"),
+    ),
+]
+F.append(
+    q(
+        B,
+        "at the same recall@100 ({})",
+        WAIT,
+        V(lambda j: format(float(j["runs"][1]["blocks_batch1"]["recall@100"]), "g")),
+    )
+)
+
 # docs/benchmarks.md and the README: the Qdrant edge engine beside the local engines, 2,000 videos
 QE = "search_qdrant_edge_2000.json"
 _L = "large_2000"
