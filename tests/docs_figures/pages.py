@@ -349,6 +349,25 @@ F += [
     ),
 ]
 
+T4 = "search_table4_2000.json"
+
+
+def _t4(key):
+    """The range over Table 4's alternated runs at 2,000 videos: (min, max) of a per-run figure."""
+    return lambda j: [float(lookup(r, key)) for r in j["runs"]]
+
+
+F.append(
+    q(
+        B,
+        "answers a single query in {} to {} ms median and batched queries in {} to {} ms each",
+        T4,
+        V(lambda j: f"{min(_t4('index_exact_single/median_ms')(j)):.1f}"),
+        V(lambda j: f"{max(_t4('index_exact_single/median_ms')(j)):.1f}"),
+        V(lambda j: f"{min(_t4('index_exact_batched_ms_per_query')(j)):.1f}"),
+        V(lambda j: f"{max(_t4('index_exact_batched_ms_per_query')(j)):.1f}"),
+    )
+)
 WAIT = "search_wait_policy_50000.json"
 
 
