@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prvr_cli.device import QUERY_ENV
 from prvr_cli.index.search import search_bounds, search_bounds_batch
 from prvr_cli.index.store import FrameStore, save_store
 
@@ -315,8 +316,6 @@ def do_query(args):
 
 def sub(*argv):
     """Run this script's subcommand in a fresh process (its own memory peak); return its JSON."""
-    from prvr_cli.device import QUERY_ENV
-
     # one query at a time runs as prvr search and serve run it (``query_process``), batches with
     # OpenMP's default as prvr search --queries does; a policy set by hand wins
     one = argv[0] == "_query" and str(dict(zip(argv, argv[1:])).get("--query-batch", 1)) == "1"
@@ -429,8 +428,6 @@ def main():
     if args.command != "all":
         {"_build": do_build, "_qbuild": do_qbuild, "_exact": do_exact, "_query": do_query}[args.command](args)
         return
-    from prvr_cli.device import QUERY_ENV
-
     policy = os.environ.get("OMP_WAIT_POLICY", QUERY_ENV["OMP_WAIT_POLICY"] + " one query at a time, else default")
     out = {"threads": torch.get_num_threads(), "query_omp_wait_policy": policy, "frame_noise": args.frame_noise}
     if not args.skip_table4:

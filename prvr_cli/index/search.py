@@ -33,7 +33,6 @@ import torch
 from prvr_cli.config import MomentConfig
 from prvr_cli.core.moments import QueryBank, frame_signal, locate, locate_in, standardise
 from prvr_cli.core.score import float32_rows, ragged_max, ragged_scores, segment_max, torch_rows, word_sum, zero_floor
-from prvr_cli.core.tokens import clip_spans
 from prvr_cli.index.store import FrameStore, by_words, cap_bound, uniform_frames
 
 
@@ -384,8 +383,7 @@ def moment(store: FrameStore, q: dict[str, np.ndarray], video: int, rule: Moment
     if not clips:
         return locate(signal, rule), raw
     best_clip = int(np.argmax(np.mean([raw[t] for t in clips], axis=0)))
-    kept = getattr(store, "clip_span", lambda *a: None)(clips[0], video, best_clip)  # MSC's merged clips
-    start, end = kept or clip_spans(len(signal), int(store.meta["clips"]))[best_clip]
+    start, end = store.clip_span(clips[0], video, best_clip, len(signal))
     return locate_in(signal, (int(start), int(end)), rule), raw
 
 

@@ -71,6 +71,7 @@ from prvr_cli.atomic import atomic_path, dumps, fault, write_failed, write_json
 from prvr_cli.core.branches import BRANCHES
 from prvr_cli.core.moments import QueryBank
 from prvr_cli.core.score import branch_mean, float32_rows, zero_floor
+from prvr_cli.core.tokens import clip_spans
 from prvr_cli.errors import PrvrError
 
 FORMAT = "prvr-index/2"
@@ -295,11 +296,11 @@ class FrameStore:
         }
         return cls(root, branches, meta, video_ids, offsets, times, frames, direction, min_cos, block_offsets, spans)
 
-    def clip_span(self, table: str, video: int, clip: int) -> tuple[int, int] | None:
-        """[start, end) frames of one clip token of a table that keeps its spans, else None."""
-        if table not in self.spans:
-            return None
-        start, end = self.spans[table][video * int(self.meta["clips"]) + clip]
+    def clip_span(self, table: str, video: int, clip: int, length: int) -> tuple[int, int]:
+        """[start, end) frames of one clip token of a video of ``length`` frames: the span the table
+        kept (MSC's merged clips), else GMMFormer's uniform clip rule."""
+        k = int(self.meta["clips"])
+        start, end = self.spans[table][video * k + clip] if table in self.spans else clip_spans(length, k)[clip]
         return int(start), int(end)
 
 
