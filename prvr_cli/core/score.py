@@ -196,11 +196,9 @@ def ragged_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     non-empty and rows before ``starts[0]`` belong to none."""
     if not len(starts):
         return np.zeros((0, *values.shape[1:]), np.float32)
-    if values.ndim == 1:
-        return np.maximum.reduceat(values, starts)
-    # columns of queries: torch's segment max is ~8x faster than numpy's reduceat along axis 0
+    # torch's segment max: ~3x faster than numpy's reduceat on a column, ~8x on columns of queries
     lengths = torch.from_numpy(np.diff(starts, append=len(values)))
-    rows = torch.from_numpy(np.ascontiguousarray(values[starts[0] :]))
+    rows = torch_rows(np.ascontiguousarray(values[starts[0] :]))
     return segment_max(rows, lengths).numpy()
 
 

@@ -33,6 +33,7 @@ import torch
 from prvr_cli.config import MomentConfig
 from prvr_cli.core.moments import QueryBank, frame_signal, locate, locate_in, standardise
 from prvr_cli.core.score import float32_rows, ragged_max, ragged_scores, segment_max, torch_rows, word_sum, zero_floor
+from prvr_cli.index.codes import BlockCodes
 from prvr_cli.index.store import FrameStore, by_words, cap_bound, uniform_frames
 
 
@@ -97,27 +98,42 @@ def video_upper_bounds(store: FrameStore, q: dict[str, np.ndarray]) -> np.ndarra
     return ub[:, 0] if one else ub
 
 
-def table_scan(store: FrameStore, Q: dict[str, np.ndarray]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def table_scan(
+    store: FrameStore, Q: dict[str, np.ndarray], codes: bool = False
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """One pass over each table's blocks for queries Q[t] (B, d) unit: every video's best block
     cosine and the best of its blocks' cap bounds (an upper bound of the table's max), per table
-    -> {t: ((Nv, B), (Nv, B))}."""
+    -> {t: ((Nv, B), (Nv, B))}. With ``codes``, the pass reads the int8 codes where the index has
+    them: a quarter of the bytes, bounds looser by their slack (``codes.py``)."""
     return {
-        t: scan_table(store, t, store.direction[t], store.block_offsets[t], Q[t], caps=store.min_cos[t])
+        t: scan_table(
+            store,
+            t,
+            store.direction[t],
+            store.block_offsets[t],
+            Q[t],
+            caps=store.min_cos[t],
+            codes=store.codes.get(t) if codes else None,
+        )
         for t in store.branches
     }
 
 
-def block_scan(store: FrameStore, Q: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+def block_scan(store: FrameStore, Q: dict[str, np.ndarray], codes: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """``table_scan`` combined: an estimate of S and an upper bound of S per video -> (Nv, B), (Nv, B)."""
-    per = table_scan(store, Q)
+    per = table_scan(store, Q, codes)
     return store.combine({t: p[0] for t, p in per.items()}), store.combine({t: p[1] for t, p in per.items()})
 
 
 def best_blocks(store: FrameStore, Q: dict[str, np.ndarray]) -> torch.Tensor:
     """Every video's best block cosine, mean over the branches: an estimate of S that reads the
-    block table only. Q[b] (B, d) unit -> (Nv, B)."""
+    block table only, from its int8 codes where the index has them (an estimate either way).
+    Q[b] (B, d) unit -> (Nv, B)."""
     return store.combine(
-        {b: scan_table(store, b, store.direction[b], store.block_offsets[b], Q[b]) for b in store.branches}
+        {
+            b: scan_table(store, b, store.direction[b], store.block_offsets[b], Q[b], codes=store.codes.get(b))
+            for b in store.branches
+        }
     )
 
 
@@ -201,6 +217,8 @@ def search_exact(store: FrameStore, Q: dict[str, np.ndarray], k: int, first: int
     (B, k) and scores (B, k), score descending then video ascending; with ``with_count``, also
     the videos scored per query."""
     k = min(k, store.num_videos)
+    # the float32 caps, not the codes': at 2,000 videos the codes' slack let 179 videos a query
+    # through to exact scoring instead of 100, which cost more than their cheaper scan saved
     per = table_scan(store, Q)
     guess = store.combine({t: p[0] for t, p in per.items()})  # (Nv, B)
     table_ub = {t: p[1].numpy() for t, p in per.items()}
@@ -252,21 +270,22 @@ def scan_scores(store: FrameStore, Q: dict[str, np.ndarray]) -> np.ndarray:
     return store.combine(per).numpy()
 
 
-def scan_table(store: FrameStore, t: str, table: np.ndarray, offsets: np.ndarray, Q: np.ndarray, caps=None):
+def scan_table(store: FrameStore, t: str, table: np.ndarray, offsets: np.ndarray, Q: np.ndarray, caps=None, codes=None):
     """``segment_scan`` of one table for its queries: vectors Q (B, d), or, for a table scored by
     words (CSA), weighted words Q (B, T, d), scanned as B T vectors. With ``caps`` the words'
     unit directions are scanned and each word's max and cap bound scaled by its weight (a bound
     still, the weights being >= 0). Per word the zero-padding floor, then the sum over the words
-    -> (n, B) (and the bound (n, B) with ``caps``); the segments are the videos."""
+    -> (n, B) (and the bound (n, B) with ``caps``); the segments are the videos. ``codes``: the
+    table's int8 codes (``codes.BlockCodes``), scanned in its place."""
     if Q.ndim == 2:
-        return segment_scan(table, offsets, Q, caps=caps)
+        return segment_scan(table, offsets, Q, caps=caps, codes=codes)
     B, T, d = Q.shape
     if caps is None:
-        parts, w = (segment_scan(table, offsets, Q.reshape(B * T, d)),), None
+        parts, w = (segment_scan(table, offsets, Q.reshape(B * T, d), codes=codes),), None
     else:
         w = np.linalg.norm(Q, axis=-1)  # (B, T) the words' weights
         U = np.divide(Q, w[..., None], out=np.zeros_like(Q), where=w[..., None] > 0)
-        parts = segment_scan(table, offsets, U.reshape(B * T, d), caps=caps)
+        parts = segment_scan(table, offsets, U.reshape(B * T, d), caps=caps, codes=codes)
     counts = torch.from_numpy(store.frame_counts)[:, None, None]  # (n, 1, 1): the videos' frames
     pad = store.specs[t]["pad_length"]
     out = []
@@ -277,37 +296,61 @@ def scan_table(store: FrameStore, t: str, table: np.ndarray, offsets: np.ndarray
 
 
 def segment_scan(
-    table: np.ndarray, offsets: np.ndarray, Q: np.ndarray, caps: np.ndarray | None = None, rows: int = SCAN_ROWS
+    table: np.ndarray,
+    offsets: np.ndarray,
+    Q: np.ndarray,
+    caps: np.ndarray | None = None,
+    rows: int = SCAN_ROWS,
+    codes: BlockCodes | None = None,
 ):
     """Max over each segment of ``table`` @ Q.T: table (N, d) float32 or float16 rows (a memory
     map is read once, in order, about ``rows`` rows at a time: whole segments), offsets (n+1,)
     the bounds of n non-empty segments, Q (B, d) -> (n, B) float32. With ``caps`` (N,) the rows
     are block directions with their caps, and the max of their cap bounds (``store.cap_bound``)
-    comes too, from the same products: -> ((n, B), (n, B)). float16 rows are widened into one
-    reused buffer: allocating a fresh one per slice costs more than the product."""
+    comes too, from the same products: -> ((n, B), (n, B)). With ``codes`` (the rows in int8,
+    ``codes.py``) the products are the codes' estimates, and the cap bounds are taken of their
+    upper cosines, so they stay bounds. float16 rows are widened into one reused buffer:
+    allocating a fresh one per slice costs more than the product."""
     n, B = len(offsets) - 1, len(Q)
-    if B == 1 and table.dtype == np.float32:
+    if codes is not None:
+
+        def product(r0, r1):  # -> estimate (r, B) and the cosine the cap bound is taken of
+            got = codes.scan(Q, r0, r1, upper=caps is not None)
+            return got if caps is not None else (got, got)
+    elif B == 1 and table.dtype == np.float32:
         # one query over float32 rows (the block table): OpenBLAS's matrix-vector product reads
         # them ~2x faster than torch's, and nothing needs widening
-        m = np.asarray(table) @ Q[0]
-        parts = [m] if caps is None else [m, cap_bound(m, caps).astype(np.float32, copy=False)]
+        def product(r0, r1):
+            m = (np.asarray(table[r0:r1]) @ Q[0])[:, None]  # a matrix-vector product, not a (d, 1) matrix's
+            return m, m
+    else:
+        product = None
+    if product is not None and B == 1:  # one query: one pass over the whole table
+        m, up = product(0, int(offsets[-1]) if n else 0)
+        parts = [m[:, 0]] if caps is None else [m[:, 0], cap_bound(up[:, 0], caps).astype(np.float32, copy=False)]
         out = [torch.from_numpy(ragged_max(x, offsets[:-1]))[:, None] for x in parts]
         return out[0] if caps is None else tuple(out)
     out = [torch.empty(n, B) for _ in range(1 if caps is None else 2)]
-    T, q = torch_rows(table), torch.from_numpy(np.ascontiguousarray(Q.T, np.float32))  # (d, B)
     lengths = torch.from_numpy(np.diff(offsets))
     cuts = np.unique(np.searchsorted(offsets, np.arange(0, int(offsets[-1]), rows), side="right") - 1)
     ends = np.append(cuts[1:], n).astype(np.int64)
-    most = int((offsets[ends] - offsets[cuts]).max()) if n else 0
-    buf = torch.empty(most, T.shape[1]) if T.dtype != torch.float32 else None
-    prod = torch.empty(most * B)
+    if product is None:
+        T, q = torch_rows(table), torch.from_numpy(np.ascontiguousarray(Q.T, np.float32))  # (d, B)
+        most = int((offsets[ends] - offsets[cuts]).max()) if n else 0
+        buf = torch.empty(most, T.shape[1]) if T.dtype != torch.float32 else None
+        prod = torch.empty(most * B)
+
+        def product(r0, r1):
+            x = T[r0:r1] if buf is None else buf[: r1 - r0].copy_(T[r0:r1])
+            m = torch.mm(x, q, out=prod[: (r1 - r0) * B].view(r1 - r0, B)).numpy()
+            return m, m
+
     for s0, s1 in zip(cuts, ends) if n else []:
         r0, r1 = int(offsets[s0]), int(offsets[s1])
-        x = T[r0:r1] if buf is None else buf[: r1 - r0].copy_(T[r0:r1])
-        m = torch.mm(x, q, out=prod[: (r1 - r0) * B].view(r1 - r0, B))
-        out[0][s0:s1] = segment_max(m, lengths[s0:s1])
+        m, up = product(r0, r1)
+        out[0][s0:s1] = segment_max(torch.from_numpy(m), lengths[s0:s1])
         if caps is not None:
-            bound = cap_bound(m.numpy(), caps[r0:r1, None]).astype(np.float32, copy=False)
+            bound = cap_bound(up, caps[r0:r1, None]).astype(np.float32, copy=False)
             out[1][s0:s1] = segment_max(torch.from_numpy(bound), lengths[s0:s1])
     return out[0] if caps is None else tuple(out)
 

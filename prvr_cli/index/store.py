@@ -25,6 +25,10 @@
       blockcos_<branch>.f32   ... and the smallest cosine of its frames to it (Nb,)
       blockoffsets_<branch>.npy (Nv + 1,) int64: blocks of video j (the ``blocks`` engine ranks videos
                               by their best block direction)
+      blockcodes_<branch>.i8  the block directions in int8 (Nb, d) ...
+      blockquant_<branch>.f32 ... with each row's scale and residual norm (Nb, 2) (``codes.py``): what
+                              the scans read (``"block_codes": "int8"`` in index.json; an index
+                              built before them scans the float32 directions)
       faiss_<branch>.index    optional FAISS index over the frames (``--factory``; the ``faiss`` engine)
 
 The ``.f32`` / ``.f16`` files are raw, append-only row tables whose row counts are in
@@ -73,12 +77,14 @@ from prvr_cli.core.moments import QueryBank
 from prvr_cli.core.score import branch_mean, float32_rows, zero_floor
 from prvr_cli.core.tokens import clip_spans
 from prvr_cli.errors import PrvrError
+from prvr_cli.index.codes import BlockCodes, quantise
 
 FORMAT = "prvr-index/2"
 SPANS = ":spans"  # the key of a clip table's spans beside its rows in what a build appends
 BLOCK = 16
 SPLIT_COS = 0.8
 BOUND_SLACK = 1e-5  # float32 rounding margin, on the cap and on the bound, so bounds never undershoot
+CODES = "int8"  # index.json "block_codes": the block tables are also stored as int8 codes (``codes.py``)
 
 
 def split_blocks(frames: np.ndarray, start: int, end: int, block: int = BLOCK, min_cos: float = SPLIT_COS) -> list[int]:
@@ -182,6 +188,7 @@ class FrameStore:
     min_cos: dict[str, np.ndarray]
     block_offsets: dict[str, np.ndarray]
     spans: dict[str, np.ndarray] = field(default_factory=dict)  # clip tables' (K Nv, 2) frame spans, when kept
+    codes: dict[str, BlockCodes] = field(default_factory=dict)  # the block tables in int8, when stored
 
     remote = False  # True: the rows live in Qdrant (``qdrant.QdrantStore``), only the id map is here
 
@@ -294,7 +301,20 @@ class FrameStore:
             for b in branches
             if tables[b].get("spans")
         }
-        return cls(root, branches, meta, video_ids, offsets, times, frames, direction, min_cos, block_offsets, spans)
+        codes = {}
+        if meta.get("block_codes") == CODES:
+            for b in branches:
+                quant = np.array(_read_rows(root / f"blockquant_{b}.f32", np.float32, blocks[b], 2))
+                rows = _read_rows(root / f"blockcodes_{b}.i8", np.int8, blocks[b], d)
+                codes[b] = BlockCodes(rows, np.ascontiguousarray(quant[:, 0]), np.ascontiguousarray(quant[:, 1]))
+        fields = (frames, direction, min_cos, block_offsets, spans, codes)
+        return cls(root, branches, meta, video_ids, offsets, times, *fields)
+
+    def pack(self) -> None:
+        """Pack the block codes for the int8 kernels (``codes.BlockCodes.pack``): for a process
+        that answers many queries, as a server does."""
+        for codes in self.codes.values():
+            codes.pack()
 
     def clip_span(self, table: str, video: int, clip: int, length: int) -> tuple[int, int]:
         """[start, end) frames of one clip token of a video of ``length`` frames: the span the table
@@ -457,6 +477,10 @@ class StoreWriter:
             self.nb = {b: int(store.meta["blocks"][b]) for b in branches}
             self.block_offsets = {b: [int(x) for x in store.block_offsets[b]] for b in branches}
         self.specs = table_specs(meta | {"branches": list(branches)})
+        # a new index stores int8 block codes; one built before them keeps scanning float32
+        self.codes = store is None or store.meta.get("block_codes") == CODES
+        if self.codes:
+            meta["block_codes"] = CODES
         # an --add to a complete index commits once, at the end: until then the index stays searchable as it was
         self.adding = bool(store is not None and store.meta.get("complete"))
         self.files = {}
@@ -474,6 +498,9 @@ class StoreWriter:
             sizes[f"frames_{b}.{self.ext}"] = rows * self.dim * self.dtype.itemsize
             sizes[f"blockdirs_{b}.f32"] = self.nb[b] * self.dim * 4
             sizes[f"blockcos_{b}.f32"] = self.nb[b] * 4
+            if self.codes:
+                sizes[f"blockcodes_{b}.i8"] = self.nb[b] * self.dim
+                sizes[f"blockquant_{b}.f32"] = self.nb[b] * 8
             if self.specs[b].get("spans"):
                 sizes[f"spans_{b}.i64"] = rows * 16
         return sizes
@@ -503,6 +530,10 @@ class StoreWriter:
             direction, min_cos, bo = block_bounds(stored, rows)
             self._append(f"blockdirs_{b}.f32", direction, np.float32)
             self._append(f"blockcos_{b}.f32", min_cos, np.float32)
+            if self.codes:
+                codes, scale, residual = quantise(direction)
+                self._append(f"blockcodes_{b}.i8", codes, np.int8)
+                self._append(f"blockquant_{b}.f32", np.stack([scale, residual], 1), np.float32)
             self.block_offsets[b].extend((self.nb[b] + bo[1:]).tolist())
             self.nb[b] += len(direction)
         self._append("times.f32", np.concatenate(times) if times else np.zeros((0, 2)), np.float32)
