@@ -1,19 +1,19 @@
 """One query against a block table: the scan that the `blocks` and `bounds` engines pay for every
-query, in float32 and in int8 with a per-row scale (issue: one query at a time as fast as a batch).
+query, in float32 and in the int8 codes prvr stores (``prvr_cli/index/codes.py``).
 
 The table is one branch's block directions at the size of the 50,000-video corpus of
 `benchmarks/search.py` (231,821 unit rows x 256; random rows: the time does not depend on the
 values). Timed, one query, median over --repeats after a warm call, in this process:
 
-- float32_numpy: ``table @ q`` (OpenBLAS's matrix-vector product; what ``segment_scan`` runs today)
+- float32_numpy: ``table @ q`` (OpenBLAS's matrix-vector product; the scan of an index built
+  before the codes)
 - float32_torch: the same in torch
-- int8_int_mm: int8 rows and an int8 query, ``torch._int_mm`` (int32 sums), rescaled per row
-- int8_fbgemm: ``quantized.linear_dynamic`` over per-row int8 weights (the query quantised on
-  the fly; torch's quantized tensors, deprecated upstream)
+- codes_unpacked: ``BlockCodes.scan`` (estimate and upper bound) with ``torch._int_mm`` on the
+  codes as stored (what a one-shot `prvr search` runs)
+- codes_packed: the same after ``BlockCodes.pack`` (oneDNN's int8 kernels; what `prvr serve`
+  runs), and the seconds the packing took
 
-and, per int8 kind, the largest error against float32 over the rows, beside the per-row bound
-that would keep a scan's upper bounds certifiable (``bound``: ||row - dequantised row|| +
-||q - dequantised q||, Cauchy-Schwarz on unit vectors).
+and the codes' largest error against float32 over the rows, and whether every upper bound held.
 
     python benchmarks/block_scan.py [--rows 231821] [--dim 256] [--threads 2] [--repeats 30]
 Prints one JSON object.
@@ -24,10 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import warnings
 
 import numpy as np
 import torch
+
+from prvr_cli.index.codes import BlockCodes
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -38,12 +39,6 @@ def median_ms(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return round(1000 * float(np.median(times)), 3)
-
-
-def quantise_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 per row: x (N, d) -> codes (N, d) int8, scales (N,) with x ~ scale * code."""
-    scale = np.maximum(np.abs(x).max(1), 1e-12) / 127
-    return np.round(x / scale[:, None]).astype(np.int8), scale.astype(np.float32)
 
 
 def main():
@@ -57,40 +52,27 @@ def main():
     rng = np.random.default_rng(0)
     table = rng.standard_normal((args.rows, args.dim)).astype(np.float32)
     table /= np.linalg.norm(table, axis=1, keepdims=True)
-    q = rng.standard_normal(args.dim).astype(np.float32)
+    q = rng.standard_normal((1, args.dim)).astype(np.float32)
     q /= np.linalg.norm(q)
-    exact = table @ q
+    exact = table @ q[0]
     out = {"rows": args.rows, "dim": args.dim, "threads": args.threads, "float32_mib": round(table.nbytes / 2**20, 1)}
-    out["float32_numpy_ms"] = median_ms(lambda: table @ q, args.repeats)
-    tt, qt = torch.from_numpy(table), torch.from_numpy(q)
+    out["float32_numpy_ms"] = median_ms(lambda: table @ q[0], args.repeats)
+    tt, qt = torch.from_numpy(table), torch.from_numpy(q[0])
     out["float32_torch_ms"] = median_ms(lambda: tt @ qt, args.repeats)
 
-    codes, scales = quantise_rows(table)
-    row_err = np.linalg.norm(table - codes * scales[:, None], axis=1)
-    qc, qs = quantise_rows(q[None])
-    q_err = float(np.linalg.norm(q - qc[0] * qs[0]))
-    bound = row_err + q_err  # |q.x - q'.x'| <= ||x - x'|| ||q|| + ||q - q'|| ||x'||, ||q|| = 1, ||x'|| ~ 1
-    C, Q8 = torch.from_numpy(codes), torch.from_numpy(np.repeat(qc.T, 8, axis=1))  # _int_mm wants N >= 8
-    S = torch.from_numpy(scales * qs[0])
-
-    def int_mm():
-        return torch._int_mm(C, Q8)[:, 0].float() * S
-
-    got = int_mm().numpy()
-    out["int8_mib"] = round(codes.nbytes / 2**20, 1)
-    out["int8_int_mm_ms"] = median_ms(int_mm, args.repeats)
-    out["int8_int_mm_max_error"] = float(np.abs(got - exact).max())
-    out["int8_int_mm_error_within_bound"] = bool((np.abs(got - exact) <= bound + 1e-6).all())
-    out["int8_bound_median"] = float(np.median(bound))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        w = torch.quantize_per_channel(
-            tt, torch.from_numpy(scales.astype(np.float64)), torch.zeros(args.rows, dtype=torch.long), 0, torch.qint8
-        )
-        packed = torch.ops.quantized.linear_prepack(w, None)
-    x = qt[None]
-    out["int8_fbgemm_ms"] = median_ms(lambda: torch.ops.quantized.linear_dynamic(x, packed), args.repeats)
-    out["int8_fbgemm_max_error"] = float(np.abs(torch.ops.quantized.linear_dynamic(x, packed)[0].numpy() - exact).max())
+    codes = BlockCodes.of(table)
+    out["codes_mib"] = round(codes.nbytes / 2**20, 1)
+    out["codes_unpacked_ms"] = median_ms(lambda: codes.scan(q, upper=True), args.repeats)
+    est, up = codes.scan(q, upper=True)
+    t = time.perf_counter()
+    out["packed"] = codes.pack()
+    out["pack_seconds"] = round(time.perf_counter() - t, 3)
+    out["codes_packed_ms"] = median_ms(lambda: codes.scan(q, upper=True), args.repeats)
+    packed_est, packed_up = codes.scan(q, upper=True)
+    out["packed_same_bits"] = bool((packed_est == est).all() and (packed_up == up).all())
+    out["codes_max_error"] = float(np.abs(est[:, 0] - exact).max())
+    out["codes_upper_holds"] = bool((up[:, 0] >= exact).all())
+    out["codes_upper_slack_median"] = float(np.median(up[:, 0] - est[:, 0]))
     print(json.dumps(out))
 
 

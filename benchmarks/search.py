@@ -276,16 +276,37 @@ def do_exact(args):
     print(out)
 
 
+def read_bytes(store, videos_scored: float) -> int:
+    """Bytes one query reads: every table's block summaries (int8 codes or float32 directions) and
+    the rows of the videos it scores exactly (at the corpus's mean length)."""
+    blocks = sum(store.codes[t].nbytes if t in store.codes else store.direction[t].nbytes for t in store.branches)
+    per_video = sum(store.frames[t][:1].nbytes for t in store.branches) * store.offsets[-1] / store.num_videos
+    return int(blocks + videos_scored * per_video)
+
+
 def do_query(args):
     """Subprocess: time one engine, one query at a time (or batched), on a split; print JSON with
-    latency, recall against the saved exact answers and this process's memory."""
-    from prvr_cli.index.search import search_blocks, search_bounds_batch
+    latency, recall against the saved exact answers, bytes read per query and this process's memory."""
+    from prvr_cli.index.search import search_blocks, search_exact
 
     store = FrameStore.load(args.index)
+    if args.float32_blocks:  # the scan of an index built before the int8 codes, on the same index
+        from dataclasses import replace
+
+        store = replace(store, codes={})
+    packed = {}
+    if args.query_batch == 1:  # one query at a time, as `prvr serve` answers: its block codes packed at start
+        t = time.perf_counter()
+        store.pack()
+        packed = {
+            "pack_seconds": round(time.perf_counter() - t, 2),
+            "packed": any(c.packed for c in store.codes.values()),
+        }
     answers = Path(args.answers or args.index)  # the local index that holds the queries and exact answers
     z = np.load(answers / f"{args.split}_queries.npz")
     Q = {b: z[b] for b in BR}
     exact = np.load(answers / f"{args.split}_exact.npy")[: args.limit]
+    scored = []
     if args.engine == "qdrant":
         from prvr_cli.index.qdrant import search_qdrant
 
@@ -294,13 +315,18 @@ def do_query(args):
     elif args.engine == "blocks":
 
         def run(sl):
-            return search_blocks(store, {b: Q[b][sl] for b in BR}, 100, args.rescore)
+            res = search_blocks(store, {b: Q[b][sl] for b in BR}, 100, args.rescore)
+            scored.append(min(max(args.rescore, 100), store.num_videos))
+            return res
     else:
 
         def run(sl):
-            return search_bounds_batch(store, {b: Q[b][sl] for b in BR}, 100)
+            (v, s), n = search_exact(store, {b: Q[b][sl] for b in BR}, 100, with_count=True)
+            scored.append(n)
+            return list(zip(v, s))
 
     run(slice(0, 1))  # warm: first-touch page faults are not a query's cost
+    scored.clear()
     lat, found = [], []
     step = args.query_batch
     for s in range(0, len(exact), step):
@@ -311,7 +337,45 @@ def do_query(args):
     r10 = [len(set(v[:10]) & set(e[:10])) / 10 for v, e in zip(found, exact)]
     r100 = [len(set(v[:100]) & set(e[:100])) / 100 for v, e in zip(found, exact)]
     out = {**pct(lat), "recall@10": round(float(np.mean(r10)), 4), "recall@100": round(float(np.mean(r100)), 4)}
-    print(json.dumps(out | memory_status()))
+    if scored and not store.remote:
+        out |= {"videos_scored_mean": round(float(np.mean(scored)), 1)}
+        out |= {"read_mib_per_query": round(read_bytes(store, float(np.mean(scored))) / 2**20, 2)}
+    print(json.dumps(out | packed | memory_status()))
+
+
+def do_floor(args):
+    """Subprocess: the streaming floor, the time to read every stored frame row once (what an exact
+    query costs when no bound prunes): the fastest of --repeats passes that touch every byte of the
+    frame tables (already in the page cache) and reduce them to one word, by numpy on one core
+    and by torch on all of them. Prints JSON."""
+    from prvr_cli.core.score import torch_rows
+
+    store = FrameStore.load(args.index)
+    words = [np.asarray(store.frames[t]).reshape(-1).view(np.int64) for t in store.branches]
+    chunk = 1 << 20  # 8 MiB of words a step
+
+    def numpy_or():
+        acc = np.int64(0)
+        for w in words:
+            for s in range(0, len(w), chunk):
+                acc |= np.bitwise_or.reduce(w[s : s + chunk])
+        return acc
+
+    def torch_max():
+        return max(int(torch_rows(w).max()) for w in words)
+
+    out = {"frame_mib": round(sum(w.nbytes for w in words) / 2**20, 1)}
+    for name, fn in (("numpy_one_core", numpy_or), ("torch_all_cores", torch_max)):
+        fn()
+        times = []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        out[f"{name}_ms"] = round(min(times) * 1000, 2)
+    out["floor_ms"] = min(out["numpy_one_core_ms"], out["torch_all_cores_ms"])
+    out["gb_per_s"] = round(sum(w.nbytes for w in words) / out["floor_ms"] / 1e6, 2)
+    print(json.dumps(out))
 
 
 def sub(*argv):
@@ -379,6 +443,9 @@ def large(nv, n_q, memory, noise, work, sweep, reuse=False, qdrant=()):
             "_query", "--index", root, "--split", "test", "--engine", "bounds", "--query-batch", batch, *limit
         )
         print(json.dumps({key: res[key]}), flush=True)
+    res["streaming_floor"] = sub("_floor", "--index", root)
+    res["exact_batch1_over_floor"] = round(res["exact_batch1"]["median_ms"] / res["streaming_floor"]["floor_ms"], 2)
+    print(json.dumps({k: res[k] for k in ("streaming_floor", "exact_batch1_over_floor")}), flush=True)
     for kind in qdrant:  # the same corpus with its vectors in Qdrant: exact, recall against the scan above
         qroot = Path(work) / f"v{nv}-{kind}"
         shutil.rmtree(qroot, ignore_errors=True)
@@ -394,7 +461,9 @@ def large(nv, n_q, memory, noise, work, sweep, reuse=False, qdrant=()):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("command", nargs="?", default="all", choices=["all", "_build", "_qbuild", "_exact", "_query"])
+    ap.add_argument(
+        "command", nargs="?", default="all", choices=["all", "_build", "_qbuild", "_exact", "_query", "_floor"]
+    )
     ap.add_argument("--sizes", default="1000,1500,2000,2500")
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--batch", type=int, default=256)
@@ -420,13 +489,17 @@ def main():
     ap.add_argument("--engine")
     ap.add_argument("--query-batch", type=int, default=1)
     ap.add_argument("--limit", type=int, default=None, help="only the first N queries")
+    ap.add_argument("--repeats", type=int, default=5, help="_floor: passes timed")
+    ap.add_argument("--float32-blocks", action="store_true", help="_query: scan the float32 block table, not its codes")
     ap.add_argument("--rescore", type=int, default=300)
     ap.add_argument("--qdrant", default="", help="also index the large corpora into these backends (qdrant-edge)")
     ap.add_argument("--backend", default="qdrant-edge")
     ap.add_argument("--answers", help="_query: the folder with the queries and exact answers (default --index)")
     args = ap.parse_args()
     if args.command != "all":
-        {"_build": do_build, "_qbuild": do_qbuild, "_exact": do_exact, "_query": do_query}[args.command](args)
+        {"_build": do_build, "_qbuild": do_qbuild, "_exact": do_exact, "_query": do_query, "_floor": do_floor}[
+            args.command
+        ](args)
         return
     policy = os.environ.get("OMP_WAIT_POLICY", QUERY_ENV["OMP_WAIT_POLICY"] + " one query at a time, else default")
     out = {"threads": torch.get_num_threads(), "query_omp_wait_policy": policy, "frame_noise": args.frame_noise}
