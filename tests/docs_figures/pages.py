@@ -673,3 +673,27 @@ F += [
     ),
 ]
 F.append(q(B, "Widening float16 rows to float32 alone takes {}x the read", FS, V("widen_only_over_floor", ".1f")))
+
+# README and docs/benchmarks.md: prvr's training epoch beside the official GMMFormer's, measured as a pair
+TE = "train_epoch_tvrdev.json"
+F += [
+    q(
+        "README.md",
+        "a full-ARL epoch of the `tvr` preset (both branches) takes {} s against {} s for GMMFormer's"
+        " training epoch, a ratio of {} (warmup epochs {} and {} s).",
+        TE,
+        V("pair/prvr/arl_epoch_seconds"),
+        V("pair/gmmformer_official/mean_epoch_seconds"),
+        V("pair/ratio_arl_over_gmmformer", ".2f"),
+        V("pair/prvr/warmup_epoch_seconds/0"),
+        V("pair/prvr/warmup_epoch_seconds/1"),
+    ),
+    q(
+        B,
+        "the `tvr` preset's full-ARL epoch takes {} s, {} of the official GMMFormer's {} s measured just before it",
+        TE,
+        V("pair/prvr/arl_epoch_seconds"),
+        V("pair/ratio_arl_over_gmmformer", ".2f"),
+        V("pair/gmmformer_official/mean_epoch_seconds"),
+    ),
+]
