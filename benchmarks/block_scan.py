@@ -8,9 +8,9 @@ values). Timed, one query, median over --repeats after a warm call, in this proc
 - float32_numpy: ``table @ q`` (OpenBLAS's matrix-vector product; the scan of an index built
   before the codes)
 - float32_torch: the same in torch
-- codes_unpacked: ``BlockCodes.scan`` (estimate and upper bound) with ``torch._int_mm`` on the
+- codes_unpacked: ``RowCodes.scan`` (estimate and upper bound) with ``torch._int_mm`` on the
   codes as stored (what a one-shot `prvr search` runs)
-- codes_packed: the same after ``BlockCodes.pack`` (oneDNN's int8 kernels; what `prvr serve`
+- codes_packed: the same after ``RowCodes.pack`` (oneDNN's int8 kernels; what `prvr serve`
   runs), and the seconds the packing took
 
 and the codes' largest error against float32 over the rows, and whether every upper bound held.
@@ -28,7 +28,7 @@ import time
 import numpy as np
 import torch
 
-from prvr_cli.index.codes import BlockCodes
+from prvr_cli.index.codes import RowCodes
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -60,7 +60,7 @@ def main():
     tt, qt = torch.from_numpy(table), torch.from_numpy(q[0])
     out["float32_torch_ms"] = median_ms(lambda: tt @ qt, args.repeats)
 
-    codes = BlockCodes.of(table)
+    codes = RowCodes.of(table)
     out["codes_mib"] = round(codes.nbytes / 2**20, 1)
     out["codes_unpacked_ms"] = median_ms(lambda: codes.scan(q, upper=True), args.repeats)
     est, up = codes.scan(q, upper=True)

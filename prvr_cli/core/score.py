@@ -202,6 +202,16 @@ def ragged_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return segment_max(rows, lengths).numpy()
 
 
+def segment_chunks(offsets: np.ndarray, rows: int) -> list[tuple[int, int]]:
+    """Runs of whole segments of about ``rows`` rows each: [(first, end)) segment ranges covering
+    the n non-empty segments of offsets (n+1,), in order (what a scan multiplies at a time)."""
+    n = len(offsets) - 1
+    if not n:
+        return []
+    cuts = np.unique(np.searchsorted(offsets, np.arange(0, int(offsets[-1]), rows), side="right") - 1)
+    return list(zip(cuts.tolist(), [*cuts[1:].tolist(), n]))
+
+
 def segment_max(rows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Max over consecutive non-empty segments of ``lengths`` (n,) rows: rows (sum of lengths,
     ...) -> (n, ...)."""

@@ -1,26 +1,29 @@
-"""The block table stored compressed: int8 codes with a per-row scale, and the norm of what the
-rounding lost, so that a scan of the codes still gives certified bounds.
+"""Index rows stored compressed: int8 codes with a per-row scale, and the norm of what the
+rounding lost, so that a scan of the codes still gives certified bounds. The block directions are
+stored so (the blocks engine ranks by them), and the frames (exact search bounds every video by
+them when the block caps prune too little).
 
-A unit block direction x (d,) is stored as codes c = round(x / s_x) in [-127, 127] with
-s_x = max_i |x_i| / 127, and r_x = ||x - s_x c||, the residual's norm. A query q (d,) is rounded
-the same way at search time, q' = s_q c_q, with e_q = ||q - q'||. Then, exactly,
+A row x (d,) is stored as codes c = round(x / s_x) in [-127, 127] with s_x = max_i |x_i| / 127,
+and r_x = ||x - s_x c||, the residual's norm. A query q (d,) is rounded the same way at search
+time, q' = s_q c_q, with e_q = ||q - q'||. Then, exactly,
 
     q . x = s_q s_x (c_q . c) + q' . (x - s_x c) + (q - q') . x
 
-and by Cauchy-Schwarz (||x|| = 1) the last two terms lie within ||q'|| r_x + e_q, so
+and by Cauchy-Schwarz the last two terms lie within ||q'|| r_x + e_q ||x||, so
 
-    estimate = s_q s_x (c_q . c)           (the integer dot product is exact in int32)
-    q . x   <= estimate + ||q'|| r_x + e_q  (``upper``)
+    estimate = s_q s_x (c_q . c)                 (the integer dot product is exact in int32)
+    q . x   <= estimate + ||q'|| r_x + e_q ||x||  (``upper``)
 
-The scan reads d bytes a row instead of 4 d, and the integer products run on int8 kernels; an
-exact engine stays exact because the cap bound (``store.cap_bound``) grows with the cosine, so it
-may be taken of ``upper``. On unit 256-d rows the slack is about 0.014 (median), against the 1.0
-span of a cosine (``benchmarks/block_scan.py``).
+with ||x|| = 1 for the unit block directions, and each frame's stored norm for the frames (unit
+only up to float16 rounding). The scan reads d bytes a row instead of 4 d (2 d for float16 frames),
+and the integer products run on int8 kernels; an exact engine stays exact because the cap bound
+(``store.cap_bound``) grows with the cosine, so it may be taken of ``upper``. On unit 256-d rows
+the slack is about 0.014 (median), against the 1.0 span of a cosine (``benchmarks/block_scan.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,19 +43,28 @@ def quantise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return codes, scale, residual
 
 
+def row_norms(x: np.ndarray) -> np.ndarray:
+    """||x|| of rows x (N, d) -> (N,) float32, rounded up by a float32 step so it bounds the true norm."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.nextafter(np.linalg.norm(x, axis=1).astype(np.float32), np.float32(np.inf))
+
+
 @dataclass
-class BlockCodes:
-    """One block table in int8: codes (Nb, d) int8 (a memory map or not), scales (Nb,) and
-    residual norms (Nb,) float32 (``quantise``)."""
+class RowCodes:
+    """One table in int8: codes (N, d) int8 (a memory map or not), scales (N,) and residual norms
+    (N,) float32 (``quantise``), and the rows' norms (N,) float32 where they are not unit."""
 
     codes: np.ndarray
     scale: np.ndarray
     residual: np.ndarray
+    norm: np.ndarray | None = None  # None: unit rows (the block directions)
     packed: tuple | None = None  # the codes reordered for oneDNN's int8 kernels, unit scales, zero points (``pack``)
+    _slack: tuple | None = field(default=None, repr=False)  # (offsets, per-segment slack terms): ``_segment_slack``
 
     @classmethod
-    def of(cls, x: np.ndarray) -> BlockCodes:
-        return cls(*quantise(x))
+    def of(cls, x: np.ndarray, norms: bool = False) -> RowCodes:
+        """The codes of rows x (N, d); with ``norms``, their norms kept too (rows not unit)."""
+        return cls(*quantise(x), row_norms(x) if norms else None)
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -60,7 +72,8 @@ class BlockCodes:
     @property
     def nbytes(self) -> int:
         """Bytes one scan reads: the codes and both per-row floats."""
-        return int(self.codes.nbytes + self.scale.nbytes + self.residual.nbytes)
+        extra = 0 if self.norm is None else self.norm.nbytes
+        return int(self.codes.nbytes + self.scale.nbytes + self.residual.nbytes + extra)
 
     def pack(self) -> bool:
         """Reorder the codes for oneDNN's int8 matrix product (VNNI / AMX on x86), for a process
@@ -81,6 +94,13 @@ class BlockCodes:
         except (AttributeError, RuntimeError, NotImplementedError):  # no oneDNN in this torch build
             self.packed = None
         return self.packed is not None
+
+    def _contiguous(self) -> None:
+        """The per-row floats as contiguous arrays, once (an index loads them as columns of a map)."""
+        if not self.scale.flags.c_contiguous:
+            self.scale, self.residual = np.ascontiguousarray(self.scale), np.ascontiguousarray(self.residual)
+        if self.norm is not None and not self.norm.flags.c_contiguous:
+            self.norm = np.ascontiguousarray(self.norm)
 
     def _dots(self, qc: np.ndarray, start: int, stop: int):
         """Integer dot products of rows start:stop with query codes qc (B, d) int8 -> (n, B) float32."""
@@ -104,13 +124,56 @@ class BlockCodes:
         import torch
 
         stop = len(self) if stop is None else stop
+        self._contiguous()
         qc, qs, q_err, q_norm = _query_codes(Q)
         scale = torch.from_numpy(np.ascontiguousarray(self.scale[start:stop]))
         est = self._dots(qc, start, stop).mul(scale[:, None]).mul_(torch.from_numpy(qs)[None])  # (n, B)
         if not upper:
             return est.numpy()
         slack = torch.from_numpy(np.ascontiguousarray(self.residual[start:stop]))[:, None] * torch.from_numpy(q_norm)
-        return est.numpy(), (est + slack + torch.from_numpy(q_err + SLACK)).numpy()
+        if self.norm is None:
+            return est.numpy(), (est + slack + torch.from_numpy(q_err + SLACK)).numpy()
+        norm = torch.from_numpy(np.ascontiguousarray(self.norm[start:stop]))[:, None]
+        return est.numpy(), (est + slack).add_(norm * torch.from_numpy(q_err)).add_(SLACK).numpy()
+
+    def segment_scan(self, Q: np.ndarray, offsets: np.ndarray, rows: int):
+        """Per segment of the rows (offsets (n+1,): the videos) the max estimated cosine with
+        queries Q (B, d) (norm <= 1) and an upper bound of the max true cosine -> ((n, B), (n, B))
+        float32 tensors. Only the estimates are reduced: the bound adds each segment's largest
+        slack terms (its largest residual and norm) to its max estimate, which bounds every row's
+        own bound, so no per-row bound is formed. One query reads the whole table in one product
+        (packed when ``pack`` ran); a batch, whole segments of about ``rows`` rows at a time."""
+        import torch
+
+        from prvr_cli.core.score import segment_chunks, segment_max, torch_rows
+
+        self._contiguous()
+        qc, qs, q_err, q_norm = _query_codes(Q)
+        n, B = len(offsets) - 1, len(Q)
+        lengths, scale = torch.from_numpy(np.diff(offsets)), torch_rows(self.scale)
+        est = torch.empty(n, B)
+        for s0, s1 in [(0, n)] if B == 1 and n else segment_chunks(offsets, rows):
+            r0, r1 = int(offsets[s0]), int(offsets[s1])
+            est[s0:s1] = segment_max(self._dots(qc, r0, r1).mul_(scale[r0:r1, None]), lengths[s0:s1])
+        est.mul_(torch.from_numpy(qs)[None])  # s_q >= 0: the max of s_q x is s_q times the max of x
+        residual, norm = self._segment_slack(offsets)
+        bound = est + residual[:, None] * torch.from_numpy(q_norm)[None]
+        bound.add_((norm[:, None] if norm is not None else 1.0) * torch.from_numpy(q_err)[None]).add_(SLACK)
+        return est, bound
+
+    def _segment_slack(self, offsets: np.ndarray):
+        """Each segment's largest residual norm and largest row norm (None: unit rows) as (n,)
+        tensors, computed once per offsets array (a table's are the same object every call)."""
+        import torch
+
+        from prvr_cli.core.score import ragged_max
+
+        if self._slack is None or self._slack[0] is not offsets:
+            starts = offsets[:-1]
+            residual = torch.from_numpy(ragged_max(self.residual, starts))
+            norm = None if self.norm is None else torch.from_numpy(ragged_max(self.norm, starts))
+            self._slack = (offsets, residual, norm)
+        return self._slack[1], self._slack[2]
 
 
 def _query_codes(Q: np.ndarray):

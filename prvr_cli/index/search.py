@@ -13,6 +13,8 @@ Three engines over the same frame store (``engines.py`` names them):
   the k-th exact score, which proves the top-k exact. Most videos are never touched. With clip
   tables, a candidate's clips (a few rows, gathered without a loop) are scored before its frames,
   one table at a time, and tighten its bound (``refine``), so frames are read for few videos.
+  Where the caps leave most videos (the 100th score in the noise floor), an index with frame
+  codes bounds every video by one scan of them (``frame_bounds``) before any frame is read.
 - ``faiss``: the threshold algorithm over the two branches' FAISS rankings: retrieve the top F
   frames per branch, score every video seen exactly with both branches; an unseen video scores
   at most the mean of the two F-th frame scores, so a k-th score above that proves the answer
@@ -32,8 +34,17 @@ import torch
 
 from prvr_cli.config import MomentConfig
 from prvr_cli.core.moments import QueryBank, frame_signal, locate, locate_in, standardise
-from prvr_cli.core.score import float32_rows, ragged_max, ragged_scores, segment_max, torch_rows, word_sum, zero_floor
-from prvr_cli.index.codes import BlockCodes
+from prvr_cli.core.score import (
+    float32_rows,
+    ragged_max,
+    ragged_scores,
+    segment_chunks,
+    segment_max,
+    torch_rows,
+    word_sum,
+    zero_floor,
+)
+from prvr_cli.index.codes import RowCodes
 from prvr_cli.index.store import FrameStore, by_words, cap_bound, uniform_frames
 
 
@@ -155,13 +166,17 @@ def frame_pairs(store: FrameStore, Q: dict[str, np.ndarray], tables: list[str], 
     order = np.argsort(pv, kind="stable")
     cuts = np.flatnonzero(np.diff(pv[order])) + 1
     rows = {t: store.rows(t) for t in tables}
+    # plain arrays over the memory maps: slicing a np.memmap costs more than a video's product
+    frames = {t: np.asarray(store.frames[t]) for t in tables}
     per = {t: np.zeros(len(pq), dtype=np.float32) for t in tables}
     for group in np.split(order, cuts) if len(order) and tables else []:
         v = int(pv[group[0]])
         for t, r in rows.items():
             s0, s1 = int(r[v]), int(r[v + 1])
-            x, Qg = float32_rows(store.frames[t][s0:s1]), Q[t][pq[group]]
-            if Qg.ndim == 2:
+            x, Qg = float32_rows(frames[t][s0:s1]), Q[t][pq[group]]
+            if Qg.ndim == 2 and len(group) == 1:  # a matrix-vector product: ~2x a (d, 1) matrix's
+                per[t][group] = (x @ Qg[0]).max()
+            elif Qg.ndim == 2:
                 per[t][group] = (x @ Qg.T).max(0)
             else:  # weighted words (G, T, d): CSA
                 per_word = np.einsum("ld,gtd->gtl", x, Qg).max(-1)  # (G, T)
@@ -212,8 +227,11 @@ def search_exact(store: FrameStore, Q: dict[str, np.ndarray], k: int, first: int
     """Exact top-k for queries Q[b] (B, d) unit. Phase 1 scores each query's ``first`` videos with
     the best block (the block directions predict the answer well); their k-th exact score is a
     lower bound of the true k-th, so phase 2 only scores videos whose upper bound reaches it:
-    pair by pair while they are few, else in one sequential scan of the frames (on real-shaped
-    data the 100th score lies in the noise floor and few bounds fall below it). Returns videos
+    pair by pair while they are few. On real-shaped data the 100th score lies in the noise floor
+    and few cap bounds fall below it: then the frames' int8 codes, where stored, bound every video
+    (``frame_bounds``), as many videos again, the best by their estimate, are scored, and the pairs left are
+    those whose code bound reaches the new k-th; else, or if still many, one sequential scan of
+    the frames. Returns videos
     (B, k) and scores (B, k), score descending then video ascending; with ``with_count``, also
     the videos scored per query."""
     k = min(k, store.num_videos)
@@ -231,6 +249,21 @@ def search_exact(store: FrameStore, Q: dict[str, np.ndarray], k: int, first: int
     seen = np.zeros_like(ub, dtype=bool)
     seen[head.T, np.arange(nq)[None]] = True
     todo = (ub >= kth[None]) & ~seen
+    if todo.mean() > DENSE and store.frame_codes:
+        # the block caps prune too little: bound every video by its frames' int8 codes (half the
+        # bytes of float16 frames), score the best by the codes' estimate, and keep the rest only
+        # where their bound reaches the new k-th
+        est, table_ub = frame_bounds(store, Q, per)
+        ub = store.combine(table_ub)
+        m2 = min(m, store.num_videos - m)  # videos not scored yet, so none is scored twice
+        if m2:
+            unseen = torch.from_numpy(np.where(seen, -np.inf, est).astype(np.float32))
+            more = torch.topk(unseen, m2, dim=0).indices.T.numpy()  # (B, m2)
+            s_more = score_pairs(store, Q, np.repeat(np.arange(nq), m2), more.reshape(-1)).reshape(nq, m2)
+            head, s1 = np.concatenate([head, more], axis=1), np.concatenate([s1, s_more], axis=1)
+            kth = -np.sort(-s1, axis=1)[:, k - 1]
+            seen[more.T, np.arange(nq)[None]] = True
+        todo = (ub >= kth[None]) & ~seen
     if todo.mean() > DENSE:
         full = scan_scores(store, Q)  # (Nv, B)
         results = [_top([np.arange(store.num_videos)], [full[:, i]], k) for i in range(nq)]
@@ -240,9 +273,24 @@ def search_exact(store: FrameStore, Q: dict[str, np.ndarray], k: int, first: int
         rest_v, rest_q, known = refine(store, Q, table_ub, kth, rest_q, rest_v)
         s2 = score_pairs(store, Q, rest_q, rest_v, known)
         results = [_top([head[i], rest_v[rest_q == i]], [s1[i], s2[rest_q == i]], k) for i in range(nq)]
-        scored = m + len(rest_v) // nq
+        scored = head.shape[1] + len(rest_v) // nq
     out = np.stack([v for v, _ in results]), np.stack([s for _, s in results])
     return (out, scored) if with_count else out
+
+
+def frame_bounds(store: FrameStore, Q: dict[str, np.ndarray], blocks: dict) -> tuple[np.ndarray, dict]:
+    """One scan of the frame tables' int8 codes: every video's estimate of S and, per table, an
+    upper bound of its max, the tighter of the codes' and the block caps' (``blocks``:
+    ``table_scan``'s {t: (estimate, bound)}; a table without codes keeps them) -> (Nv, B) and
+    {t: (Nv, B)}."""
+    est, bound = {}, {}
+    for t in store.branches:
+        e, u = blocks[t]
+        if t in store.frame_codes:
+            e, u2 = scan_table(store, t, store.frames[t], store.rows(t), Q[t], codes=store.frame_codes[t], upper=True)
+            u = torch.minimum(u, u2)
+        est[t], bound[t] = e, u.numpy()
+    return np.asarray(store.combine(est)), bound
 
 
 def refine(store: FrameStore, Q: dict, table_ub: dict, kth: np.ndarray, pq: np.ndarray, pv: np.ndarray):
@@ -270,29 +318,32 @@ def scan_scores(store: FrameStore, Q: dict[str, np.ndarray]) -> np.ndarray:
     return store.combine(per).numpy()
 
 
-def scan_table(store: FrameStore, t: str, table: np.ndarray, offsets: np.ndarray, Q: np.ndarray, caps=None, codes=None):
+def scan_table(
+    store: FrameStore, t: str, table: np.ndarray, offsets: np.ndarray, Q: np.ndarray, caps=None, codes=None, upper=False
+):
     """``segment_scan`` of one table for its queries: vectors Q (B, d), or, for a table scored by
-    words (CSA), weighted words Q (B, T, d), scanned as B T vectors. With ``caps`` the words'
-    unit directions are scanned and each word's max and cap bound scaled by its weight (a bound
-    still, the weights being >= 0). Per word the zero-padding floor, then the sum over the words
-    -> (n, B) (and the bound (n, B) with ``caps``); the segments are the videos. ``codes``: the
-    table's int8 codes (``codes.BlockCodes``), scanned in its place."""
+    words (CSA), weighted words Q (B, T, d), scanned as B T vectors. With a bound (``caps``, or
+    ``upper`` with codes) the words' unit directions are scanned and each word's max and bound
+    scaled by its weight (a bound still, the weights being >= 0). Per word the zero-padding floor,
+    then the sum over the words -> (n, B) (and the bound (n, B)); the segments are the videos.
+    ``codes``: the table's int8 codes (``codes.RowCodes``), scanned in its place."""
+    bounded = caps is not None or upper
     if Q.ndim == 2:
-        return segment_scan(table, offsets, Q, caps=caps, codes=codes)
+        return segment_scan(table, offsets, Q, caps=caps, codes=codes, upper=upper)
     B, T, d = Q.shape
-    if caps is None:
+    if not bounded:
         parts, w = (segment_scan(table, offsets, Q.reshape(B * T, d), codes=codes),), None
     else:
         w = np.linalg.norm(Q, axis=-1)  # (B, T) the words' weights
         U = np.divide(Q, w[..., None], out=np.zeros_like(Q), where=w[..., None] > 0)
-        parts = segment_scan(table, offsets, U.reshape(B * T, d), caps=caps, codes=codes)
+        parts = segment_scan(table, offsets, U.reshape(B * T, d), caps=caps, codes=codes, upper=upper)
     counts = torch.from_numpy(store.frame_counts)[:, None, None]  # (n, 1, 1): the videos' frames
     pad = store.specs[t]["pad_length"]
     out = []
     for x in parts:
         x = x.reshape(-1, B, T) if w is None else x.reshape(-1, B, T) * torch.from_numpy(w.astype(np.float32))[None]
         out.append(word_sum(x, counts, pad))
-    return out[0] if caps is None else tuple(out)
+    return out[0] if not bounded else tuple(out)
 
 
 def segment_scan(
@@ -301,7 +352,8 @@ def segment_scan(
     Q: np.ndarray,
     caps: np.ndarray | None = None,
     rows: int = SCAN_ROWS,
-    codes: BlockCodes | None = None,
+    codes: RowCodes | None = None,
+    upper: bool = False,
 ):
     """Max over each segment of ``table`` @ Q.T: table (N, d) float32 or float16 rows (a memory
     map is read once, in order, about ``rows`` rows at a time: whole segments), offsets (n+1,)
@@ -309,14 +361,22 @@ def segment_scan(
     are block directions with their caps, and the max of their cap bounds (``store.cap_bound``)
     comes too, from the same products: -> ((n, B), (n, B)). With ``codes`` (the rows in int8,
     ``codes.py``) the products are the codes' estimates, and the cap bounds are taken of their
-    upper cosines, so they stay bounds. float16 rows are widened into one reused buffer:
-    allocating a fresh one per slice costs more than the product."""
+    upper cosines, so they stay bounds; with ``upper`` (codes, no caps) the max of those upper
+    cosines is the bound. float16 rows are widened into one reused buffer: allocating a fresh one
+    per slice costs more than the product."""
     n, B = len(offsets) - 1, len(Q)
+    bounded = caps is not None or (upper and codes is not None)
+    if bounded and caps is None:  # frame codes: one reduction of the estimates, each video's slack added after
+        return codes.segment_scan(Q, offsets, rows)
+
+    def bound_of(up, r0, r1):  # the rows' upper cosines -> the bound of their max
+        return up if caps is None else cap_bound(up, caps[r0:r1, None]).astype(np.float32, copy=False)
+
     if codes is not None:
 
-        def product(r0, r1):  # -> estimate (r, B) and the cosine the cap bound is taken of
-            got = codes.scan(Q, r0, r1, upper=caps is not None)
-            return got if caps is not None else (got, got)
+        def product(r0, r1):  # -> estimate (r, B) and the cosine the bound is taken of
+            got = codes.scan(Q, r0, r1, upper=bounded)
+            return got if bounded else (got, got)
     elif B == 1 and table.dtype == np.float32:
         # one query over float32 rows (the block table): OpenBLAS's matrix-vector product reads
         # them ~2x faster than torch's, and nothing needs widening
@@ -326,17 +386,17 @@ def segment_scan(
     else:
         product = None
     if product is not None and B == 1:  # one query: one pass over the whole table
-        m, up = product(0, int(offsets[-1]) if n else 0)
-        parts = [m[:, 0]] if caps is None else [m[:, 0], cap_bound(up[:, 0], caps).astype(np.float32, copy=False)]
-        out = [torch.from_numpy(ragged_max(x, offsets[:-1]))[:, None] for x in parts]
-        return out[0] if caps is None else tuple(out)
-    out = [torch.empty(n, B) for _ in range(1 if caps is None else 2)]
+        r1 = int(offsets[-1]) if n else 0
+        m, up = product(0, r1)
+        parts = [m] if not bounded else [m, bound_of(up, 0, r1)]
+        out = [torch.from_numpy(ragged_max(x[:, 0], offsets[:-1]))[:, None] for x in parts]
+        return out[0] if not bounded else tuple(out)
+    out = [torch.empty(n, B) for _ in range(2 if bounded else 1)]
     lengths = torch.from_numpy(np.diff(offsets))
-    cuts = np.unique(np.searchsorted(offsets, np.arange(0, int(offsets[-1]), rows), side="right") - 1)
-    ends = np.append(cuts[1:], n).astype(np.int64)
+    chunks = segment_chunks(offsets, rows)
     if product is None:
         T, q = torch_rows(table), torch.from_numpy(np.ascontiguousarray(Q.T, np.float32))  # (d, B)
-        most = int((offsets[ends] - offsets[cuts]).max()) if n else 0
+        most = max((int(offsets[e] - offsets[s]) for s, e in chunks), default=0)
         buf = torch.empty(most, T.shape[1]) if T.dtype != torch.float32 else None
         prod = torch.empty(most * B)
 
@@ -345,14 +405,13 @@ def segment_scan(
             m = torch.mm(x, q, out=prod[: (r1 - r0) * B].view(r1 - r0, B)).numpy()
             return m, m
 
-    for s0, s1 in zip(cuts, ends) if n else []:
+    for s0, s1 in chunks:
         r0, r1 = int(offsets[s0]), int(offsets[s1])
         m, up = product(r0, r1)
         out[0][s0:s1] = segment_max(torch.from_numpy(m), lengths[s0:s1])
-        if caps is not None:
-            bound = cap_bound(up, caps[r0:r1, None]).astype(np.float32, copy=False)
-            out[1][s0:s1] = segment_max(torch.from_numpy(bound), lengths[s0:s1])
-    return out[0] if caps is None else tuple(out)
+        if bounded:
+            out[1][s0:s1] = segment_max(torch.from_numpy(bound_of(up, r0, r1)), lengths[s0:s1])
+    return out[0] if not bounded else tuple(out)
 
 
 def search_faiss(

@@ -135,12 +135,12 @@ class Searcher:
 
     def warm(self, engine: str = "auto") -> None:
         """Load now what answering will need (the query encoder, the FAISS indexes when the
-        engine reads them, the block codes packed for the int8 kernels), so that a server's first
-        request is not the slow one."""
+        engine reads them, the block codes packed for the int8 kernels, and the frame codes too
+        for exact search), so that a server's first request is not the slow one."""
         self.queries.warm()
         if self._engine(engine) == "faiss":
             _ = self.indexes
-        self.store.pack()
+        self.store.pack(frames=self._engine(engine) == "bounds")
         if self.store.remote:
             _ = self.store.backend  # reach the server (or open the shard) now: a wrong place fails at start
 
