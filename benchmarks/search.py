@@ -276,10 +276,16 @@ def do_exact(args):
     print(out)
 
 
-def read_bytes(store, videos_scored: float) -> int:
-    """Bytes one query reads: every table's block summaries (int8 codes or float32 directions) and
-    the rows of the videos it scores exactly (at the corpus's mean length)."""
-    blocks = sum(store.codes[t].nbytes if t in store.codes else store.direction[t].nbytes for t in store.branches)
+def read_bytes(store, videos_scored: float, engine: str) -> int:
+    """Bytes one query reads: every table's block summaries (the blocks engine: int8 codes where
+    stored; exact search: the float32 directions), for exact search the frames' int8 codes where
+    stored (at these sizes the caps prune too little, so their pass always runs), and the rows of
+    the videos it scores exactly (at the corpus's mean length)."""
+    if engine == "blocks":
+        blocks = sum(store.codes[t].nbytes if t in store.codes else store.direction[t].nbytes for t in store.branches)
+    else:
+        blocks = sum(store.direction[t].nbytes for t in store.branches)
+        blocks += sum(c.nbytes for c in store.frame_codes.values()) if videos_scored < store.num_videos else 0
     per_video = sum(store.frames[t][:1].nbytes for t in store.branches) * store.offsets[-1] / store.num_videos
     return int(blocks + videos_scored * per_video)
 
@@ -294,14 +300,20 @@ def do_query(args):
         from dataclasses import replace
 
         store = replace(store, codes={})
+    if args.no_frame_codes:  # exact search as before the frames' codes, on the same index
+        from dataclasses import replace
+
+        store = replace(store, frame_codes={})
     packed = {}
     if args.query_batch == 1:  # one query at a time, as `prvr serve` answers: its block codes packed at start
         t = time.perf_counter()
-        store.pack()
+        store.pack(frames=args.engine == "bounds")  # as `prvr serve --engine <engine>` does
         packed = {
             "pack_seconds": round(time.perf_counter() - t, 2),
             "packed": any(c.packed for c in store.codes.values()),
         }
+        if args.engine == "bounds":
+            packed["frame_codes_packed"] = any(c.packed for c in store.frame_codes.values())
     answers = Path(args.answers or args.index)  # the local index that holds the queries and exact answers
     z = np.load(answers / f"{args.split}_queries.npz")
     Q = {b: z[b] for b in BR}
@@ -339,7 +351,7 @@ def do_query(args):
     out = {**pct(lat), "recall@10": round(float(np.mean(r10)), 4), "recall@100": round(float(np.mean(r100)), 4)}
     if scored and not store.remote:
         out |= {"videos_scored_mean": round(float(np.mean(scored)), 1)}
-        out |= {"read_mib_per_query": round(read_bytes(store, float(np.mean(scored))) / 2**20, 2)}
+        out |= {"read_mib_per_query": round(read_bytes(store, float(np.mean(scored)), args.engine) / 2**20, 2)}
     print(json.dumps(out | packed | memory_status()))
 
 
@@ -365,6 +377,7 @@ def do_floor(args):
         return max(int(torch_rows(w).max()) for w in words)
 
     out = {"frame_mib": round(sum(w.nbytes for w in words) / 2**20, 1)}
+    out["frame_codes_mib"] = round(sum(c.nbytes for c in store.frame_codes.values()) / 2**20, 1)
     for name, fn in (("numpy_one_core", numpy_or), ("torch_all_cores", torch_max)):
         fn()
         times = []
@@ -443,6 +456,12 @@ def large(nv, n_q, memory, noise, work, sweep, reuse=False, qdrant=()):
             "_query", "--index", root, "--split", "test", "--engine", "bounds", "--query-batch", batch, *limit
         )
         print(json.dumps({key: res[key]}), flush=True)
+    # the pair: exact search one query at a time without the frames' codes, on the same index
+    key = "exact_batch1_without_frame_codes"
+    res[key] = sub(
+        "_query", "--index", root, "--split", "test", "--engine", "bounds", "--limit", 20, "--no-frame-codes"
+    )
+    print(json.dumps({key: res[key]}), flush=True)
     res["streaming_floor"] = sub("_floor", "--index", root)
     res["exact_batch1_over_floor"] = round(res["exact_batch1"]["median_ms"] / res["streaming_floor"]["floor_ms"], 2)
     print(json.dumps({k: res[k] for k in ("streaming_floor", "exact_batch1_over_floor")}), flush=True)
@@ -491,6 +510,7 @@ def main():
     ap.add_argument("--limit", type=int, default=None, help="only the first N queries")
     ap.add_argument("--repeats", type=int, default=5, help="_floor: passes timed")
     ap.add_argument("--float32-blocks", action="store_true", help="_query: scan the float32 block table, not its codes")
+    ap.add_argument("--no-frame-codes", action="store_true", help="_query: exact search without the frames' int8 codes")
     ap.add_argument("--rescore", type=int, default=300)
     ap.add_argument("--qdrant", default="", help="also index the large corpora into these backends (qdrant-edge)")
     ap.add_argument("--backend", default="qdrant-edge")
