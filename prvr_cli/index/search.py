@@ -229,11 +229,10 @@ def search_exact(store: FrameStore, Q: dict[str, np.ndarray], k: int, first: int
     lower bound of the true k-th, so phase 2 only scores videos whose upper bound reaches it:
     pair by pair while they are few. On real-shaped data the 100th score lies in the noise floor
     and few cap bounds fall below it: then the frames' int8 codes, where stored, bound every video
-    (``frame_bounds``), as many videos again, the best by their estimate, are scored, and the pairs left are
-    those whose code bound reaches the new k-th; else, or if still many, one sequential scan of
-    the frames. Returns videos
-    (B, k) and scores (B, k), score descending then video ascending; with ``with_count``, also
-    the videos scored per query."""
+    (``frame_bounds``), as many videos again, the best by the codes' estimate, are scored, and the
+    pairs left are those whose code bound reaches the new k-th; else, or if still many, one
+    sequential scan of the frames. Returns videos (B, k) and scores (B, k), score descending then
+    video ascending; with ``with_count``, also the videos scored per query."""
     k = min(k, store.num_videos)
     # the float32 caps, not the codes': at 2,000 videos the codes' slack let 179 videos a query
     # through to exact scoring instead of 100, which cost more than their cheaper scan saved
