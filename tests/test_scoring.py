@@ -7,7 +7,7 @@ import torch
 
 from prvr_cli.config import load_preset
 from prvr_cli.core.branches import BRANCHES
-from prvr_cli.core.score import branch_mean, ragged_max, ragged_scores, retrieval_score
+from prvr_cli.core.score import branch_mean, ragged_max, ragged_scores, retrieval_score, segment_chunks
 from prvr_cli.data.layout import Layout
 from prvr_cli.data.loaders import pad_sequences
 from prvr_cli.data.splits import load_split
@@ -61,6 +61,15 @@ def test_ragged_max_of_query_columns_is_the_max_over_each_segment():
     starts = np.array([1, 3, 4])  # row 0 belongs to no segment
     np.testing.assert_array_equal(ragged_max(values, starts), [[3.0, 5.0], [0.5, 0.5], [9.0, 9.0]])
     np.testing.assert_array_equal(ragged_max(values[:, 0], starts), [3.0, 0.5, 9.0])  # one query
+
+
+def test_segment_chunks_are_runs_of_whole_segments():
+    offsets = np.array([0, 3, 4, 10, 11, 12])  # segments of 3, 1, 6, 1 and 1 rows
+    # a run starts at the segment holding each multiple of 4 rows: rows 0, 4 and 8 lie in segments 0, 2 and 2
+    assert segment_chunks(offsets, 4) == [(0, 2), (2, 5)]
+    assert segment_chunks(offsets, 100) == [(0, 5)]
+    assert segment_chunks(offsets, 1) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    assert segment_chunks(np.array([0]), 4) == []
 
 
 def test_segment_scan_is_the_max_of_each_segment_whatever_the_slicing():
