@@ -177,6 +177,24 @@ def test_add_equals_rebuild(trained, tmp_path):
         assert [h.video for h in ha] == [h.video for h in hb]
 
 
+def test_an_index_without_frame_codes_answers_the_same_and_keeps_its_choice(trained, tmp_path):
+    root, _, ids = trained
+    build_index(root / "run", tmp_path / "with")
+    build_index(root / "run", tmp_path / "without", videos=ids[:15], frame_codes=False)
+    with pytest.raises(PrvrError, match="built without frame codes"):
+        build_index(root / "run", tmp_path / "without", add=True, frame_codes=True)
+    build_index(root / "run", tmp_path / "without", add=True)  # keeps the index's choice
+    with_codes, without = FrameStore.load(tmp_path / "with"), FrameStore.load(tmp_path / "without")
+    assert with_codes.meta["frame_codes"] == "int8" and set(with_codes.frame_codes) == {"theta", "phi"}
+    assert "frame_codes" not in without.meta and not without.frame_codes
+    assert not list((tmp_path / "without").glob("frame*_*.i8")) and not list((tmp_path / "without").glob("framequant*"))
+    sa, sb = Searcher(tmp_path / "with"), Searcher(tmp_path / "without")
+    q = sa.encode_query_ids(["v000001#enc#0", "v000030#enc#1"])
+    for ha, hb in zip(sa.search(q, 5, engine="bounds"), sb.search(q, 5, engine="bounds")):
+        assert [h.video for h in ha] == [h.video for h in hb]
+        np.testing.assert_allclose([h.score for h in ha], [h.score for h in hb], atol=1e-6)
+
+
 def test_id_map_and_moments(trained, tmp_path):
     root, layout, _ = trained
     build_index(root / "run", tmp_path / "ix")

@@ -41,6 +41,13 @@ def index(
         "--factory (their plan is fixed) and on a resume it would plan otherwise",
     ),
     add: bool = typer.Option(False, "--add", help="append videos not yet in the index, without rebuilding"),
+    frame_codes: bool = typer.Option(
+        None,
+        "--frame-codes/--no-frame-codes",
+        help="store the frames also as int8 codes (default: yes), which exact search scans when the block bounds "
+        "prune little (one query over 50,000 videos about 3x faster); --no-frame-codes saves their disk (with them "
+        "an index of float16 frames is about 42% larger). A resume or an --add keeps the index's choice",
+    ),
     backend: str = typer.Option(
         "local",
         help="where the vectors live: local (the frame store in --out), qdrant (a server: --url), qdrant-edge "
@@ -99,6 +106,7 @@ def index(
                 progress=progress,
                 memory=memory,
                 backend=where,
+                frame_codes=frame_codes,
             )
         else:
             if clip_pretrained:
@@ -117,6 +125,7 @@ def index(
                 progress=progress,
                 memory=memory,
                 backend=where,
+                frame_codes=frame_codes,
             )
     if json_out:
         print_json(summary)

@@ -41,6 +41,7 @@ from prvr_cli.index.store import (
     BANK_FILE,
     BLOCK,
     CHECKPOINT_FILE,
+    CODES,
     FORMAT,
     SPANS,
     FrameStore,
@@ -143,6 +144,17 @@ def open_existing(
     if not add and meta.get("complete"):
         raise PrvrError(f"{out}: an index is already here; pass --add to append new videos")
     return store
+
+
+def same_frame_codes(store: FrameStore | None, frame_codes: bool | None, out: Path) -> None:
+    """Refuse ``--frame-codes`` / ``--no-frame-codes`` that an index to resume or add to was not built with."""
+    if store is None or frame_codes is None or (store.meta.get("frame_codes") == CODES) == frame_codes:
+        return
+    has = "with" if store.meta.get("frame_codes") == CODES else "without"
+    raise PrvrError(
+        f"--{'' if frame_codes else 'no-'}frame-codes: {out} was built {has} frame codes, which a resume or an --add "
+        "keeps; index into a new --out to change it"
+    )
 
 
 def same_backend(store: FrameStore | None, backend, out: Path) -> None:
@@ -414,10 +426,13 @@ def build(
     batch_size: int = 64,
     chunk_videos: int = 2000,
     backend=None,
+    frame_codes: bool | None = None,
 ) -> dict:
     """Build, resume or ``add`` to the index in ``out`` of the kind ``open_kind()`` loads (once
     the cheap checks passed): check the folder and ``--memory``, open an existing index, plan,
     record, carry, then stream the ``videos`` (default: the whole corpus) not yet in it.
+    ``frame_codes``: whether a new index stores its frames' int8 codes too (None: yes); an
+    existing one keeps its choice.
     ``backend``: where the rows go (a ``qdrant.Location``; None: the local frame store)."""
     if backend is None:
         import faiss  # noqa: F401  (fail early with the real import error)
@@ -425,10 +440,9 @@ def build(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PrvrError(f"{out}: is a file, not an index folder")
-    if backend is not None and (factory is not None or memory is not None):
-        raise PrvrError(
-            f"--{'factory' if factory else 'memory'}: plans the local store; not with --backend {backend.kind}"
-        )
+    if backend is not None and (factory is not None or memory is not None or frame_codes is not None):
+        given = "factory" if factory else "memory" if memory else "frame-codes" if frame_codes else "no-frame-codes"
+        raise PrvrError(f"--{given}: plans the local store; not with --backend {backend.kind}")
     budget = memory_budget(memory, factory, add)
     kind = open_kind()
     if factory is not None:
@@ -438,6 +452,7 @@ def build(
     with folder_lock(out):
         store = open_existing(out, factory, add, kind.differs)
         same_backend(store, backend, out)
+        same_frame_codes(store, frame_codes, out)
         todo = videos_to_add(kind.source, kind.layout, videos, store)
         fingerprint = same_dataset(store, kind.source, todo, out)
         if backend is None:
@@ -449,7 +464,7 @@ def build(
         kind.carry(out)
         copy_sources(kind.layout, out)
         if backend is None:
-            writer = StoreWriter(out, meta, tuple(kind.tables), store)
+            writer = StoreWriter(out, meta, tuple(kind.tables), store, frame_codes is not False)
         else:
             from prvr_cli.index.qdrant import QdrantWriter
 
@@ -578,10 +593,11 @@ def build_index(
     progress=None,
     memory: str | None = None,
     backend=None,
+    frame_codes: bool | None = None,
 ) -> dict:
     """Index the corpus ``data_root/collection`` (default: the run's training dataset) with the
     run's model. ``factory``: a frame-level FAISS factory (None: the plan for the corpus size and
-    the ``memory`` budget, see ``plan.py`` and ``memory_budget``)."""
+    the ``memory`` budget, see ``plan.py`` and ``memory_budget``); ``frame_codes``: see ``build``."""
     return build(
         out,
         lambda: TrainedKind(checkpoint_file(run), data_root, collection, feature, device),
@@ -593,4 +609,5 @@ def build_index(
         batch_size,
         chunk_videos,
         backend,
+        frame_codes,
     )

@@ -476,7 +476,14 @@ class StoreWriter:
     (an interrupted batch) are cut off when a writer reopens the folder, so a resumed build ends
     byte-identical to an uninterrupted one. The caller holds the folder's lock (``prvr_cli.lock``)."""
 
-    def __init__(self, root: Path, meta: dict, branches: tuple[str, ...], store: FrameStore | None = None):
+    def __init__(
+        self,
+        root: Path,
+        meta: dict,
+        branches: tuple[str, ...],
+        store: FrameStore | None = None,
+        frame_codes: bool = True,
+    ):
         if store is not None and store.meta.get("format", LEGACY_FORMAT) == LEGACY_FORMAT:
             raise PrvrError(f"{root}: was built by an older prvr ({LEGACY_FORMAT}); rebuild it to add videos")
         self.root, self.meta, self.branches = root, meta, branches
@@ -495,7 +502,8 @@ class StoreWriter:
         self.codes = store is None or store.meta.get("block_codes") == CODES
         if self.codes:
             meta["block_codes"] = CODES
-        self.frame_codes = store is None or store.meta.get("frame_codes") == CODES  # the same for the frames'
+        # the frames' codes: a new index's choice (``frame_codes``), kept by every later writer
+        self.frame_codes = frame_codes if store is None else store.meta.get("frame_codes") == CODES
         if self.frame_codes:
             meta["frame_codes"] = CODES
         # an --add to a complete index commits once, at the end: until then the index stays searchable as it was

@@ -137,6 +137,7 @@ def build_zero_shot(
     encoder=None,
     memory: str | None = None,
     backend=None,
+    frame_codes: bool | None = None,
 ) -> dict:
     """Index every video of the extracted dataset ``data`` (a ``ROOT/NAME`` folder) for
     zero-shot search (``ZeroShotKind``; ``build`` for the rest)."""
@@ -151,4 +152,5 @@ def build_zero_shot(
         batch_size,
         chunk_videos,
         backend,
+        frame_codes,
     )
