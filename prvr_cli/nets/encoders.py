@@ -24,6 +24,7 @@ from prvr_cli.core.registry import Registry
 from prvr_cli.core.score import TokenSet, Words, unit, valid_frames
 from prvr_cli.errors import PrvrError
 from prvr_cli.nets.gmm import AttentionV1, AttentionV2, GaussianBlock, MixedGaussianBlock, clip_average, frame_spans
+from prvr_cli.nets.layers import Dropout, EncoderLayer, Rows
 from prvr_cli.nets.msc import ClipInputs, grid_frame_spans, op_tome
 from prvr_cli.nets.ral import GaussianHead, WordHead, frame_sets, support_sets, words_of
 
@@ -34,7 +35,7 @@ class InputProjection(nn.Module):
     def __init__(self, d_in: int, d: int, dropout: float):
         super().__init__()
         self.norm = nn.LayerNorm(d_in)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.linear = nn.Linear(d_in, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -48,9 +49,12 @@ class LearnedPositions(nn.Module):
         super().__init__()
         self.table = nn.Embedding(max_len, d)
         self.norm = nn.LayerNorm(d)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """With ``positions`` (n,), x is packed rows (n, d) at those positions of their sequences."""
+        if positions is not None:
+            return self.drop(self.norm(x + self.table(positions)))
         pos = torch.arange(x.shape[1], device=x.device)
         return self.drop(self.norm(x + self.table(pos)[None]))
 
@@ -66,8 +70,8 @@ def temporal_bias(widths: tuple[float, ...], length: int, device=None) -> torch.
 
 
 class SequenceEncoder(nn.Module):
-    """Projection + positions + Transformer layer(s). Returns (N, L, d); padded rows are ignored
-    as keys by attention (their own outputs are computed but never used). With
+    """Projection + positions + Transformer layer(s). Returns (N, L, d), zeros at the padding:
+    only the valid rows are computed (``Rows``), and padded keys get no attention. With
     ``attention_widths``, each head's attention is restricted softly to a window of frames."""
 
     def __init__(self, d_in: int, cfg: ModelConfig, max_len: int, attention_widths: tuple[float, ...] = ()):
@@ -76,31 +80,20 @@ class SequenceEncoder(nn.Module):
         self.proj = InputProjection(d_in, cfg.hidden, cfg.input_dropout)
         self.pos = LearnedPositions(max_len, cfg.hidden, cfg.dropout)
         self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                cfg.hidden,
-                cfg.heads,
-                dim_feedforward=cfg.hidden,
-                dropout=cfg.dropout,
-                activation="gelu",
-                batch_first=True,
-            )
-            for _ in range(cfg.layers)
+            EncoderLayer(cfg.hidden, cfg.heads, cfg.hidden, cfg.dropout) for _ in range(cfg.layers)
         )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.pos(self.proj(x))  # (N, L, d)
-        pad = ~valid_frames(mask)  # True = padding
-        bias = None
-        if self.attention_widths:
-            # (N * heads, L, L), batch-major as nn.MultiheadAttention expects; padding keys get
-            # -inf here too, since torch refuses a float mask beside a bool padding mask
-            prior = temporal_bias(self.attention_widths, h.shape[1], h.device)
-            bias = prior[None].masked_fill(pad[:, None, None, :], float("-inf"))
-            bias = bias.reshape(-1, h.shape[1], h.shape[1])
-            pad = None
+        valid = valid_frames(mask)
+        rows = Rows.of(valid)
+        h = self.pos(self.proj(rows.pack(x)), rows.positions())  # (n, d): the valid rows only
+        bias = torch.zeros(valid.shape, dtype=h.dtype, device=h.device).masked_fill(~valid, float("-inf"))
+        bias = bias[:, None, None, :]  # (N, 1, 1, L): padding keys get no attention
+        if self.attention_widths:  # (N, h, L, L)
+            bias = bias + temporal_bias(self.attention_widths, valid.shape[1], h.device).to(h.dtype)[None]
         for layer in self.layers:
-            h = layer(h, src_mask=bias, src_key_padding_mask=pad)
-        return h
+            h = layer(h, bias, rows)
+        return rows.unpack(h)  # (N, L, d), zeros at the padding
 
 
 class AttentionPooling(nn.Module):

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prvr_cli.nets.layers import Dropout
+
 V1_WIDTHS = (None, 0.5, 1.0, 5.0)
 V2_WIDTHS = (None, 0.5, 1.0, 5.0, 10.0, 3.0, 0.1, 8.0)
 
@@ -43,7 +45,7 @@ class GaussianSelfAttention(nn.Module):
             raise ValueError(f"hidden size {d} is not a multiple of {heads} heads")
         self.heads, self.width = heads, width
         self.query, self.key, self.value = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         n, length, d = x.shape
@@ -77,7 +79,7 @@ class AttentionV1(nn.Module):
         super().__init__()
         self.attn = GaussianSelfAttention(d, heads, dropout, width)
         self.dense = nn.Linear(d, d)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.norm = nn.LayerNorm(d)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -87,7 +89,7 @@ class AttentionV1(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, d: int, d_ff: int, dropout: float):
         super().__init__()
-        self.up, self.down, self.drop = nn.Linear(d, d_ff), nn.Linear(d_ff, d), nn.Dropout(dropout)
+        self.up, self.down, self.drop = nn.Linear(d, d_ff), nn.Linear(d_ff, d), Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(self.drop(F.relu(self.up(x))))
@@ -102,7 +104,7 @@ class AttentionV2(nn.Module):
         self.attn = GaussianSelfAttention(d, heads, dropout, width)
         self.ff = FeedForward(d, ff * d, dropout)
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
+        self.drop1, self.drop2 = Dropout(dropout), Dropout(dropout)
 
     def forward(
         self,
@@ -143,7 +145,7 @@ class MixedGaussianBlock(nn.Module):
         self.length, self.temperature, self.recompute = length, temperature, recompute
         self.paths = nn.ModuleList(AttentionV2(d, heads, dropout, w) for w in widths)
         self.cross = AttentionV2(d, heads, dropout, None, ff=1)
-        self.mix = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d, length))
+        self.mix = nn.Sequential(nn.Linear(d, d), nn.ReLU(), Dropout(dropout), nn.Linear(d, length))
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None, token: torch.Tensor, key_bias: torch.Tensor | None = None
