@@ -763,23 +763,127 @@ F += [
 ]
 F.append(q(B, "widening float16 rows to float32 alone takes {}x the read", FS, V("widen_only_over_floor", ".1f")))
 
+# docs/results.md: the shipped preset's semi-real row re-run after the CPU dropout masks
+F.append(
+    q(
+        "docs/results.md",
+        "re-run with the same command after it, gives test SumR {} and val {} (best epoch {}) in {} s instead of {}",
+        "train_epoch_tvrdev.json",
+        V("speed_change/twelve_epochs_same_seed/after/test_SumR"),
+        V("speed_change/twelve_epochs_same_seed/after/val_SumR"),
+        V("speed_change/twelve_epochs_same_seed/after/best_epoch", ".0f"),
+        V("speed_change/twelve_epochs_same_seed/after/seconds", ",.0f"),
+        V("speed_change/twelve_epochs_same_seed/before/seconds", ",.0f"),
+    )
+)
+
+# docs/benchmarks.md: the synthetic epoch before and after, and the wait policy for training
+F += [
+    q(
+        B,
+        "a warmup epoch of both branches at 1,600 synthetic videos / {} queries / 128 frames of 1024-d (d = 384)"
+        " takes {} s, against {} s before",
+        "train_epoch_synth.json",
+        V("after/train_queries", ",.0f"),
+        V("after/warmup_epoch_seconds"),
+        V("before/warmup_epoch_seconds"),
+    ),
+    q(
+        B,
+        "took {} and {} s with the default against {} and {} s passive",
+        "wait_policy_train_extract.json",
+        V("training/runs/0/five_steps_seconds"),
+        V("training/runs/2/five_steps_seconds"),
+        V("training/runs/1/five_steps_seconds"),
+        V("training/runs/3/five_steps_seconds"),
+    ),
+]
+
 # README and docs/benchmarks.md: prvr's training epoch beside the official GMMFormer's, measured as a pair
 TE = "train_epoch_tvrdev.json"
+TWELVE = "speed_change/twelve_epochs_same_seed"
+PREV = "previous_pair/pair"
+
+
+def _spread(seconds) -> str:
+    """How much the slowest of some epochs took over the fastest, in whole percent."""
+    return f"{(max(seconds) / min(seconds) - 1) * 100:.0f}"
+
+
+def _pair_row(pair: str) -> tuple:
+    """A row of the training-speed table: prvr's epochs, GMMFormer's, the ratio."""
+    return (
+        V(f"{pair}/prvr/arl_epoch_seconds"),
+        V(f"{pair}/prvr/warmup_epoch_seconds/0"),
+        V(f"{pair}/prvr/warmup_epoch_seconds/1"),
+        V(f"{pair}/gmmformer_official/mean_epoch_seconds"),
+        V(f"{pair}/gmmformer_official/train_epoch_seconds/0"),
+        V(f"{pair}/gmmformer_official/train_epoch_seconds/1"),
+        V(f"{pair}/ratio_arl_over_gmmformer", ".2f"),
+    )
+
+
 F += [
     q(
         "README.md",
         "a full-ARL epoch of the `tvr` preset (both branches) takes {} s against {} s for GMMFormer's"
-        " training epoch, a ratio of {} (warmup epochs {} and {} s).",
+        " training epoch, a ratio of {} (warmup epochs {} and {} s). It took {} s ({}) until",
         TE,
         V("pair/prvr/arl_epoch_seconds"),
         V("pair/gmmformer_official/mean_epoch_seconds"),
         V("pair/ratio_arl_over_gmmformer", ".2f"),
         V("pair/prvr/warmup_epoch_seconds/0"),
         V("pair/prvr/warmup_epoch_seconds/1"),
+        V(f"{PREV}/prvr/arl_epoch_seconds"),
+        V(f"{PREV}/ratio_arl_over_gmmformer", ".2f"),
+    ),
+    q(
+        "README.md",
+        "the same seeded 12-epoch run scores test SumR {} against {} before",
+        TE,
+        V(f"{TWELVE}/after/test_SumR"),
+        V(f"{TWELVE}/before/test_SumR"),
+    ),
+    q(B, "| 2026-12-03 | {} s (warmup epochs {}, {} s) | {} s ({}, {} s) | {} |", TE, *_pair_row("pair")),
+    q(B, "| 2026-12-02 | {} s (warmup epochs {}, {} s) | {} s ({}, {} s) | {} |", TE, *_pair_row(PREV)),
+    q(
+        B,
+        "Epochs of one run differ by up to {}% on this machine (the warmup epochs above, {} and {} s;",
+        TE,
+        V(lambda j: _spread(j["pair"]["prvr"]["warmup_epoch_seconds"])),
+        V("pair/prvr/warmup_epoch_seconds/0"),
+        V("pair/prvr/warmup_epoch_seconds/1"),
     ),
     q(
         B,
-        "the `tvr` preset's full-ARL epoch takes {} s, {} of the official GMMFormer's {} s measured just before it",
+        "GMMFormer's two differ by {}%",
+        TE,
+        V(lambda j: _spread(j["pair"]["gmmformer_official"]["train_epoch_seconds"])),
+    ),
+    q(
+        B,
+        "a step took {} s as it was, {} s with dropout off entirely, {} s with the new masks and {} s with the new"
+        " masks and the valid rows only",
+        TE,
+        V("speed_change/step_seconds/before"),
+        V("speed_change/step_seconds/dropout_off_entirely"),
+        V("speed_change/step_seconds/cpu_dropout_masks"),
+        V("speed_change/step_seconds/cpu_dropout_masks_and_valid_rows_only"),
+    ),
+    q(
+        B,
+        "test SumR {} (val {}) against {} (val {}), in {} s against {} s for the whole run with its validations",
+        TE,
+        V(f"{TWELVE}/after/test_SumR"),
+        V(f"{TWELVE}/after/val_SumR"),
+        V(f"{TWELVE}/before/test_SumR"),
+        V(f"{TWELVE}/before/val_SumR"),
+        V(f"{TWELVE}/after/seconds", ",.0f"),
+        V(f"{TWELVE}/before/seconds", ",.0f"),
+    ),
+    q(
+        B,
+        "the `tvr` preset's full-ARL epoch takes {} s, {} of the official GMMFormer's {} s measured just after it",
         TE,
         V("pair/prvr/arl_epoch_seconds"),
         V("pair/ratio_arl_over_gmmformer", ".2f"),
