@@ -464,6 +464,30 @@ def test_blocks_engine_finds_the_exact_answer_and_scores_it_exactly(tmp_path, st
     assert hits / 60 >= 0.95
 
 
+@pytest.mark.parametrize("storage", ["float32", "float16"])
+def test_one_query_pairs_equal_the_grouped_form_and_brute_force(tmp_path, storage):
+    """A single query's pairs take a loop of one product per video; a batch groups pairs by
+    video. Both give each table's max over the stored rows, a video asked twice too."""
+    from prvr_cli.index.search import frame_pairs, one_query_pairs
+
+    rng = np.random.default_rng(6)
+    frames, offsets = clustered(rng, 30, 16)
+    meta = {"videos": 30, "frames": int(offsets[-1]), "factory": None}
+    store = save_store(
+        tmp_path, meta, [f"v{j}" for j in range(30)], offsets, np.zeros((offsets[-1], 2)), frames, storage
+    )
+    stored = {b: np.asarray(store.frames[b], np.float32) for b in frames}
+    q = {b: _unit(rng.standard_normal((1, 16))) for b in frames}
+    pv = np.array([7, 0, 29, 7, 12])
+    one = one_query_pairs(store, q, ["theta", "phi"], pv)
+    grouped = frame_pairs(store, {b: np.repeat(x, 2, 0) for b, x in q.items()}, ["theta", "phi"], np.zeros(5, int), pv)
+    for b in frames:
+        np.testing.assert_allclose(one[b], grouped[b], atol=1e-6)
+        truth = [(stored[b][offsets[v] : offsets[v + 1]] @ q[b][0]).max() for v in pv]
+        np.testing.assert_allclose(one[b], truth, atol=1e-6)
+    assert frame_pairs(store, q, ["theta"], np.zeros(5, int), pv)["theta"].tolist() == one["theta"].tolist()
+
+
 def test_a_small_memory_budget_plans_float16_and_the_blocks_engine(trained, tmp_path):
     root, _, _ = trained
     summary = build_index(root / "run", tmp_path / "ix", memory="1K", batch_size=5, chunk_videos=10)
