@@ -434,8 +434,8 @@ F += [
     ),
     q(
         "README.md",
-        "exact search answers one query in {} to {} ms and a batch in {} to {} ms a query, where the code"
-        " before this one took {} to {} ms for one query",
+        "exact search answers one query in {} to {} ms and a batch in {} to {} ms a query; before one"
+        " query's re-scoring became a loop of one product per video it took {} to {} ms",
         T4P,
         _t4p("this", "index_exact_single/median_ms", min),
         _t4p("this", "index_exact_single/median_ms", max),
