@@ -195,9 +195,8 @@ def one_query_pairs(store: FrameStore, Q: dict[str, np.ndarray], tables: list[st
         frames, q = np.asarray(store.frames[t]), Q[t][0]
         rows = store.rows(t)
         starts, ends = rows[pv].tolist(), rows[pv + 1].tolist()
-        widen = float32_rows if frames.dtype != np.float32 else np.asarray
         per[t] = np.fromiter(
-            ((widen(frames[a:b]) @ q).max() for a, b in zip(starts, ends)), dtype=np.float32, count=len(starts)
+            ((float32_rows(frames[a:b]) @ q).max() for a, b in zip(starts, ends)), dtype=np.float32, count=len(starts)
         )
     return per
 
